@@ -1,0 +1,1 @@
+//! Placeholder crate: see ARCHITECTURE.md; filled by its own issue.
