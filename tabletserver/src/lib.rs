@@ -1,1 +1,6 @@
+//! The tablet server: the storage engine (`engine`) that keeps one tablet's data, and (in a later
+//! issue) the gRPC service that serves tablets to clients and obeys the master.
+//!
+//! Reading order: `engine` — its module doc walks the write path, the read path and compaction.
 
+pub mod engine;

@@ -1,0 +1,172 @@
+//! Cell keys and entries: the unit the memtable, SSTables and merging iterator move around.
+//!
+//! Order: row asc, family asc, qualifier asc (a family-wide entry, `qualifier = None`, sorts
+//! before every qualifier), timestamp desc, sequence number desc. Deletes are entries too
+//! (tombstones) placed at the start of the scope they cover, so a forward walk over one row meets
+//! each tombstone before the cells it hides:
+//!
+//! | entry            | family   | qualifier | timestamp  | value                     |
+//! |------------------|----------|-----------|------------|---------------------------|
+//! | cell             | f        | Some(q)   | ts         | `Value::Put(bytes)`       |
+//! | DeleteFromColumn | f        | Some(q)   | `i64::MAX` | `Value::DeleteColumn{..}` |
+//! | DeleteFromFamily | f        | None      | `i64::MAX` | `Value::DeleteFamily`     |
+//! | DeleteFromRow    | empty    | None      | `i64::MAX` | `Value::DeleteRow`        |
+//!
+//! Family names are never empty, so the row tombstone sorts first in its row. Every entry has
+//! its own sequence number (a row mutation of n entries takes n consecutive numbers), so no two
+//! entries share a key, and a tombstone hides exactly the entries with a smaller sequence number.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+/// A tablet-local sequence number; larger = later. 0 is never assigned.
+pub type Seq = u64;
+
+/// Where an entry sits in the tablet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CellKey {
+    /// Row key.
+    pub row: Bytes,
+    /// Column family; empty only for a row tombstone.
+    pub family: Bytes,
+    /// Qualifier; `None` for family- and row-wide tombstones.
+    pub qualifier: Option<Bytes>,
+    /// Cell timestamp in microseconds (`i64::MAX` for tombstones).
+    pub timestamp: i64,
+    /// Sequence number of the mutation that wrote the entry.
+    pub seq: Seq,
+}
+
+impl Ord for CellKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.row
+            .cmp(&other.row)
+            .then_with(|| self.family.cmp(&other.family))
+            .then_with(|| self.qualifier.cmp(&other.qualifier))
+            .then_with(|| other.timestamp.cmp(&self.timestamp))
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+impl PartialOrd for CellKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl CellKey {
+    /// The smallest key of `row`: every entry of the row sorts at or after it.
+    pub fn row_start(row: Bytes) -> CellKey {
+        CellKey { row, family: Bytes::new(), qualifier: None, timestamp: i64::MAX, seq: Seq::MAX }
+    }
+
+    /// Bytes this key occupies, for memory accounting.
+    pub fn approximate_size(&self) -> usize {
+        self.row.len() + self.family.len() + self.qualifier.as_ref().map_or(0, Bytes::len) + 16
+    }
+}
+
+/// What an entry says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A cell value.
+    Put(Bytes),
+    /// Deletes the column's cells with `start <= timestamp < end` (`end = i64::MAX`: no end).
+    DeleteColumn {
+        /// First timestamp deleted.
+        start: i64,
+        /// First timestamp not deleted.
+        end: i64,
+    },
+    /// Deletes every cell of the family in the row.
+    DeleteFamily,
+    /// Deletes every cell of the row.
+    DeleteRow,
+}
+
+impl Value {
+    /// Whether this entry deletes rather than writes.
+    pub fn is_tombstone(&self) -> bool {
+        !matches!(self, Value::Put(_))
+    }
+
+    /// Bytes this value occupies, for memory accounting.
+    pub fn approximate_size(&self) -> usize {
+        match self {
+            Value::Put(v) => v.len() + 1,
+            Value::DeleteColumn { .. } => 17,
+            Value::DeleteFamily | Value::DeleteRow => 1,
+        }
+    }
+}
+
+/// One key and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Where.
+    pub key: CellKey,
+    /// What.
+    pub value: Value,
+}
+
+impl Entry {
+    /// Bytes this entry occupies, for memory accounting.
+    pub fn approximate_size(&self) -> usize {
+        self.key.approximate_size() + self.value.approximate_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(row: &str, fam: &str, q: Option<&str>, ts: i64, seq: Seq) -> CellKey {
+        CellKey {
+            row: Bytes::copy_from_slice(row.as_bytes()),
+            family: Bytes::copy_from_slice(fam.as_bytes()),
+            qualifier: q.map(|q| Bytes::copy_from_slice(q.as_bytes())),
+            timestamp: ts,
+            seq,
+        }
+    }
+
+    #[test]
+    fn order_is_row_family_qualifier_ts_desc_seq_desc() {
+        let mut keys = vec![
+            key("b", "f", Some("a"), 1, 1),
+            key("a", "g", Some("a"), 1, 1),
+            key("a", "f", Some("b"), 1, 1),
+            key("a", "f", Some("a"), 1, 1),
+            key("a", "f", Some("a"), 2, 1),
+            key("a", "f", Some("a"), 2, 5),
+            key("a", "f", None, i64::MAX, 3),
+            key("a", "", None, i64::MAX, 2),
+            key("a", "f", Some(""), 9, 9),
+        ];
+        keys.sort();
+        let got: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let q = k.qualifier.as_ref().map(|q| String::from_utf8_lossy(q).into_owned());
+                (String::from_utf8_lossy(&k.row).into_owned(), q, k.timestamp, k.seq)
+            })
+            .collect();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), None, i64::MAX, 2),
+                ("a".into(), None, i64::MAX, 3),
+                ("a".into(), s(""), 9, 9),
+                ("a".into(), s("a"), 2, 5),
+                ("a".into(), s("a"), 2, 1),
+                ("a".into(), s("a"), 1, 1),
+                ("a".into(), s("b"), 1, 1),
+                ("a".into(), s("a"), 1, 1),
+                ("b".into(), s("a"), 1, 1),
+            ]
+        );
+        assert!(CellKey::row_start(Bytes::from_static(b"a")) < keys[0]);
+    }
+}
