@@ -1,0 +1,39 @@
+use prost::Message;
+
+use crate::google::bigtable::v2::{Mutation, mutation};
+use crate::tabula::tablet::v1::MutateRowRequest;
+
+fn set_cell() -> Mutation {
+    Mutation {
+        mutation: Some(mutation::Mutation::SetCell(mutation::SetCell {
+            family_name: "cf".to_owned(),
+            column_qualifier: b"q\x00\xff".to_vec(),
+            timestamp_micros: 1_700_000_000_000_000,
+            value: b"value".to_vec(),
+        })),
+    }
+}
+
+#[test]
+fn set_cell_mutation_round_trips_through_prost() {
+    let original = set_cell();
+    let bytes = original.encode_to_vec();
+    let decoded = Mutation::decode(bytes.as_slice()).unwrap();
+    assert_eq!(decoded, original);
+    let Some(mutation::Mutation::SetCell(cell)) = decoded.mutation else {
+        panic!("decoded mutation is not a SetCell: {decoded:?}");
+    };
+    assert_eq!(cell.family_name, "cf");
+    assert_eq!(cell.value, b"value");
+}
+
+#[test]
+fn tablet_request_carries_bigtable_mutations() {
+    let original = MutateRowRequest {
+        tablet_id: 7,
+        row_key: b"row-1".to_vec(),
+        mutations: vec![set_cell(), set_cell()],
+    };
+    let decoded = MutateRowRequest::decode(original.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(decoded, original);
+}
