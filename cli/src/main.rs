@@ -1,1 +1,75 @@
-fn main() {}
+//! The `tabula` binary: one command line for every server role, the local cluster, admin and
+//! data commands, and benchmarks.
+//!
+//! This file parses the command line, dispatches to one module per command group, and turns
+//! the outcome into an exit code: 0 success, 1 an error reported by the system, 2 bad usage
+//! (clap's own usage errors already exit 2; commands return [`exit::UsageError`] for usage
+//! problems clap cannot see). Reading order: this file, `exit`, `output`, then a command group
+//! such as `bench`.
+
+mod bench;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Tabula: an open-source Bigtable.
+#[derive(Debug, Parser)]
+#[command(name = "tabula", version, propagate_version = true)]
+struct Cli {
+    /// How to print results and errors.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure parts of Tabula in isolation.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit::report(&err, cli.output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_output_flag_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["tabula", "bench", "engine", "--output", "json"]).unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        let Command::Bench(bench::BenchCommand::Engine(args)) = cli.command;
+        assert_eq!(args.records, 1_000_000);
+        assert_eq!(args.dir, None);
+    }
+
+    #[test]
+    fn missing_subcommand_is_a_usage_error() {
+        let err = Cli::try_parse_from(["tabula", "bench"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}
