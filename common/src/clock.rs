@@ -52,7 +52,8 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.micros.fetch_add(by.as_micros() as i64, Ordering::SeqCst);
+        self.micros
+            .fetch_add(by.as_micros() as i64, Ordering::SeqCst);
     }
 
     /// Sets the wall clock (monotonic time never goes back).

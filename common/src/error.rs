@@ -92,7 +92,10 @@ impl fmt::Display for Error {
 impl Error {
     /// An error with `code` and `message`.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `InvalidArgument` with `message`.
@@ -132,9 +135,14 @@ impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
         let md = s.metadata();
         let tag = md.get(CODE_KEY).and_then(|v| v.to_str().ok());
-        let hint = md.get(HINT_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let hint = md
+            .get(HINT_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let code = match tag {
-            Some("wrong-tablet") => Code::WrongTablet { hint: hint.unwrap_or_default() },
+            Some("wrong-tablet") => Code::WrongTablet {
+                hint: hint.unwrap_or_default(),
+            },
             Some("not-leader") => Code::NotLeader { hint },
             _ => match s.code() {
                 tonic::Code::NotFound => Code::NotFound,
@@ -147,7 +155,10 @@ impl From<tonic::Status> for Error {
                 _ => Code::Internal,
             },
         };
-        Error { code, message: s.message().to_owned() }
+        Error {
+            code,
+            message: s.message().to_owned(),
+        }
     }
 }
 
@@ -162,8 +173,12 @@ mod tests {
             Code::AlreadyExists,
             Code::InvalidArgument,
             Code::FailedPrecondition,
-            Code::WrongTablet { hint: "serves [a, b)".into() },
-            Code::NotLeader { hint: Some("127.0.0.1:7101".into()) },
+            Code::WrongTablet {
+                hint: "serves [a, b)".into(),
+            },
+            Code::NotLeader {
+                hint: Some("127.0.0.1:7101".into()),
+            },
             Code::NotLeader { hint: None },
             Code::Unavailable,
             Code::DeadlineExceeded,
@@ -182,6 +197,10 @@ mod tests {
         let e = Error::from(tonic::Status::unavailable("down"));
         assert_eq!(e.code, Code::Unavailable);
         assert!(e.code.is_retryable());
-        assert!(!Error::from(tonic::Status::internal("x")).code.is_retryable());
+        assert!(
+            !Error::from(tonic::Status::internal("x"))
+                .code
+                .is_retryable()
+        );
     }
 }

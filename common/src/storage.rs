@@ -99,7 +99,9 @@ impl LocalDir {
 
     /// Creates `dir`'s missing parents and fsyncs each directory that gained an entry.
     fn ensure_parent(&self, full: &Path) -> io::Result<()> {
-        let Some(parent) = full.parent() else { return Ok(()) };
+        let Some(parent) = full.parent() else {
+            return Ok(());
+        };
         if parent.exists() {
             return Ok(());
         }
@@ -129,7 +131,9 @@ struct LocalAppend {
 impl AppendFile for LocalAppend {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         if self.failed {
-            return Err(io::Error::other("file failed an earlier sync; it takes no more writes"));
+            return Err(io::Error::other(
+                "file failed an earlier sync; it takes no more writes",
+            ));
         }
         self.file.write_all(data)?;
         self.len += data.len() as u64;
@@ -164,7 +168,10 @@ impl ReadFile for LocalRead {
         if end.is_none_or(|end| end > self.size) {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("read of {len} bytes at {offset} past the end ({})", self.size),
+                format!(
+                    "read of {len} bytes at {offset} past the end ({})",
+                    self.size
+                ),
             ));
         }
         let mut buf = vec![0u8; len];
@@ -204,11 +211,18 @@ impl StorageRoot for LocalDir {
     fn create_append(&self, path: &str) -> io::Result<Box<dyn AppendFile>> {
         let full = self.resolve(path)?;
         self.ensure_parent(&full)?;
-        let file = OpenOptions::new().append(true).create_new(true).open(&full)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&full)?;
         if let Some(parent) = full.parent() {
             sync_dir(parent)?;
         }
-        Ok(Box::new(LocalAppend { file, len: 0, failed: false }))
+        Ok(Box::new(LocalAppend {
+            file,
+            len: 0,
+            failed: false,
+        }))
     }
 
     fn open_read(&self, path: &str) -> io::Result<Arc<dyn ReadFile>> {
@@ -222,7 +236,11 @@ impl StorageRoot for LocalDir {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let full = if dir.is_empty() { self.root.clone() } else { self.resolve(dir)? };
+        let full = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.resolve(dir)?
+        };
         let entries = match fs::read_dir(&full) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -342,10 +360,16 @@ mod tests {
         f.append(b"world").unwrap();
         f.sync().unwrap();
         assert_eq!(f.len(), 11);
-        assert_eq!(&r.read_range("logs/s1/000001.log", 6, 5).unwrap()[..], b"world");
+        assert_eq!(
+            &r.read_range("logs/s1/000001.log", 6, 5).unwrap()[..],
+            b"world"
+        );
         let err = r.read_range("logs/s1/000001.log", 8, 5).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(r.create_append("logs/s1/000001.log").is_err(), "append files are created once");
+        assert!(
+            r.create_append("logs/s1/000001.log").is_err(),
+            "append files are created once"
+        );
     }
 
     #[test]
@@ -354,12 +378,19 @@ mod tests {
         assert!(r.list("nope").unwrap().is_empty());
         r.write_atomic("sst/b.sst", b"b").unwrap();
         r.write_atomic("sst/a.sst", b"a").unwrap();
-        assert_eq!(r.list("sst").unwrap(), vec!["a.sst".to_string(), "b.sst".to_string()]);
+        assert_eq!(
+            r.list("sst").unwrap(),
+            vec!["a.sst".to_string(), "b.sst".to_string()]
+        );
         r.delete("sst/a.sst").unwrap();
         r.delete("sst/a.sst").unwrap();
         assert!(!r.exists("sst/a.sst").unwrap());
         for bad in ["../x", "/etc/passwd", "a/../../b", ""] {
-            assert_eq!(r.read_all(bad).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert_eq!(
+                r.read_all(bad).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput,
+                "{bad}"
+            );
         }
     }
 
@@ -367,7 +398,9 @@ mod tests {
     async fn async_wrapper_runs_off_the_executor() {
         let (_d, r) = root();
         let s = AsyncStorage::new(Arc::new(r));
-        s.write_atomic("x/y".into(), Bytes::from_static(b"v")).await.unwrap();
+        s.write_atomic("x/y".into(), Bytes::from_static(b"v"))
+            .await
+            .unwrap();
         assert_eq!(&s.read_all("x/y".into()).await.unwrap()[..], b"v");
         assert_eq!(s.list("x".into()).await.unwrap(), vec!["y".to_string()]);
     }

@@ -17,6 +17,7 @@
 //! entries share a key, and a tombstone hides exactly the entries with a smaller sequence number.
 
 use std::cmp::Ordering;
+use std::ops::Bound;
 
 use bytes::Bytes;
 
@@ -58,13 +59,42 @@ impl PartialOrd for CellKey {
 impl CellKey {
     /// The smallest key of `row`: every entry of the row sorts at or after it.
     pub fn row_start(row: Bytes) -> CellKey {
-        CellKey { row, family: Bytes::new(), qualifier: None, timestamp: i64::MAX, seq: Seq::MAX }
+        CellKey {
+            row,
+            family: Bytes::new(),
+            qualifier: None,
+            timestamp: i64::MAX,
+            seq: Seq::MAX,
+        }
     }
 
     /// Bytes this key occupies, for memory accounting.
     pub fn approximate_size(&self) -> usize {
         self.row.len() + self.family.len() + self.qualifier.as_ref().map_or(0, Bytes::len) + 16
     }
+}
+
+/// The smallest row after `row` (`row` followed by a zero byte).
+pub fn next_row(row: &[u8]) -> Bytes {
+    let mut next = Vec::with_capacity(row.len() + 1);
+    next.extend_from_slice(row);
+    next.push(0);
+    Bytes::from(next)
+}
+
+/// The key bounds covering every entry of the rows within `start..end` (row bounds).
+pub fn key_bounds(start: &Bound<Bytes>, end: &Bound<Bytes>) -> (Bound<CellKey>, Bound<CellKey>) {
+    let lower = match start {
+        Bound::Included(r) => Bound::Included(CellKey::row_start(r.clone())),
+        Bound::Excluded(r) => Bound::Included(CellKey::row_start(next_row(r))),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let upper = match end {
+        Bound::Included(r) => Bound::Excluded(CellKey::row_start(next_row(r))),
+        Bound::Excluded(r) => Bound::Excluded(CellKey::row_start(r.clone())),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (lower, upper)
 }
 
 /// What an entry says.
@@ -148,8 +178,16 @@ mod tests {
         let got: Vec<_> = keys
             .iter()
             .map(|k| {
-                let q = k.qualifier.as_ref().map(|q| String::from_utf8_lossy(q).into_owned());
-                (String::from_utf8_lossy(&k.row).into_owned(), q, k.timestamp, k.seq)
+                let q = k
+                    .qualifier
+                    .as_ref()
+                    .map(|q| String::from_utf8_lossy(q).into_owned());
+                (
+                    String::from_utf8_lossy(&k.row).into_owned(),
+                    q,
+                    k.timestamp,
+                    k.seq,
+                )
             })
             .collect();
         let s = |x: &str| Some(x.to_string());

@@ -1,0 +1,61 @@
+//! The engine's error type and its mapping to the public error code.
+
+use tabula_common::{Code, Error};
+
+use super::commitlog::CommitLogError;
+use super::manifest::ManifestError;
+use super::mutation::{DecodeError, InvalidMutation};
+use super::sstable::SstableError;
+
+/// Everything that can go wrong in a tablet's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The mutation broke a limit; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidMutation),
+    /// The mutation names a family the tablet's schema does not have.
+    #[error("column family {0:?} does not exist")]
+    UnknownFamily(String),
+    /// The row is outside the tablet's row range.
+    #[error("row {row:?} is outside this tablet's range")]
+    OutOfRange {
+        /// The row asked for (escaped for the message).
+        row: String,
+    },
+    /// An SSTable could not be read.
+    #[error(transparent)]
+    Sstable(#[from] SstableError),
+    /// The commit log failed; it takes no more writes.
+    #[error(transparent)]
+    CommitLog(#[from] CommitLogError),
+    /// The manifest could not be read or written.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A commit-log payload did not decode.
+    #[error(transparent)]
+    Payload(#[from] DecodeError),
+    /// Storage-root I/O failed.
+    #[error("storage i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The tablet is closed or has failed.
+    #[error("tablet is closed")]
+    Closed,
+}
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::Invalid(_) => Code::InvalidArgument,
+            EngineError::UnknownFamily(_) => Code::NotFound,
+            EngineError::OutOfRange { .. } => Code::WrongTablet {
+                hint: e.to_string(),
+            },
+            EngineError::Closed | EngineError::CommitLog(_) => Code::Unavailable,
+            EngineError::Sstable(_)
+            | EngineError::Manifest(_)
+            | EngineError::Payload(_)
+            | EngineError::Io(_) => Code::Internal,
+        };
+        Error::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,279 @@
+//! The tablet manifest: which SSTables hold a tablet's data, and from where in the commit logs
+//! recovery must replay. Replaced atomically (temp + fsync + rename + directory fsync) at
+//! `tablets/<tablet-id>/manifest` on the storage root.
+//!
+//! ```text
+//! magic "TBMF" | version:u32le (=1) | body_len:u32le | body | crc32c(body):u32le
+//! body = tablet_id:u64le | start_row:lenbytes | has_end:u8 | [end_row:lenbytes]
+//!      | redo_seq:u64le | last_seq:u64le
+//!      | sstable_count:u32le | file_id:u128le*
+//!      | log_dir_count:u32le | log_dir:lenbytes*
+//! lenbytes = len:u32le | bytes
+//! ```
+//!
+//! Invariants: every entry with `seq <= redo_seq` is in one of the SSTables; no SSTable holds
+//! an entry with `seq > last_seq`; `redo_seq <= last_seq`. The tablet's range is `[start, end)`
+//! (an empty start is the beginning of the table; no end is its end).
+
+use std::ops::Bound;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tabula_common::{FileId, StorageRoot, TabletId};
+
+use super::key::Seq;
+use super::sstable::RowRange;
+
+const MAGIC: &[u8; 4] = b"TBMF";
+const VERSION: u32 = 1;
+/// Largest manifest accepted (a tablet with ~100k SSTables would be a bug anyway).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a manifest could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The bytes do not form a manifest.
+    #[error("corrupt manifest {path}: {reason}")]
+    Corrupt {
+        /// Where it was read from.
+        path: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The storage root failed.
+    #[error("manifest {path}: {source}")]
+    Io {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A tablet's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The tablet.
+    pub tablet: TabletId,
+    /// First row (inclusive); empty = the table's beginning.
+    pub start_row: Bytes,
+    /// Row after the last (exclusive); `None` = the table's end.
+    pub end_row: Option<Bytes>,
+    /// Every entry with a sequence number up to here is in `sstables`.
+    pub redo_seq: Seq,
+    /// The largest sequence number any SSTable holds.
+    pub last_seq: Seq,
+    /// The SSTables, newest first.
+    pub sstables: Vec<FileId>,
+    /// Commit-log directories that may hold this tablet's entries beyond `redo_seq`.
+    pub log_dirs: Vec<String>,
+}
+
+impl Manifest {
+    /// The manifest's path for `tablet`.
+    pub fn path(tablet: TabletId) -> String {
+        format!("tablets/{tablet}/manifest")
+    }
+
+    /// The tablet's row range.
+    pub fn range(&self) -> RowRange {
+        RowRange {
+            start: if self.start_row.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Included(self.start_row.clone())
+            },
+            end: self
+                .end_row
+                .clone()
+                .map_or(Bound::Unbounded, Bound::Excluded),
+        }
+    }
+
+    /// Whether `row` is in the tablet's range.
+    pub fn contains(&self, row: &[u8]) -> bool {
+        row >= &self.start_row[..] && self.end_row.as_ref().is_none_or(|end| row < &end[..])
+    }
+
+    /// The encoded bytes.
+    pub fn encode(&self) -> Bytes {
+        let mut body = BytesMut::new();
+        body.put_u64_le(self.tablet.0);
+        put_bytes(&mut body, &self.start_row);
+        match &self.end_row {
+            Some(end) => {
+                body.put_u8(1);
+                put_bytes(&mut body, end);
+            }
+            None => body.put_u8(0),
+        }
+        body.put_u64_le(self.redo_seq);
+        body.put_u64_le(self.last_seq);
+        body.put_u32_le(self.sstables.len() as u32);
+        for id in &self.sstables {
+            body.put_u128_le(id.0);
+        }
+        body.put_u32_le(self.log_dirs.len() as u32);
+        for dir in &self.log_dirs {
+            put_bytes(&mut body, dir.as_bytes());
+        }
+        let mut out = BytesMut::with_capacity(body.len() + 16);
+        out.put_slice(MAGIC);
+        out.put_u32_le(VERSION);
+        out.put_u32_le(body.len() as u32);
+        out.put_slice(&body);
+        out.put_u32_le(crc32c::crc32c(&body));
+        out.freeze()
+    }
+
+    /// Decodes manifest bytes read from `path` (named in errors); never panics.
+    pub fn decode(path: &str, mut buf: Bytes) -> Result<Manifest, ManifestError> {
+        let corrupt = |reason| ManifestError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        if buf.remaining() < 12 || &buf[..4] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        buf.advance(4);
+        if buf.get_u32_le() != VERSION {
+            return Err(corrupt("unsupported version"));
+        }
+        let len = buf.get_u32_le() as usize;
+        if len > MAX_BODY_BYTES || buf.remaining() != len + 4 {
+            return Err(corrupt("length does not match the file"));
+        }
+        let mut body = buf.split_to(len);
+        if crc32c::crc32c(&body) != buf.get_u32_le() {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let parse = |body: &mut Bytes| -> Option<Manifest> {
+            let tablet = TabletId(get_u64(body)?);
+            let start_row = get_bytes(body)?;
+            let end_row = match get_u8(body)? {
+                0 => None,
+                1 => Some(get_bytes(body)?),
+                _ => return None,
+            };
+            let redo_seq = get_u64(body)?;
+            let last_seq = get_u64(body)?;
+            let n = get_u32(body)? as usize;
+            if n.checked_mul(16)? > body.remaining() {
+                return None;
+            }
+            let sstables = (0..n).map(|_| FileId(body.get_u128_le())).collect();
+            let n = get_u32(body)? as usize;
+            let mut log_dirs = Vec::with_capacity(n.min(body.remaining() / 4));
+            for _ in 0..n {
+                log_dirs.push(String::from_utf8(get_bytes(body)?.to_vec()).ok()?);
+            }
+            body.is_empty().then_some(Manifest {
+                tablet,
+                start_row,
+                end_row,
+                redo_seq,
+                last_seq,
+                sstables,
+                log_dirs,
+            })
+        };
+        let m = parse(&mut body).ok_or(corrupt("malformed body"))?;
+        if m.redo_seq > m.last_seq {
+            return Err(corrupt("redo point beyond the last sequence number"));
+        }
+        Ok(m)
+    }
+
+    /// Reads the manifest of `tablet`.
+    pub fn load(storage: &dyn StorageRoot, tablet: TabletId) -> Result<Manifest, ManifestError> {
+        let path = Manifest::path(tablet);
+        let bytes = storage
+            .read_all(&path)
+            .map_err(|source| ManifestError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Manifest::decode(&path, bytes)
+    }
+
+    /// Replaces the manifest atomically.
+    pub fn store(&self, storage: &dyn StorageRoot) -> Result<(), ManifestError> {
+        let path = Manifest::path(self.tablet);
+        storage
+            .write_atomic(&path, &self.encode())
+            .map_err(|source| ManifestError::Io { path, source })
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32_le(b.len() as u32);
+    out.put_slice(b);
+}
+
+fn get_u8(b: &mut Bytes) -> Option<u8> {
+    b.has_remaining().then(|| b.get_u8())
+}
+
+fn get_u32(b: &mut Bytes) -> Option<u32> {
+    (b.remaining() >= 4).then(|| b.get_u32_le())
+}
+
+fn get_u64(b: &mut Bytes) -> Option<u64> {
+    (b.remaining() >= 8).then(|| b.get_u64_le())
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    let len = get_u32(b)? as usize;
+    (len <= b.remaining()).then(|| b.split_to(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            tablet: TabletId(42),
+            start_row: Bytes::from_static(b"b"),
+            end_row: Some(Bytes::from_static(b"m")),
+            redo_seq: 10,
+            last_seq: 12,
+            sstables: vec![FileId(7), FileId(u128::MAX)],
+            log_dirs: vec!["logs/s1".into(), "logs/s2".into()],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_knows_its_range() {
+        let m = sample();
+        assert_eq!(Manifest::decode("x", m.encode()).unwrap(), m);
+        assert!(m.contains(b"b") && m.contains(b"lzz") && !m.contains(b"m") && !m.contains(b"a"));
+        let all = Manifest {
+            start_row: Bytes::new(),
+            end_row: None,
+            ..m
+        };
+        assert!(all.contains(b"\0") && all.contains(b"\xff\xff"));
+        assert_eq!(Manifest::decode("x", all.encode()).unwrap(), all);
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                Manifest::decode("x", bytes.slice(..len)).is_err(),
+                "truncated to {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.to_vec();
+                b[i] ^= 1 << bit;
+                assert!(
+                    Manifest::decode("x", Bytes::from(b)).is_err(),
+                    "flip {i}:{bit}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! What a client asks of one row: a list of mutations applied atomically, in order.
+//!
+//! `RowMutation::validate` enforces the limits of DESIGN.md section 2; `to_entries` turns a
+//! validated mutation (server timestamps already resolved) into memtable entries with one
+//! sequence number each; `encode`/`decode` are the commit-log payload codec:
+//!
+//! ```text
+//! payload  = version:u8 (=1) | row_len:varint | row | count:varint | mutation*
+//! mutation = tag:u8 | fields
+//!   tag 1 SetCell          family:lenbytes qualifier:lenbytes timestamp:i64le value:lenbytes
+//!   tag 2 DeleteFromColumn family:lenbytes qualifier:lenbytes start:i64le end:i64le
+//!   tag 3 DeleteFromFamily family:lenbytes
+//!   tag 4 DeleteFromRow
+//! lenbytes = len:varint | bytes
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::key::{CellKey, Entry, Seq, Value};
+
+/// Longest row key.
+pub const MAX_ROW_BYTES: usize = 4 * 1024;
+/// Longest qualifier.
+pub const MAX_QUALIFIER_BYTES: usize = 16 * 1024;
+/// Largest value.
+pub const MAX_VALUE_BYTES: usize = 100 * 1024 * 1024;
+/// Most mutations in one row mutation.
+pub const MAX_MUTATIONS: usize = 100_000;
+/// Longest family name.
+pub const MAX_FAMILY_BYTES: usize = 64;
+
+/// One change to a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Writes a cell; `timestamp = -1` asks for server time.
+    SetCell {
+        /// Column family.
+        family: Bytes,
+        /// Qualifier.
+        qualifier: Bytes,
+        /// Microseconds, or -1 for server time.
+        timestamp: i64,
+        /// Value.
+        value: Bytes,
+    },
+    /// Deletes a column's cells with `start <= timestamp < end`.
+    DeleteFromColumn {
+        /// Column family.
+        family: Bytes,
+        /// Qualifier.
+        qualifier: Bytes,
+        /// First timestamp deleted.
+        start: i64,
+        /// First timestamp kept (`i64::MAX`: no end).
+        end: i64,
+    },
+    /// Deletes every cell of a family in the row.
+    DeleteFromFamily {
+        /// Column family.
+        family: Bytes,
+    },
+    /// Deletes every cell of the row.
+    DeleteFromRow,
+}
+
+/// A row and the mutations to apply to it atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMutation {
+    /// Row key.
+    pub row: Bytes,
+    /// Applied in order, all or nothing.
+    pub mutations: Vec<Mutation>,
+}
+
+/// Why a row mutation was refused before anything was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMutation {
+    /// Row key empty or too long.
+    #[error("row key must be 1..={MAX_ROW_BYTES} bytes, got {0}")]
+    RowKeyLength(usize),
+    /// No mutations.
+    #[error("a row mutation needs at least one mutation")]
+    Empty,
+    /// Too many mutations.
+    #[error("a row mutation may hold at most {MAX_MUTATIONS} mutations, got {0}")]
+    TooManyMutations(usize),
+    /// Bad family name.
+    #[error("invalid column family name {0:?}: want [_a-zA-Z0-9][-_.a-zA-Z0-9]*, at most 64 bytes")]
+    FamilyName(String),
+    /// Qualifier too long.
+    #[error("qualifier is {0} bytes, more than {MAX_QUALIFIER_BYTES}")]
+    QualifierLength(usize),
+    /// Value too large.
+    #[error("value is {0} bytes, more than {MAX_VALUE_BYTES}")]
+    ValueLength(usize),
+    /// Timestamp out of range.
+    #[error("timestamp {0} is invalid: want -1 (server time) or 0..i64::MAX")]
+    Timestamp(i64),
+    /// Empty or inverted delete range.
+    #[error("delete range [{0}, {1}) is invalid")]
+    DeleteRange(i64, i64),
+}
+
+/// Why a commit-log payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt row mutation payload: {0}")]
+pub struct DecodeError(pub &'static str);
+
+/// Whether `name` is a valid column family name.
+pub fn valid_family_name(name: &[u8]) -> bool {
+    let ok_first = |c: u8| c == b'_' || c.is_ascii_alphanumeric();
+    let ok_rest = |c: u8| ok_first(c) || c == b'-' || c == b'.';
+    match name.split_first() {
+        Some((first, rest)) => {
+            name.len() <= MAX_FAMILY_BYTES && ok_first(*first) && rest.iter().all(|c| ok_rest(*c))
+        }
+        None => false,
+    }
+}
+
+impl Mutation {
+    /// The family this mutation touches, if any.
+    pub fn family(&self) -> Option<&Bytes> {
+        match self {
+            Mutation::SetCell { family, .. }
+            | Mutation::DeleteFromColumn { family, .. }
+            | Mutation::DeleteFromFamily { family } => Some(family),
+            Mutation::DeleteFromRow => None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidMutation> {
+        if let Some(f) = self.family() {
+            if !valid_family_name(f) {
+                return Err(InvalidMutation::FamilyName(
+                    String::from_utf8_lossy(f).into_owned(),
+                ));
+            }
+        }
+        match self {
+            Mutation::SetCell {
+                qualifier,
+                timestamp,
+                value,
+                ..
+            } => {
+                if qualifier.len() > MAX_QUALIFIER_BYTES {
+                    return Err(InvalidMutation::QualifierLength(qualifier.len()));
+                }
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(InvalidMutation::ValueLength(value.len()));
+                }
+                if *timestamp < -1 || *timestamp == i64::MAX {
+                    return Err(InvalidMutation::Timestamp(*timestamp));
+                }
+            }
+            Mutation::DeleteFromColumn {
+                qualifier,
+                start,
+                end,
+                ..
+            } => {
+                if qualifier.len() > MAX_QUALIFIER_BYTES {
+                    return Err(InvalidMutation::QualifierLength(qualifier.len()));
+                }
+                if *start < 0 || end <= start {
+                    return Err(InvalidMutation::DeleteRange(*start, *end));
+                }
+            }
+            Mutation::DeleteFromFamily { .. } | Mutation::DeleteFromRow => {}
+        }
+        Ok(())
+    }
+}
+
+impl RowMutation {
+    /// Checks every limit; a mutation that passes can be logged and applied.
+    pub fn validate(&self) -> Result<(), InvalidMutation> {
+        if self.row.is_empty() || self.row.len() > MAX_ROW_BYTES {
+            return Err(InvalidMutation::RowKeyLength(self.row.len()));
+        }
+        if self.mutations.is_empty() {
+            return Err(InvalidMutation::Empty);
+        }
+        if self.mutations.len() > MAX_MUTATIONS {
+            return Err(InvalidMutation::TooManyMutations(self.mutations.len()));
+        }
+        self.mutations.iter().try_for_each(Mutation::validate)
+    }
+
+    /// Whether any SetCell asks for server time.
+    pub fn needs_server_time(&self) -> bool {
+        self.mutations
+            .iter()
+            .any(|m| matches!(m, Mutation::SetCell { timestamp: -1, .. }))
+    }
+
+    /// Replaces every `-1` timestamp with `now`.
+    pub fn resolve_server_time(&mut self, now: i64) {
+        for m in &mut self.mutations {
+            if let Mutation::SetCell { timestamp, .. } = m {
+                if *timestamp == -1 {
+                    *timestamp = now;
+                }
+            }
+        }
+    }
+
+    /// The entries this mutation writes, the i-th with sequence number `first_seq + i`.
+    pub fn to_entries(&self, first_seq: Seq) -> Vec<Entry> {
+        let row = &self.row;
+        self.mutations
+            .iter()
+            .zip(first_seq..)
+            .map(|(m, seq)| {
+                let (family, qualifier, timestamp, value) = match m {
+                    Mutation::SetCell {
+                        family,
+                        qualifier,
+                        timestamp,
+                        value,
+                    } => (
+                        family.clone(),
+                        Some(qualifier.clone()),
+                        *timestamp,
+                        Value::Put(value.clone()),
+                    ),
+                    Mutation::DeleteFromColumn {
+                        family,
+                        qualifier,
+                        start,
+                        end,
+                    } => (
+                        family.clone(),
+                        Some(qualifier.clone()),
+                        i64::MAX,
+                        Value::DeleteColumn {
+                            start: *start,
+                            end: *end,
+                        },
+                    ),
+                    Mutation::DeleteFromFamily { family } => {
+                        (family.clone(), None, i64::MAX, Value::DeleteFamily)
+                    }
+                    Mutation::DeleteFromRow => (Bytes::new(), None, i64::MAX, Value::DeleteRow),
+                };
+                Entry {
+                    key: CellKey {
+                        row: row.clone(),
+                        family,
+                        qualifier,
+                        timestamp,
+                        seq,
+                    },
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes of payload this mutation carries, roughly.
+    pub fn approximate_size(&self) -> usize {
+        self.row.len()
+            + self
+                .mutations
+                .iter()
+                .map(|m| match m {
+                    Mutation::SetCell {
+                        family,
+                        qualifier,
+                        value,
+                        ..
+                    } => family.len() + qualifier.len() + value.len() + 16,
+                    Mutation::DeleteFromColumn {
+                        family, qualifier, ..
+                    } => family.len() + qualifier.len() + 24,
+                    Mutation::DeleteFromFamily { family } => family.len() + 4,
+                    Mutation::DeleteFromRow => 4,
+                })
+                .sum::<usize>()
+    }
+
+    /// The commit-log payload.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.approximate_size() + 16);
+        out.put_u8(1);
+        put_bytes(&mut out, &self.row);
+        put_varint(&mut out, self.mutations.len() as u64);
+        for m in &self.mutations {
+            match m {
+                Mutation::SetCell {
+                    family,
+                    qualifier,
+                    timestamp,
+                    value,
+                } => {
+                    out.put_u8(1);
+                    put_bytes(&mut out, family);
+                    put_bytes(&mut out, qualifier);
+                    out.put_i64_le(*timestamp);
+                    put_bytes(&mut out, value);
+                }
+                Mutation::DeleteFromColumn {
+                    family,
+                    qualifier,
+                    start,
+                    end,
+                } => {
+                    out.put_u8(2);
+                    put_bytes(&mut out, family);
+                    put_bytes(&mut out, qualifier);
+                    out.put_i64_le(*start);
+                    out.put_i64_le(*end);
+                }
+                Mutation::DeleteFromFamily { family } => {
+                    out.put_u8(3);
+                    put_bytes(&mut out, family);
+                }
+                Mutation::DeleteFromRow => out.put_u8(4),
+            }
+        }
+        out.freeze()
+    }
+
+    /// Decodes a commit-log payload; never panics on bad input.
+    pub fn decode(mut buf: Bytes) -> Result<RowMutation, DecodeError> {
+        if get_u8(&mut buf)? != 1 {
+            return Err(DecodeError("unknown payload version"));
+        }
+        let row = get_bytes(&mut buf)?;
+        let count = get_varint(&mut buf)?;
+        if count > MAX_MUTATIONS as u64 {
+            return Err(DecodeError("too many mutations"));
+        }
+        let mut mutations = Vec::with_capacity((count as usize).min(buf.remaining()));
+        for _ in 0..count {
+            let m = match get_u8(&mut buf)? {
+                1 => Mutation::SetCell {
+                    family: get_bytes(&mut buf)?,
+                    qualifier: get_bytes(&mut buf)?,
+                    timestamp: get_i64(&mut buf)?,
+                    value: get_bytes(&mut buf)?,
+                },
+                2 => Mutation::DeleteFromColumn {
+                    family: get_bytes(&mut buf)?,
+                    qualifier: get_bytes(&mut buf)?,
+                    start: get_i64(&mut buf)?,
+                    end: get_i64(&mut buf)?,
+                },
+                3 => Mutation::DeleteFromFamily {
+                    family: get_bytes(&mut buf)?,
+                },
+                4 => Mutation::DeleteFromRow,
+                _ => return Err(DecodeError("unknown mutation tag")),
+            };
+            mutations.push(m);
+        }
+        if buf.has_remaining() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(RowMutation { row, mutations })
+    }
+}
+
+fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.put_slice(b);
+}
+
+fn get_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
+    if buf.has_remaining() {
+        Ok(buf.get_u8())
+    } else {
+        Err(DecodeError("truncated"))
+    }
+}
+
+fn get_i64(buf: &mut Bytes) -> Result<i64, DecodeError> {
+    if buf.remaining() >= 8 {
+        Ok(buf.get_i64_le())
+    } else {
+        Err(DecodeError("truncated"))
+    }
+}
+
+fn get_varint(buf: &mut Bytes) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = get_u8(buf)?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError("varint too long"))
+}
+
+fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
+    let len = get_varint(buf)?;
+    if len > buf.remaining() as u64 {
+        return Err(DecodeError("length past the end"));
+    }
+    Ok(buf.split_to(len as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn sample() -> RowMutation {
+        RowMutation {
+            row: b("row1"),
+            mutations: vec![
+                Mutation::SetCell {
+                    family: b("cf"),
+                    qualifier: b("q"),
+                    timestamp: -1,
+                    value: b("v"),
+                },
+                Mutation::DeleteFromColumn {
+                    family: b("cf"),
+                    qualifier: b(""),
+                    start: 0,
+                    end: 9,
+                },
+                Mutation::DeleteFromFamily { family: b("cf2") },
+                Mutation::DeleteFromRow,
+            ],
+        }
+    }
+
+    #[test]
+    fn validation_enforces_limits() {
+        assert_eq!(sample().validate(), Ok(()));
+        let mut m = sample();
+        m.row = Bytes::new();
+        assert_eq!(m.validate(), Err(InvalidMutation::RowKeyLength(0)));
+        m.row = Bytes::from(vec![b'x'; MAX_ROW_BYTES + 1]);
+        assert!(m.validate().is_err());
+        let set = |family: &str, ts: i64| RowMutation {
+            row: b("r"),
+            mutations: vec![Mutation::SetCell {
+                family: b(family),
+                qualifier: b("q"),
+                timestamp: ts,
+                value: b("v"),
+            }],
+        };
+        assert!(set("bad name", 1).validate().is_err());
+        assert!(set("-x", 1).validate().is_err());
+        assert!(set("ok_.-9", 1).validate().is_ok());
+        assert_eq!(
+            set("cf", -2).validate(),
+            Err(InvalidMutation::Timestamp(-2))
+        );
+        let empty = RowMutation {
+            row: b("r"),
+            mutations: vec![],
+        };
+        assert_eq!(empty.validate(), Err(InvalidMutation::Empty));
+    }
+
+    #[test]
+    fn entries_take_consecutive_seqs_and_sort_as_documented() {
+        let mut m = sample();
+        m.resolve_server_time(77);
+        let entries = m.to_entries(10);
+        let seqs: Vec<_> = entries.iter().map(|e| e.key.seq).collect();
+        assert_eq!(seqs, vec![10, 11, 12, 13]);
+        assert_eq!(entries[0].key.timestamp, 77);
+        assert_eq!(entries[3].value, Value::DeleteRow);
+        assert!(entries[3].key < entries[0].key, "row tombstone sorts first");
+    }
+
+    #[test]
+    fn truncated_payloads_are_errors() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                RowMutation::decode(bytes.slice(..len)).is_err(),
+                "len {len}"
+            );
+        }
+        assert_eq!(RowMutation::decode(bytes).unwrap(), sample());
+    }
+
+    fn arb_mutation() -> impl Strategy<Value = Mutation> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from);
+        prop_oneof![
+            (bytes(), bytes(), any::<i64>(), bytes()).prop_map(|(f, q, t, v)| Mutation::SetCell {
+                family: f,
+                qualifier: q,
+                timestamp: t,
+                value: v
+            }),
+            (bytes(), bytes(), any::<i64>(), any::<i64>()).prop_map(|(f, q, s, e)| {
+                Mutation::DeleteFromColumn {
+                    family: f,
+                    qualifier: q,
+                    start: s,
+                    end: e,
+                }
+            }),
+            bytes().prop_map(|f| Mutation::DeleteFromFamily { family: f }),
+            Just(Mutation::DeleteFromRow),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn payload_round_trips(
+            row in proptest::collection::vec(any::<u8>(), 0..16),
+            ms in proptest::collection::vec(arb_mutation(), 0..8),
+        ) {
+            let m = RowMutation { row: Bytes::from(row), mutations: ms };
+            prop_assert_eq!(RowMutation::decode(m.encode()).unwrap(), m);
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = RowMutation::decode(Bytes::from(data));
+        }
+    }
+}

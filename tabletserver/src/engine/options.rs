@@ -1,0 +1,87 @@
+//! Engine and tablet settings, with production defaults and the tiny ones tests use.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::compaction::PickerOptions;
+use super::gc_policy::GcPolicy;
+use super::sstable::SstableOptions;
+
+/// Settings shared by every tablet of one engine (one tablet server).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// A memtable this large freezes and a new one takes the writes.
+    pub memtable_bytes: usize,
+    /// Writers wait while this many frozen memtables are still being flushed.
+    pub max_frozen_memtables: usize,
+    /// SSTable block size, compression and bloom settings.
+    pub sstable: SstableOptions,
+    /// Byte budget of the shared block cache.
+    pub block_cache_bytes: usize,
+    /// When to merge and when to major-compact.
+    pub picker: PickerOptions,
+    /// An SSTable no manifest names is deleted once it is this old (files being written by
+    /// another server are not in any manifest yet).
+    pub file_gc_grace: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memtable_bytes: 64 * 1024 * 1024,
+            max_frozen_memtables: 4,
+            sstable: SstableOptions::default(),
+            block_cache_bytes: 256 * 1024 * 1024,
+            picker: PickerOptions::default(),
+            file_gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Tiny thresholds so flushes and compactions happen in every test: 64 KiB memtables,
+    /// 1 KiB blocks, merges from 3 files.
+    pub fn for_tests() -> Self {
+        EngineOptions {
+            memtable_bytes: 64 * 1024,
+            max_frozen_memtables: 4,
+            sstable: SstableOptions {
+                block_size_bytes: 1024,
+                ..SstableOptions::default()
+            },
+            block_cache_bytes: 1024 * 1024,
+            picker: PickerOptions {
+                merge_trigger_files: 3,
+                merge_width_files: 3,
+                major_trigger_files: 8,
+            },
+            file_gc_grace: Duration::ZERO,
+        }
+    }
+}
+
+/// A tablet's column families and their GC policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    /// Family name -> GC policy.
+    pub families: BTreeMap<Bytes, GcPolicy>,
+}
+
+impl Schema {
+    /// A schema with `families`, each keeping everything.
+    pub fn with_families<'a>(families: impl IntoIterator<Item = &'a str>) -> Self {
+        Schema {
+            families: families
+                .into_iter()
+                .map(|f| (Bytes::copy_from_slice(f.as_bytes()), GcPolicy::KeepAll))
+                .collect(),
+        }
+    }
+
+    /// The GC policy of `family` (keep everything for a family not in the schema).
+    pub fn policy(&self, family: &[u8]) -> GcPolicy {
+        self.families.get(family).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,104 @@
+//! What the tablets of one tablet server share: the storage root, the commit log, the block
+//! cache, the clock and the settings — and the set of SSTables being written right now, which
+//! garbage collection must not delete.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tabula_common::{Clock, FileId, StorageRoot, TabletId};
+
+use crate::engine::commitlog::CommitLog;
+use crate::engine::error::EngineError;
+use crate::engine::options::{EngineOptions, Schema};
+use crate::engine::sstable::BlockCache;
+
+use super::core::Tablet;
+
+/// One server's storage engine.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) storage: Arc<dyn StorageRoot>,
+    pub(crate) log: Arc<CommitLog>,
+    pub(crate) cache: Arc<BlockCache>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) opts: EngineOptions,
+    pub(crate) writing: Mutex<HashSet<FileId>>,
+}
+
+impl Engine {
+    /// An engine over `storage`, logging to `log`.
+    pub fn new(
+        storage: Arc<dyn StorageRoot>,
+        log: Arc<CommitLog>,
+        clock: Arc<dyn Clock>,
+        opts: EngineOptions,
+    ) -> Arc<Engine> {
+        let cache = Arc::new(BlockCache::new(opts.block_cache_bytes));
+        Arc::new(Engine {
+            storage,
+            log,
+            cache,
+            clock,
+            opts,
+            writing: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// The storage root.
+    pub fn storage(&self) -> &Arc<dyn StorageRoot> {
+        &self.storage
+    }
+
+    /// The commit log.
+    pub fn commit_log(&self) -> &Arc<CommitLog> {
+        &self.log
+    }
+
+    /// The shared block cache.
+    pub fn block_cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Creates a new, empty tablet for rows `[start, end)` and writes its first manifest.
+    pub fn create_tablet(
+        self: &Arc<Self>,
+        id: TabletId,
+        start_row: bytes::Bytes,
+        end_row: Option<bytes::Bytes>,
+        schema: Schema,
+    ) -> Result<Tablet, EngineError> {
+        Tablet::create(self.clone(), id, start_row, end_row, schema)
+    }
+
+    /// Opens an existing tablet from its manifest, replaying the commit logs it names.
+    pub fn open_tablet(
+        self: &Arc<Self>,
+        id: TabletId,
+        schema: Schema,
+    ) -> Result<Tablet, EngineError> {
+        Tablet::open(self.clone(), id, schema)
+    }
+
+    /// Registers an SSTable being written, so garbage collection leaves it alone until
+    /// `done_writing`.
+    pub(crate) fn start_writing(&self, id: FileId) {
+        self.writing.lock().insert(id);
+    }
+
+    /// See `start_writing`.
+    pub(crate) fn done_writing(&self, id: FileId) {
+        self.writing.lock().remove(&id);
+    }
+
+    /// A fresh SSTable id.
+    pub(crate) fn new_file_id(&self) -> FileId {
+        let millis = (self.clock.now().micros() / 1000).max(0) as u64;
+        FileId::generate(millis)
+    }
+}

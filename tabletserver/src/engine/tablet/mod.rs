@@ -1,0 +1,18 @@
+//! A tablet: a row range's memtables and SSTables, its write path (commit log, then memtable),
+//! its read path (merge at a snapshot), its background compactions and its split.
+//!
+//! Reading order: `engine` (what tablets of one server share), `seq` (sequence numbers and
+//! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact`, `split`.
+
+mod compact;
+mod core;
+mod engine;
+mod read;
+mod seq;
+mod split;
+mod write;
+
+pub use core::Tablet;
+pub use engine::Engine;
+pub use read::{RowIter, ScanOptions};
+pub use write::RowGuard;

@@ -1,0 +1,216 @@
+//! The read path: a point read or a scan sees one snapshot (a sequence number) of the tablet,
+//! merging its memtables and SSTables and resolving each row.
+//!
+//! The snapshot number is read *before* the state, so every mutation visible at the snapshot
+//! is in one of the state's memtables or SSTables.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::engine::error::EngineError;
+use crate::engine::key::{Entry, Seq};
+use crate::engine::merge::{EntrySource, MergeIter};
+use crate::engine::read::{CellFilter, Row, resolve_row};
+use crate::engine::sstable::RowRange;
+
+use super::core::{Inner, State, Tablet};
+
+/// What a scan reads.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Rows to read (intersected with the tablet's range).
+    pub range: RowRange,
+    /// Which cells of each row.
+    pub filter: CellFilter,
+    /// Largest row first.
+    pub reverse: bool,
+    /// At most this many rows (rows with no cell left after filtering do not count).
+    pub limit: Option<usize>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            range: RowRange::all(),
+            filter: CellFilter::default(),
+            reverse: false,
+            limit: None,
+        }
+    }
+}
+
+impl Tablet {
+    /// The row's cells that `filter` lets through, or `None` if none are left.
+    pub fn read_row(&self, row: &[u8], filter: &CellFilter) -> Result<Option<Row>, EngineError> {
+        self.inner.read_row(row, filter, None)
+    }
+
+    /// Reads a row at an earlier snapshot (from `visible_seq`).
+    pub fn read_row_at(
+        &self,
+        row: &[u8],
+        filter: &CellFilter,
+        snapshot: Seq,
+    ) -> Result<Option<Row>, EngineError> {
+        self.inner.read_row(row, filter, Some(snapshot))
+    }
+
+    /// Scans rows in order (or reverse order), all at one snapshot.
+    pub fn scan(&self, opts: ScanOptions) -> Result<RowIter, EngineError> {
+        self.inner.check_open()?;
+        let snapshot = self.inner.seqs.visible();
+        let state = self.inner.state.read().clone();
+        let Some(range) = opts.range.intersect(&self.inner.range) else {
+            return Ok(RowIter::empty());
+        };
+        let merged = MergeIter::new(
+            sources(&state, &range, opts.reverse),
+            opts.reverse,
+            snapshot,
+        );
+        Ok(RowIter {
+            merged: Some(merged),
+            pending: None,
+            reverse: opts.reverse,
+            filter: opts.filter,
+            remaining: opts.limit.unwrap_or(usize::MAX),
+            snapshot,
+        })
+    }
+}
+
+fn sources(state: &State, range: &RowRange, reverse: bool) -> Vec<EntrySource> {
+    let mut sources: Vec<EntrySource> = Vec::new();
+    for mem in std::iter::once(&state.active).chain(state.frozen.iter().rev()) {
+        if !mem.is_empty() {
+            sources.push(Box::new(mem.iter(range, reverse).map(Ok)));
+        }
+    }
+    for sst in &state.sstables {
+        sources.push(Box::new(
+            sst.iter(range.clone(), reverse)
+                .map(|r| r.map_err(EngineError::from)),
+        ));
+    }
+    sources
+}
+
+impl Inner {
+    fn read_row(
+        &self,
+        row: &[u8],
+        filter: &CellFilter,
+        at: Option<Seq>,
+    ) -> Result<Option<Row>, EngineError> {
+        self.check_open()?;
+        if !self.range.contains(row) {
+            return Err(EngineError::OutOfRange {
+                row: row.escape_ascii().to_string(),
+            });
+        }
+        let snapshot = at
+            .unwrap_or_else(|| self.seqs.visible())
+            .min(self.seqs.visible());
+        let state: Arc<State> = self.state.read().clone();
+        let key = Bytes::copy_from_slice(row);
+        let mut entries: Vec<Entry> = Vec::new();
+        for mem in std::iter::once(&state.active).chain(state.frozen.iter()) {
+            entries.extend(mem.row_entries(&key));
+        }
+        for sst in &state.sstables {
+            if sst.may_contain_row(row) {
+                entries.extend(sst.get_row_entries(row)?);
+            }
+        }
+        entries.retain(|e| e.key.seq <= snapshot);
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        entries.dedup_by(|a, b| a.key == b.key);
+        let cells = resolve_row(&entries, filter);
+        Ok((!cells.is_empty()).then_some(Row { key, cells }))
+    }
+}
+
+/// Rows of a scan, at one snapshot. Owns what it reads: it outlives flushes and compactions.
+pub struct RowIter {
+    merged: Option<MergeIter>,
+    pending: Option<Entry>,
+    reverse: bool,
+    filter: CellFilter,
+    remaining: usize,
+    snapshot: Seq,
+}
+
+impl RowIter {
+    fn empty() -> Self {
+        RowIter {
+            merged: None,
+            pending: None,
+            reverse: false,
+            filter: CellFilter::default(),
+            remaining: 0,
+            snapshot: 0,
+        }
+    }
+
+    /// The snapshot this scan reads at.
+    pub fn snapshot(&self) -> Seq {
+        self.snapshot
+    }
+
+    /// The next row's entries, in forward key order.
+    fn next_row_entries(&mut self) -> Result<Option<Vec<Entry>>, EngineError> {
+        let Some(merged) = self.merged.as_mut() else {
+            return Ok(None);
+        };
+        let first = match self.pending.take() {
+            Some(e) => e,
+            None => match merged.next().transpose()? {
+                Some(e) => e,
+                None => return Ok(None),
+            },
+        };
+        let mut row: VecDeque<Entry> = VecDeque::from([first]);
+        for item in merged.by_ref() {
+            let e = item?;
+            if row.front().is_some_and(|f| f.key.row != e.key.row) {
+                self.pending = Some(e);
+                break;
+            }
+            if self.reverse {
+                row.push_front(e);
+            } else {
+                row.push_back(e);
+            }
+        }
+        Ok(Some(row.into()))
+    }
+}
+
+impl Iterator for RowIter {
+    type Item = Result<Row, EngineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.remaining > 0 {
+            match self.next_row_entries() {
+                Err(e) => {
+                    self.merged = None;
+                    return Some(Err(e));
+                }
+                Ok(None) => return None,
+                Ok(Some(entries)) => {
+                    let cells = resolve_row(&entries, &self.filter);
+                    if let (false, Some(first)) = (cells.is_empty(), entries.first()) {
+                        self.remaining -= 1;
+                        return Some(Ok(Row {
+                            key: first.key.row.clone(),
+                            cells,
+                        }));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
