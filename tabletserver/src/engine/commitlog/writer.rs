@@ -1,0 +1,475 @@
+//! The commit-log writer: one per tablet server, shared by all its tablets.
+//!
+//! `append` encodes the record (CRC included) without the lock, then joins the pending group
+//! batch (`group`) and blocks until a leader has written and fdatasynced the batch. The leader
+//! does its I/O with the mutex released and holds the segment file alone while it does, so
+//! appenders keep queueing into the next batch meanwhile. Positions (segment, offset) are
+//! assigned under the mutex when a record joins a batch, so they are exact before the write.
+//!
+//! Segments: `open` always starts a new segment numbered after the highest existing one (it
+//! never appends to an old one) and marks it `first_after_open`. A record that would push the
+//! current segment past `segment_bytes` goes to a new segment (a segment holds at least one
+//! record, so a single larger record makes a larger segment). Before the leader moves to a new
+//! segment it syncs the old one, even with `sync: false`, so every segment but the newest of
+//! each run of the server is complete on disk — what `reader` relies on.
+//!
+//! Failure: a failed write, fdatasync or segment creation stops the log for good. That append
+//! and every later one return `CommitLogError::Stopped`; nothing is retried.
+//!
+//! Segment GC: the log remembers, for each segment it wrote, the highest sequence number each
+//! tablet has in it (`segment_tablet_max_seqs`). Segment `s` is no longer needed once every
+//! tablet listed there has a durable redo point (in its manifest, wherever the tablet now
+//! lives) at or above its max, or has been deleted. The engine then calls
+//! `delete_segments_before(s + 1)` once that holds for `s` and every older segment. Segments
+//! from earlier runs of the server are listed by `segments` but their contents are unknown
+//! (`segment_tablet_max_seqs` returns `None`); they stay until no manifest lists this log
+//! directory any more. Deleting never touches the segment being written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use tabula_common::{AppendFile, ServerId, StorageRoot, TabletId};
+
+use super::error::CommitLogError;
+use super::group::{Batch, Group, Turn};
+use super::header::{encode_header, header_len};
+use super::naming::{check_server_id, parse_segment_file_name, segment_path, server_log_dir};
+use super::record::{self, MAX_PAYLOAD_BYTES, check_fields};
+
+/// How a commit log behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitLogOptions {
+    /// Roll to a new segment when a record would make the current one exceed this many bytes
+    /// (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Whether `append` returns only after an fdatasync covering its record (default true).
+    /// With `false` it returns once the record is written to the OS (for benchmarks).
+    pub sync: bool,
+    /// The most record bytes waiting for the next group write; appenders beyond it wait
+    /// (default 16 MiB). A single larger record still goes through alone.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for CommitLogOptions {
+    fn default() -> Self {
+        CommitLogOptions {
+            segment_bytes: 64 * 1024 * 1024,
+            sync: true,
+            max_pending_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where a record was written: its segment's number and the offset of its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    /// The segment's number.
+    pub segment: u64,
+    /// Offset of the record in the segment file.
+    pub offset: u64,
+}
+
+/// Counters since `open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitLogStats {
+    /// Records written.
+    pub records: u64,
+    /// Bytes of records written (segment headers excluded).
+    pub bytes: u64,
+    /// fdatasync calls made (one per group batch with `sync`, plus one per segment left behind).
+    pub syncs: u64,
+    /// Non-empty group batches written.
+    pub batches: u64,
+    /// Segments created (the one `open` starts included).
+    pub segments_created: u64,
+}
+
+/// The segment file being appended to; held by the leader while it writes.
+struct OpenSegment {
+    number: u64,
+    path: String,
+    file: Box<dyn AppendFile>,
+    unsynced: bool,
+}
+
+/// Where the next record goes.
+#[derive(Debug)]
+struct Tail {
+    segment: u64,
+    len: u64,
+    records: u64,
+}
+
+/// What the mutex protects.
+struct State {
+    group: Group,
+    /// `None` while a leader writes, and after a failure.
+    file: Option<OpenSegment>,
+    /// The number of the segment file last handed back by a leader.
+    file_segment: u64,
+    tail: Tail,
+    /// Every segment in the directory; `Some` (tablet -> highest seq) for those written here.
+    segments: BTreeMap<u64, Option<HashMap<TabletId, u64>>>,
+    stats: CommitLogStats,
+}
+
+impl State {
+    /// Assigns the next position to a record of `len` bytes, rolling the tail if needed.
+    fn assign(&mut self, len: u64, segment_bytes: u64, header_len: u64) -> LogPosition {
+        let tail = &mut self.tail;
+        if tail.records > 0 && tail.len.saturating_add(len) > segment_bytes {
+            tail.segment += 1;
+            tail.len = header_len;
+            tail.records = 0;
+            self.segments.insert(tail.segment, Some(HashMap::new()));
+        }
+        let position = LogPosition {
+            segment: tail.segment,
+            offset: tail.len,
+        };
+        tail.len += len;
+        tail.records += 1;
+        position
+    }
+
+    fn note_seq(&mut self, segment: u64, tablet: TabletId, last_seq: u64) {
+        if let Some(Some(tablets)) = self.segments.get_mut(&segment) {
+            let max = tablets.entry(tablet).or_insert(last_seq);
+            *max = (*max).max(last_seq);
+        }
+    }
+}
+
+/// Counters a leader gathers while writing a batch.
+#[derive(Default)]
+struct WriteCounts {
+    syncs: u64,
+    segments_created: u64,
+}
+
+/// A tablet server's commit log. Thread-safe; share it by reference or `Arc`.
+pub struct CommitLog {
+    storage: Arc<dyn StorageRoot>,
+    server: ServerId,
+    dir: String,
+    opts: CommitLogOptions,
+    header_len: u64,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl std::fmt::Debug for CommitLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitLog")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl CommitLog {
+    /// Opens `server`'s log on `storage`, starting a new segment after the existing ones.
+    pub fn open(
+        storage: Arc<dyn StorageRoot>,
+        server: ServerId,
+        opts: CommitLogOptions,
+    ) -> Result<CommitLog, CommitLogError> {
+        check_server_id(&server).map_err(|reason| CommitLogError::InvalidServerId {
+            id: server.0.clone(),
+            reason,
+        })?;
+        let dir = server_log_dir(&server);
+        let names = storage.list(&dir).map_err(CommitLogError::io(&dir))?;
+        let existing: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_segment_file_name(n))
+            .collect();
+        let number = match existing.iter().max() {
+            None => 1,
+            Some(&max) => max.checked_add(1).ok_or_else(|| CommitLogError::Io {
+                path: dir.clone(),
+                source: std::io::Error::other("segment numbers exhausted"),
+            })?,
+        };
+        let path = segment_path(&dir, number);
+        let mut file = storage
+            .create_append(&path)
+            .map_err(CommitLogError::io(&path))?;
+        let header = encode_header(&server, number, true);
+        file.append(&header)
+            .and_then(|()| file.sync())
+            .map_err(CommitLogError::io(&path))?;
+
+        let mut segments: BTreeMap<u64, Option<HashMap<TabletId, u64>>> =
+            existing.into_iter().map(|n| (n, None)).collect();
+        segments.insert(number, Some(HashMap::new()));
+        let header_len = header_len(&server) as u64;
+        let state = State {
+            group: Group::new(),
+            file: Some(OpenSegment {
+                number,
+                path,
+                file,
+                unsynced: false,
+            }),
+            file_segment: number,
+            tail: Tail {
+                segment: number,
+                len: header_len,
+                records: 0,
+            },
+            segments,
+            stats: CommitLogStats {
+                syncs: 1,
+                segments_created: 1,
+                ..CommitLogStats::default()
+            },
+        };
+        tracing::info!(server_id = %server, segment = number, "commit log opened");
+        Ok(CommitLog {
+            storage,
+            server,
+            dir,
+            opts,
+            header_len,
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+        })
+    }
+
+    /// Appends one row mutation's record and returns where it went, once it is durable
+    /// (fdatasynced, or only written to the OS with `sync: false`). Concurrent appends share
+    /// one write and fdatasync. `seq` is the mutation's first sequence number and
+    /// `entry_count` how many consecutive numbers it used.
+    pub fn append(
+        &self,
+        tablet: TabletId,
+        seq: u64,
+        entry_count: u32,
+        payload: &[u8],
+    ) -> Result<LogPosition, CommitLogError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(CommitLogError::RecordTooLarge {
+                len: payload.len(),
+                max: MAX_PAYLOAD_BYTES,
+            });
+        }
+        check_fields(seq, entry_count).map_err(CommitLogError::InvalidRecord)?;
+        let record = record::encode(tablet, seq, entry_count, payload);
+        let last_seq = seq + u64::from(entry_count) - 1;
+
+        let mut state = self.state.lock();
+        loop {
+            if state.group.is_stopped() {
+                return Err(CommitLogError::Stopped);
+            }
+            if state
+                .group
+                .has_room(record.len(), self.opts.max_pending_bytes)
+            {
+                break;
+            }
+            if state.group.is_writing() {
+                self.wake.wait(&mut state);
+            } else {
+                self.lead(&mut state, false);
+            }
+        }
+        let position = state.assign(
+            record.len() as u64,
+            self.opts.segment_bytes,
+            self.header_len,
+        );
+        state.note_seq(position.segment, tablet, last_seq);
+        let ticket = state.group.push(position.segment, &record);
+        loop {
+            match state.group.turn(ticket) {
+                Turn::Done => return Ok(position),
+                Turn::Stopped => return Err(CommitLogError::Stopped),
+                Turn::Wait => self.wake.wait(&mut state),
+                Turn::Lead => self.lead(&mut state, false),
+            }
+        }
+    }
+
+    /// Writes whatever is pending and fdatasyncs the current segment, even with `sync: false`.
+    pub fn sync_now(&self) -> Result<(), CommitLogError> {
+        let mut state = self.state.lock();
+        loop {
+            if state.group.is_stopped() {
+                return Err(CommitLogError::Stopped);
+            }
+            if !state.group.is_writing() {
+                break;
+            }
+            self.wake.wait(&mut state);
+        }
+        self.lead(&mut state, true);
+        if state.group.is_stopped() {
+            Err(CommitLogError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes the pending batch, writes it with the mutex released, and wakes everyone.
+    fn lead(&self, state: &mut MutexGuard<'_, State>, force_sync: bool) {
+        let batch = state.group.take();
+        let file = state.file.take();
+        let mut counts = WriteCounts::default();
+        let outcome = MutexGuard::unlocked(state, || {
+            self.write_batch(file, &batch, force_sync, &mut counts)
+        });
+        state.stats.syncs += counts.syncs;
+        state.stats.segments_created += counts.segments_created;
+        match outcome {
+            Ok(file) => {
+                state.file_segment = file.number;
+                state.file = Some(file);
+                state.stats.records += batch.records;
+                state.stats.bytes += batch.bytes;
+                state.stats.batches += u64::from(batch.records > 0);
+                state.group.finish(batch.ticket, true);
+            }
+            Err(e) => {
+                tracing::error!(
+                    server_id = %self.server,
+                    error = %e,
+                    "commit log write failed; the log is stopped"
+                );
+                state.group.finish(batch.ticket, false);
+            }
+        }
+        self.wake.notify_all();
+    }
+
+    /// Writes `batch` (rolling segments where its chunks say) and syncs if asked.
+    fn write_batch(
+        &self,
+        file: Option<OpenSegment>,
+        batch: &Batch,
+        force_sync: bool,
+        counts: &mut WriteCounts,
+    ) -> Result<OpenSegment, CommitLogError> {
+        let mut file = file.ok_or(CommitLogError::Stopped)?;
+        for chunk in &batch.chunks {
+            if chunk.segment != file.number {
+                file = self.roll(file, chunk.segment, counts)?;
+            }
+            file.file
+                .append(&chunk.data)
+                .map_err(CommitLogError::io(&file.path))?;
+            file.unsynced = true;
+        }
+        if (self.opts.sync || force_sync) && file.unsynced {
+            counts.syncs += 1;
+            file.file.sync().map_err(CommitLogError::io(&file.path))?;
+            file.unsynced = false;
+        }
+        Ok(file)
+    }
+
+    /// Syncs and closes `old`, then creates segment `number` with its header.
+    fn roll(
+        &self,
+        mut old: OpenSegment,
+        number: u64,
+        counts: &mut WriteCounts,
+    ) -> Result<OpenSegment, CommitLogError> {
+        if old.unsynced {
+            counts.syncs += 1;
+            old.file.sync().map_err(CommitLogError::io(&old.path))?;
+        }
+        drop(old);
+        let path = segment_path(&self.dir, number);
+        let mut file = self
+            .storage
+            .create_append(&path)
+            .map_err(CommitLogError::io(&path))?;
+        counts.segments_created += 1;
+        let header = encode_header(&self.server, number, false);
+        file.append(&header).map_err(CommitLogError::io(&path))?;
+        tracing::debug!(server_id = %self.server, segment = number, "commit log rolled");
+        Ok(OpenSegment {
+            number,
+            path,
+            file,
+            unsynced: true,
+        })
+    }
+
+    /// Deletes every segment numbered below `segment`, except the one being written. Returns
+    /// how many were deleted. See the module doc for when a segment may go.
+    pub fn delete_segments_before(&self, segment: u64) -> Result<usize, CommitLogError> {
+        let doomed: Vec<u64> = {
+            let state = self.state.lock();
+            let limit = segment.min(state.file_segment);
+            state.segments.range(..limit).map(|(&n, _)| n).collect()
+        };
+        let mut deleted = Vec::new();
+        let mut result = Ok(());
+        for number in doomed {
+            let path = segment_path(&self.dir, number);
+            match self.storage.delete(&path) {
+                Ok(()) => deleted.push(number),
+                Err(e) => {
+                    result = Err(CommitLogError::Io { path, source: e });
+                    break;
+                }
+            }
+        }
+        let mut state = self.state.lock();
+        for number in &deleted {
+            state.segments.remove(number);
+        }
+        if !deleted.is_empty() {
+            tracing::info!(server_id = %self.server, count = deleted.len(), "commit log segments deleted");
+        }
+        result.map(|()| deleted.len())
+    }
+
+    /// For a segment this log wrote: each tablet with records in it, and the highest sequence
+    /// number those records used. `None` for segments of earlier runs or unknown numbers.
+    pub fn segment_tablet_max_seqs(&self, segment: u64) -> Option<HashMap<TabletId, u64>> {
+        self.state.lock().segments.get(&segment).cloned().flatten()
+    }
+
+    /// Paths of every segment in this server's log directory, oldest first: earlier runs'
+    /// included, deleted ones not, and the one new records go to even before a leader has
+    /// created its file.
+    pub fn segments(&self) -> Vec<String> {
+        let state = self.state.lock();
+        state
+            .segments
+            .keys()
+            .map(|&n| segment_path(&self.dir, n))
+            .collect()
+    }
+
+    /// The number of the segment new records go to.
+    pub fn current_segment(&self) -> u64 {
+        self.state.lock().tail.segment
+    }
+
+    /// This server's log directory, `logs/<server-id>`.
+    pub fn server_dir(&self) -> String {
+        self.dir.clone()
+    }
+
+    /// Counters since `open`.
+    pub fn stats(&self) -> CommitLogStats {
+        self.state.lock().stats
+    }
+}
+
+impl Drop for CommitLog {
+    fn drop(&mut self) {
+        if self.state.get_mut().group.is_stopped() {
+            return;
+        }
+        if let Err(e) = self.sync_now() {
+            tracing::error!(server_id = %self.server, error = %e, "commit log sync on close failed");
+        }
+    }
+}
