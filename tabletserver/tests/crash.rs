@@ -5,6 +5,8 @@
 //! The child is this test binary run again with `TABULA_CRASH_CHILD` set; it prints `ACK <row>`
 //! after each acknowledged write.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,6 +2,8 @@
 //! against a tablet behave exactly like a `BTreeMap` oracle. Tiny thresholds (64 KiB memtables,
 //! 1 KiB blocks) make flushes and merging compactions happen in every case.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ const FAMILIES: [&str; 2] = ["a", "b"];
 const TABLET: TabletId = TabletId(7);
 
 type Column = (Bytes, Bytes, Bytes); // row, family, qualifier
+/// A row as compared: its key and its cells (family, qualifier, timestamp, value).
+type RowCells = (Bytes, Vec<(Bytes, Bytes, i64, Bytes)>);
 
 /// The oracle: every live cell.
 #[derive(Default, Debug)]
@@ -64,12 +68,8 @@ impl Model {
     }
 
     /// Rows in `range` as (row, [(family, qualifier, ts, value)]) in the engine's cell order.
-    fn rows(
-        &self,
-        range: &RowRange,
-        filter: &CellFilter,
-    ) -> Vec<(Bytes, Vec<(Bytes, Bytes, i64, Bytes)>)> {
-        let mut out: Vec<(Bytes, Vec<_>)> = Vec::new();
+    fn rows(&self, range: &RowRange, filter: &CellFilter) -> Vec<RowCells> {
+        let mut out: Vec<RowCells> = Vec::new();
         for ((row, fam, q), versions) in &self.cells {
             if !range.contains(row) || !filter.wants_family(fam) {
                 continue;
@@ -225,9 +225,7 @@ fn schema() -> Schema {
     Schema::with_families(FAMILIES)
 }
 
-fn engine_rows(
-    rows: Vec<tabula_tabletserver::engine::Row>,
-) -> Vec<(Bytes, Vec<(Bytes, Bytes, i64, Bytes)>)> {
+fn engine_rows(rows: Vec<tabula_tabletserver::engine::Row>) -> Vec<RowCells> {
     rows.into_iter()
         .map(|r| {
             let cells = r

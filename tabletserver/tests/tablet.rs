@@ -2,6 +2,8 @@
 //! SSTables, garbage collection, GC policies at major compaction, and recovery of a tablet from
 //! a dead server's commit log.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -300,5 +302,57 @@ fn scans_are_a_consistent_snapshot_while_writes_and_flushes_go_on() {
     assert!(
         got.iter()
             .all(|r| r.cells.len() == 1 && &r.cells[0].value[..] == b"before")
+    );
+}
+
+#[test]
+fn log_segments_go_once_every_tablet_has_flushed_past_them() {
+    let env = Env::new();
+    let opts = CommitLogOptions {
+        segment_bytes: 4 * 1024,
+        ..CommitLogOptions::default()
+    };
+    let log = Arc::new(CommitLog::open(env.storage.clone(), ServerId("s1".into()), opts).unwrap());
+    let clock: Arc<dyn Clock> = env.clock.clone();
+    let engine = Engine::new(
+        env.storage.clone(),
+        log.clone(),
+        clock,
+        EngineOptions::for_tests(),
+    );
+    let schema = Schema::with_families(["cf"]);
+    let a = engine
+        .create_tablet(TabletId(1), Bytes::new(), Some(b("m")), schema.clone())
+        .unwrap();
+    let z = engine
+        .create_tablet(TabletId(2), b("m"), None, schema.clone())
+        .unwrap();
+    for i in 0..60 {
+        a.apply(put(&format!("a{i:02}"), "q", 1, &"v".repeat(200)))
+            .unwrap();
+        z.apply(put(&format!("z{i:02}"), "q", 1, &"v".repeat(200)))
+            .unwrap();
+    }
+    let before = log.segments().len();
+    assert!(before > 3, "tiny segments rolled: {before}");
+    a.flush().unwrap();
+    assert_eq!(
+        engine.collect_log_garbage().unwrap(),
+        0,
+        "tablet 2 still needs every segment"
+    );
+    z.flush().unwrap();
+    let deleted = engine.collect_log_garbage().unwrap();
+    assert_eq!(deleted, before - 1, "all but the segment being written");
+    a.close();
+    z.close();
+    let heir = env.engine("s2");
+    assert_eq!(
+        rows(&heir.open_tablet(TabletId(1), schema.clone()).unwrap()).len(),
+        60
+    );
+    assert_eq!(
+        rows(&heir.open_tablet(TabletId(2), schema).unwrap()).len(),
+        60
     );
 }

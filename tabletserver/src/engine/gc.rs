@@ -1,9 +1,16 @@
-//! Garbage collection of SSTables: a file no tablet manifest names is deleted once it is older
-//! than the grace period and no tablet of this engine is writing it. Runs off the write path.
+//! Garbage collection, off the write path.
 //!
+//! SSTables: a file no tablet manifest names is deleted once it is older than the grace period
+//! and no tablet of this engine is writing it.
 //! Every manifest under `tablets/` counts, including those of tablets served elsewhere and of
 //! split parents, so a file shared by split children lives until no child names it. If any
 //! manifest cannot be read, nothing is deleted.
+//!
+//! Commit-log segments (this server's own): a segment may go once every tablet with records in
+//! it has a redo point at or past those records — or no longer names this server's log at all
+//! (it was moved, split or deleted after a flush). Segments are deleted oldest first, up to the
+//! first one still needed; segments of earlier runs, whose contents this log did not track, are
+//! kept.
 
 use std::collections::HashSet;
 
@@ -27,6 +34,51 @@ pub struct GcStats {
 }
 
 impl Engine {
+    /// Deletes this server's commit-log segments that no tablet needs any more; returns how many.
+    pub fn collect_log_garbage(&self) -> Result<usize, EngineError> {
+        let own_dir = self.log.server_dir();
+        let current = self.log.current_segment();
+        let mut first_needed = current;
+        for path in self.log.segments() {
+            let Some(number) = segment_number(&path) else {
+                continue;
+            };
+            if number >= current {
+                break;
+            }
+            let Some(tablets) = self.log.segment_tablet_max_seqs(number) else {
+                first_needed = number;
+                break;
+            };
+            let mut needed = false;
+            for (tablet, max_seq) in tablets {
+                needed |= self.tablet_needs_log(tablet, max_seq, &own_dir)?;
+            }
+            if needed {
+                first_needed = number;
+                break;
+            }
+        }
+        Ok(self.log.delete_segments_before(first_needed)?)
+    }
+
+    fn tablet_needs_log(
+        &self,
+        tablet: TabletId,
+        max_seq: u64,
+        own_dir: &str,
+    ) -> Result<bool, EngineError> {
+        if let Some(redo) = self.open_redo_seq(tablet) {
+            return Ok(redo < max_seq);
+        }
+        let storage = self.storage.as_ref();
+        if !storage.exists(&Manifest::path(tablet))? {
+            return Ok(false);
+        }
+        let m = Manifest::load(storage, tablet)?;
+        Ok(m.redo_seq < max_seq && m.log_dirs.iter().any(|d| d == own_dir))
+    }
+
     /// Deletes SSTables that no manifest names.
     pub fn collect_garbage(&self) -> Result<GcStats, EngineError> {
         let storage = self.storage.as_ref();
@@ -63,4 +115,9 @@ impl Engine {
         }
         Ok(stats)
     }
+}
+
+/// The segment number in a path like `logs/<server>/<number>.log`.
+fn segment_number(path: &str) -> Option<u64> {
+    path.rsplit('/').next()?.strip_suffix(".log")?.parse().ok()
 }

@@ -130,12 +130,12 @@ impl Mutation {
     }
 
     fn validate(&self) -> Result<(), InvalidMutation> {
-        if let Some(f) = self.family() {
-            if !valid_family_name(f) {
-                return Err(InvalidMutation::FamilyName(
-                    String::from_utf8_lossy(f).into_owned(),
-                ));
-            }
+        if let Some(f) = self.family()
+            && !valid_family_name(f)
+        {
+            return Err(InvalidMutation::FamilyName(
+                String::from_utf8_lossy(f).into_owned(),
+            ));
         }
         match self {
             Mutation::SetCell {
@@ -198,10 +198,10 @@ impl RowMutation {
     /// Replaces every `-1` timestamp with `now`.
     pub fn resolve_server_time(&mut self, now: i64) {
         for m in &mut self.mutations {
-            if let Mutation::SetCell { timestamp, .. } = m {
-                if *timestamp == -1 {
-                    *timestamp = now;
-                }
+            if let Mutation::SetCell { timestamp, .. } = m
+                && *timestamp == -1
+            {
+                *timestamp = now;
             }
         }
     }

@@ -191,10 +191,10 @@ pub fn compact_row(entries: Vec<Entry>, rules: &CompactionRules<'_>) -> Vec<Entr
             Some((f, p)) if *f == &k.family => p,
             _ => &policy.insert((&k.family, (rules.policy)(&k.family))).1,
         };
-        if !gc.drops(s.version, k.timestamp, rules.now_micros) {
-            if let Some(slot) = keep.get_mut(s.index) {
-                *slot = true;
-            }
+        if !gc.drops(s.version, k.timestamp, rules.now_micros)
+            && let Some(slot) = keep.get_mut(s.index)
+        {
+            *slot = true;
         }
     });
     entries

@@ -175,6 +175,11 @@ impl Tablet {
             failure: Mutex::new(None),
             engine,
         });
+        inner
+            .engine
+            .open_tablets
+            .lock()
+            .insert(inner.id, Arc::downgrade(&inner));
         let worker_inner = inner.clone();
         let worker = std::thread::Builder::new()
             .name(format!("tablet-{}", inner.id))

@@ -2,8 +2,8 @@
 //! cache, the clock and the settings — and the set of SSTables being written right now, which
 //! garbage collection must not delete.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tabula_common::{Clock, FileId, StorageRoot, TabletId};
@@ -13,7 +13,7 @@ use crate::engine::error::EngineError;
 use crate::engine::options::{EngineOptions, Schema};
 use crate::engine::sstable::BlockCache;
 
-use super::core::Tablet;
+use super::core::{Inner, Tablet};
 
 /// One server's storage engine.
 #[derive(Debug)]
@@ -24,6 +24,8 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) opts: EngineOptions,
     pub(crate) writing: Mutex<HashSet<FileId>>,
+    /// Tablets open on this engine, for commit-log garbage collection.
+    pub(crate) open_tablets: Mutex<HashMap<TabletId, Weak<Inner>>>,
 }
 
 impl Engine {
@@ -42,6 +44,7 @@ impl Engine {
             clock,
             opts,
             writing: Mutex::new(HashSet::new()),
+            open_tablets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -94,6 +97,13 @@ impl Engine {
     /// See `start_writing`.
     pub(crate) fn done_writing(&self, id: FileId) {
         self.writing.lock().remove(&id);
+    }
+
+    /// The redo point of `tablet` if it is open here.
+    pub(crate) fn open_redo_seq(&self, tablet: TabletId) -> Option<u64> {
+        let inner = self.open_tablets.lock().get(&tablet)?.upgrade()?;
+        let redo = inner.manifest.lock().redo_seq;
+        Some(redo)
     }
 
     /// A fresh SSTable id.

@@ -2,7 +2,7 @@
 //! commit log and wait for the group commit, insert into the active memtable, become visible.
 //! A full memtable freezes; too many frozen memtables make writers wait for the flusher.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -51,9 +51,7 @@ impl Tablet {
     /// Locks `row` for a read-modify-write (check-and-mutate, increment, append). Plain
     /// `apply` does not need it: every mutation is atomic on its own.
     pub fn lock_row(&self, row: &[u8]) -> RowGuard<'_> {
-        let mut h = self.inner.row_locks.hasher.build_hasher();
-        row.hash(&mut h);
-        let stripe = (h.finish() as usize) % ROW_LOCK_STRIPES;
+        let stripe = (self.inner.row_locks.hasher.hash_one(row) as usize) % ROW_LOCK_STRIPES;
         let lock = &self.inner.row_locks.stripes[stripe];
         RowGuard {
             _guard: lock.lock(),
