@@ -13,6 +13,11 @@
 //! kept.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use tabula_common::{FileId, TabletId};
 
@@ -114,6 +119,62 @@ impl Engine {
             stats.deleted += 1;
         }
         Ok(stats)
+    }
+}
+
+/// Runs both collections every `interval` on a thread of its own; dropping the handle stops
+/// and joins it.
+#[derive(Debug)]
+pub struct GcHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts periodic garbage collection for this engine.
+    pub fn start_gc(self: &Arc<Self>, interval: Duration) -> Result<GcHandle, EngineError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let engine: Weak<Engine> = Arc::downgrade(self);
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("engine-gc".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let mut stopped = signal.0.lock();
+                        if !*stopped {
+                            signal.1.wait_for(&mut stopped, interval);
+                        }
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let Some(engine) = engine.upgrade() else {
+                        return;
+                    };
+                    match engine.collect_garbage() {
+                        Ok(stats) => tracing::debug!(?stats, "sstable garbage collected"),
+                        Err(e) => tracing::warn!(error = %e, "sstable garbage collection failed"),
+                    }
+                    if let Err(e) = engine.collect_log_garbage() {
+                        tracing::warn!(error = %e, "commit log garbage collection failed");
+                    }
+                }
+            })?;
+        Ok(GcHandle {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for GcHandle {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub mod sstable;
 pub mod tablet;
 
 pub use error::EngineError;
+pub use gc::{GcHandle, GcStats};
 pub use gc_policy::GcPolicy;
 pub use mutation::{Mutation, RowMutation};
 pub use options::{EngineOptions, Schema};
