@@ -356,3 +356,44 @@ fn log_segments_go_once_every_tablet_has_flushed_past_them() {
         60
     );
 }
+
+#[test]
+fn concurrent_writers_flushes_and_compactions_lose_nothing_across_a_crash() {
+    let env = Env::new();
+    let schema = Schema::with_families(["cf"]);
+    let t = Arc::new(
+        env.engine("s1")
+            .create_tablet(TabletId(1), Bytes::new(), None, schema.clone())
+            .unwrap(),
+    );
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    t.apply(put(&format!("w{w}-{i:04}"), "q", 1, &"v".repeat(100)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let compactor = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..20 {
+                if i % 5 == 4 {
+                    t.major_compact().unwrap();
+                } else {
+                    t.flush().unwrap();
+                }
+            }
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    compactor.join().unwrap();
+    Arc::into_inner(t).unwrap().close();
+    let heir = env.engine("s2").open_tablet(TabletId(1), schema).unwrap();
+    assert_eq!(rows(&heir).len(), 1600);
+}

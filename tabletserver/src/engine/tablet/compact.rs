@@ -172,8 +172,10 @@ impl Inner {
     /// The smallest sequence number any entry outside this compaction can have: entries in
     /// memtables other than `flushing`, and writes still in flight.
     fn lowest_seq_outside(&self, flushing: Option<&Arc<Memtable>>) -> Seq {
-        let state = self.state.read().clone();
+        // Numbers below `lowest_unfinished` are in a memtable already; reading the state after
+        // it guarantees that memtable is in the state we look at (a freeze may add one later).
         let mut lowest = self.seqs.lowest_unfinished();
+        let state = self.state.read().clone();
         for m in std::iter::once(&state.active).chain(state.frozen.iter()) {
             if flushing.is_some_and(|f| Arc::ptr_eq(f, m)) {
                 continue;
@@ -242,12 +244,13 @@ impl Inner {
         output: Option<Arc<Sstable>>,
         flushed_max_seq: Seq,
     ) -> Result<(), EngineError> {
+        // As in `lowest_seq_outside`: in-flight numbers first, then the state.
+        let mut unflushed_min = self.seqs.lowest_unfinished();
         let state = self.state.read().clone();
         let mut remaining: Vec<&Arc<Memtable>> = state.frozen.iter().collect();
         if let Some(f) = flushed {
             remaining.retain(|m| !Arc::ptr_eq(m, f));
         }
-        let mut unflushed_min = self.seqs.lowest_unfinished();
         for m in remaining
             .iter()
             .copied()
