@@ -137,6 +137,9 @@ impl Inner {
     /// Waits while too many frozen memtables await their flush (bounded memory).
     fn wait_for_room(&self) -> Result<(), EngineError> {
         let max = self.engine.opts.max_frozen_memtables.max(1);
+        if self.state.read().frozen.len() < max {
+            return Ok(());
+        }
         let mut guard = self.stall.lock();
         while self.state.read().frozen.len() >= max {
             self.check_open()?;
