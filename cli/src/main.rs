@@ -39,7 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(command) => bench::run(command),
+        Command::Bench(command) => bench::run(command, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,8 @@ pub(crate) mod engine;
 
 use clap::Subcommand;
 
+use crate::output::OutputFormat;
+
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -11,9 +13,9 @@ pub(crate) enum BenchCommand {
     Engine(engine::EngineArgs),
 }
 
-/// Runs one benchmark.
-pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
+/// Runs one benchmark, printing its results in `output`.
+pub(crate) fn run(command: BenchCommand, output: OutputFormat) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Engine(args) => engine::run(args),
+        BenchCommand::Engine(args) => engine::run(engine::EngineArgs { output, ..args }),
     }
 }
