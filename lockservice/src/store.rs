@@ -1,0 +1,1 @@
+//! Durable Raft storage (being written).
