@@ -142,4 +142,12 @@ pub enum FailReason {
     SessionGone,
     /// The request is malformed (bad path, zero TTL).
     Invalid(String),
+    /// A limit of the state machine would be exceeded (files, sessions, bytes).
+    ResourceExhausted(String),
+    /// A retry of a write older than the client's last applied one, whose response is no longer
+    /// kept: it was applied once and is not applied again.
+    StaleRequest {
+        /// The client's last applied `seq`.
+        last_seq: u64,
+    },
 }

@@ -2,8 +2,24 @@
 //! event history for watches. Deterministic: `apply` reads no clock and no randomness — time
 //! arrives inside commands proposed by the leader (session expiry).
 //!
-//! (Being written: see `command.rs` for the commands and their results.)
+//! Reading order: `command` (what the log carries), `machine` (`LockState::apply` dispatch),
+//! then one file per concept: `path`, `tree`, `session`, `lock`, `events`, `dedup`, and
+//! `snapshot` (the serialized form and its validation on restore).
 
 mod command;
+mod dedup;
+mod events;
+mod lock;
+mod machine;
+mod path;
+mod session;
+mod snapshot;
+mod tree;
 
 pub use command::{ClientRef, FailReason, LockMode, Op, Request, Response, Sequencer};
+pub use events::{Compacted, Event, EventKind};
+pub use lock::LockHolder;
+pub use machine::{Limits, LockState};
+pub use session::SessionView;
+pub use snapshot::SnapshotError;
+pub use tree::FileView;

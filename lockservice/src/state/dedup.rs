@@ -1,0 +1,1 @@
+//! The `(client_id, seq)` table for retried writes.
