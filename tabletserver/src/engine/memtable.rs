@@ -1,6 +1,9 @@
 //! The memtable: a lock-free sorted map (crossbeam-skiplist) of the newest entries, with byte
 //! accounting so the tablet knows when to freeze it.
 //!
+//! Skiplist keys carry the row's first 16 bytes inline (as two big-endian words), so most
+//! comparisons during a search never follow the row's pointer (a cache miss per node).
+//!
 //! Writers insert concurrently; readers iterate concurrently with writers. Iterators own an
 //! `Arc<Memtable>` and refill a small buffer by re-seeking after the last key they returned, so
 //! they borrow nothing and can live inside a scan that outlasts a freeze.
@@ -21,10 +24,55 @@ const NODE_OVERHEAD_BYTES: usize = 64;
 /// Entries an iterator takes per refill.
 const REFILL_ENTRIES: usize = 128;
 
+/// A skiplist key: the cell key behind an inline prefix of its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MemKey {
+    /// The row's first 16 bytes, zero-padded, as big-endian words: comparing them orders rows
+    /// as their bytes do, except that equal prefixes need the full comparison.
+    prefix: (u64, u64),
+    key: CellKey,
+}
+
+impl MemKey {
+    fn new(key: CellKey) -> MemKey {
+        let mut buf = [0u8; 16];
+        let n = key.row.len().min(16);
+        buf[..n].copy_from_slice(&key.row[..n]);
+        let (hi, lo) = buf.split_at(8);
+        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        MemKey {
+            prefix: (word(hi), word(lo)),
+            key,
+        }
+    }
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn mem_bound(b: Bound<CellKey>) -> Bound<MemKey> {
+    match b {
+        Bound::Included(k) => Bound::Included(MemKey::new(k)),
+        Bound::Excluded(k) => Bound::Excluded(MemKey::new(k)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 /// A memtable.
 #[derive(Debug)]
 pub struct Memtable {
-    map: SkipMap<CellKey, Value>,
+    map: SkipMap<MemKey, Value>,
     bytes: AtomicUsize,
     min_seq: AtomicU64,
     max_seq: AtomicU64,
@@ -55,7 +103,7 @@ impl Memtable {
             bytes += e.approximate_size() + NODE_OVERHEAD_BYTES;
             self.min_seq.fetch_min(e.key.seq, Ordering::AcqRel);
             self.max_seq.fetch_max(e.key.seq, Ordering::AcqRel);
-            self.map.insert(e.key.clone(), e.value.clone());
+            self.map.insert(MemKey::new(e.key.clone()), e.value.clone());
         }
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
@@ -90,9 +138,9 @@ impl Memtable {
     pub fn row_entries(&self, row: &Bytes) -> Vec<Entry> {
         let (lo, hi) = key_bounds(&Bound::Included(row.clone()), &Bound::Included(row.clone()));
         self.map
-            .range((lo, hi))
+            .range((mem_bound(lo), mem_bound(hi)))
             .map(|e| Entry {
-                key: e.key().clone(),
+                key: e.key().key.clone(),
                 value: e.value().clone(),
             })
             .collect()
@@ -103,8 +151,8 @@ impl Memtable {
         let (lower, upper) = key_bounds(&range.start, &range.end);
         MemtableIter {
             mem: self.clone(),
-            lower,
-            upper,
+            lower: mem_bound(lower),
+            upper: mem_bound(upper),
             reverse,
             buf: VecDeque::new(),
             done: false,
@@ -116,8 +164,8 @@ impl Memtable {
 #[derive(Debug)]
 pub struct MemtableIter {
     mem: Arc<Memtable>,
-    lower: Bound<CellKey>,
-    upper: Bound<CellKey>,
+    lower: Bound<MemKey>,
+    upper: Bound<MemKey>,
     reverse: bool,
     buf: VecDeque<Entry>,
     done: bool,
@@ -126,20 +174,20 @@ pub struct MemtableIter {
 impl MemtableIter {
     fn refill(&mut self) {
         let range = self.mem.map.range((self.lower.clone(), self.upper.clone()));
-        let to_entry = |e: crossbeam_skiplist::map::Entry<'_, CellKey, Value>| Entry {
-            key: e.key().clone(),
+        let to_entry = |e: crossbeam_skiplist::map::Entry<'_, MemKey, Value>| Entry {
+            key: e.key().key.clone(),
             value: e.value().clone(),
         };
         if self.reverse {
             self.buf
                 .extend(range.rev().take(REFILL_ENTRIES).map(to_entry));
             if let Some(last) = self.buf.back() {
-                self.upper = Bound::Excluded(last.key.clone());
+                self.upper = Bound::Excluded(MemKey::new(last.key.clone()));
             }
         } else {
             self.buf.extend(range.take(REFILL_ENTRIES).map(to_entry));
             if let Some(last) = self.buf.back() {
-                self.lower = Bound::Excluded(last.key.clone());
+                self.lower = Bound::Excluded(MemKey::new(last.key.clone()));
             }
         }
         if self.buf.len() < REFILL_ENTRIES {
@@ -195,6 +243,27 @@ mod tests {
         let rev: Vec<_> = mem.iter(&range, true).map(|e| e.key.seq).collect();
         assert_eq!(rev, (12..=401).rev().collect::<Vec<_>>());
         assert_eq!(mem.row_entries(&Bytes::from_static(b"r0007")).len(), 1);
+    }
+
+    #[test]
+    fn inline_prefixes_order_rows_like_their_bytes() {
+        let rows: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"a\x01",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnopq",
+        ];
+        for x in rows {
+            for y in rows {
+                let k = |r: &[u8]| MemKey::new(CellKey::row_start(Bytes::copy_from_slice(r)));
+                assert_eq!(k(x).cmp(&k(y)), x.cmp(y), "{x:?} vs {y:?}");
+            }
+        }
     }
 
     #[test]
