@@ -1,14 +1,14 @@
 //! The merging iterator: many sorted entry sources (memtables, SSTables) in, one sorted stream
 //! out, seen at a snapshot sequence number.
 //!
-//! Entries above the snapshot are skipped; an entry whose key equals the previous one (the same
-//! record replayed into a memtable after its SSTable was written) is yielded once.
+//! Entries above the snapshot are skipped; an entry found in several sources under the same key
+//! (the same record replayed into a memtable after its SSTable was written) is yielded once.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::error::EngineError;
-use super::key::{CellKey, Entry, Seq};
+use super::key::{Entry, Seq};
 
 /// A sorted source of entries.
 pub type EntrySource = Box<dyn Iterator<Item = Result<Entry, EngineError>> + Send>;
@@ -52,7 +52,6 @@ pub struct MergeIter {
     heap: BinaryHeap<Head>,
     reverse: bool,
     snapshot: Seq,
-    last: Option<CellKey>,
     started: bool,
     pending_error: Option<EngineError>,
 }
@@ -66,7 +65,6 @@ impl MergeIter {
             heap: BinaryHeap::new(),
             reverse,
             snapshot,
-            last: None,
             started: false,
             pending_error: None,
         }
@@ -100,21 +98,27 @@ impl MergeIter {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
-        while let Some(head) = self.heap.pop() {
-            // An error from the source is reported after the entry already in hand.
-            if let Err(e) = self.pull(head.source) {
+        let Some(head) = self.heap.pop() else {
+            return Ok(None);
+        };
+        // An error from the source is reported after the entry already in hand.
+        if let Err(e) = self.pull(head.source) {
+            self.pending_error = Some(e);
+        }
+        // Drop copies of the same entry in other sources (a record replayed after its flush).
+        while self.pending_error.is_none()
+            && self
+                .heap
+                .peek()
+                .is_some_and(|top| top.entry.key == head.entry.key)
+        {
+            if let Some(dup) = self.heap.pop()
+                && let Err(e) = self.pull(dup.source)
+            {
                 self.pending_error = Some(e);
             }
-            if self.last.as_ref() == Some(&head.entry.key) {
-                if let Some(e) = self.pending_error.take() {
-                    return Err(e);
-                }
-                continue;
-            }
-            self.last = Some(head.entry.key.clone());
-            return Ok(Some(head.entry));
         }
-        Ok(None)
+        Ok(Some(head.entry))
     }
 }
 
@@ -140,7 +144,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::engine::key::Value;
+    use crate::engine::key::{CellKey, Value};
 
     fn e(row: &str, seq: Seq) -> Entry {
         Entry {

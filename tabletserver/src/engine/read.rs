@@ -75,7 +75,6 @@ impl CellFilter {
 struct Survivor<'a> {
     index: usize,
     entry: &'a Entry,
-    value: &'a Bytes,
     qualifier: &'a Bytes,
     version: usize,
 }
@@ -113,7 +112,7 @@ fn for_each_visible<'a>(entries: &'a [Entry], mut f: impl FnMut(Survivor<'a>)) {
         }
         match &e.value {
             Value::DeleteColumn { start, end } => column_tombstones.push((*start, *end, k.seq)),
-            Value::Put(value) => {
+            Value::Put(_) => {
                 if last_ts == Some(k.timestamp) {
                     continue; // an older write at the same timestamp: overwritten
                 }
@@ -126,7 +125,6 @@ fn for_each_visible<'a>(entries: &'a [Entry], mut f: impl FnMut(Survivor<'a>)) {
                     f(Survivor {
                         index,
                         entry: e,
-                        value,
                         qualifier,
                         version,
                     });
@@ -138,11 +136,12 @@ fn for_each_visible<'a>(entries: &'a [Entry], mut f: impl FnMut(Survivor<'a>)) {
     }
 }
 
-/// The cells of one row (its entries sorted forward) that `filter` lets through.
-pub fn resolve_row(entries: &[Entry], filter: &CellFilter) -> Vec<Cell> {
-    let mut cells = Vec::new();
+/// The cells of one row (its entries sorted forward) that `filter` lets through. Takes the
+/// entries so the cells can own their bytes without copying them.
+pub fn resolve_row(entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
+    let mut picked: Vec<usize> = Vec::new();
     let mut counted: Option<(&Bytes, &Bytes, usize)> = None;
-    for_each_visible(entries, |s| {
+    for_each_visible(&entries, |s| {
         let k = &s.entry.key;
         if !filter.wants_column(&k.family, s.qualifier) || !filter.wants_time(k.timestamp) {
             return;
@@ -155,13 +154,24 @@ pub fn resolve_row(entries: &[Entry], filter: &CellFilter) -> Vec<Cell> {
             return;
         }
         counted = Some((&k.family, s.qualifier, n + 1));
-        cells.push(Cell {
-            family: k.family.clone(),
-            qualifier: s.qualifier.clone(),
-            timestamp: k.timestamp,
-            value: s.value.clone(),
-        });
+        picked.push(s.index);
     });
+    let mut cells = Vec::with_capacity(picked.len());
+    let mut picked = picked.into_iter().peekable();
+    for (i, e) in entries.into_iter().enumerate() {
+        if picked.peek() != Some(&i) {
+            continue;
+        }
+        picked.next();
+        if let (Value::Put(value), Some(qualifier)) = (e.value, e.key.qualifier) {
+            cells.push(Cell {
+                family: e.key.family,
+                qualifier,
+                timestamp: e.key.timestamp,
+                value,
+            });
+        }
+    }
     cells
 }
 
@@ -245,7 +255,7 @@ mod tests {
     }
 
     fn cells(es: &[Entry], filter: &CellFilter) -> Vec<(String, String, i64, String)> {
-        resolve_row(es, filter)
+        resolve_row(es.to_vec(), filter)
             .into_iter()
             .map(|c| {
                 let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();

@@ -4,7 +4,6 @@
 //! The snapshot number is read *before* the state, so every mutation visible at the snapshot
 //! is in one of the state's memtables or SSTables.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -127,7 +126,7 @@ impl Inner {
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         entries.dedup_by(|a, b| a.key == b.key);
-        let cells = resolve_row(&entries, filter);
+        let cells = resolve_row(entries, filter);
         Ok((!cells.is_empty()).then_some(Row { key, cells }))
     }
 }
@@ -171,20 +170,19 @@ impl RowIter {
                 None => return Ok(None),
             },
         };
-        let mut row: VecDeque<Entry> = VecDeque::from([first]);
+        let mut row: Vec<Entry> = vec![first];
         for item in merged.by_ref() {
             let e = item?;
-            if row.front().is_some_and(|f| f.key.row != e.key.row) {
+            if row[0].key.row != e.key.row {
                 self.pending = Some(e);
                 break;
             }
-            if self.reverse {
-                row.push_front(e);
-            } else {
-                row.push_back(e);
-            }
+            row.push(e);
         }
-        Ok(Some(row.into()))
+        if self.reverse {
+            row.reverse();
+        }
+        Ok(Some(row))
     }
 }
 
@@ -200,13 +198,11 @@ impl Iterator for RowIter {
                 }
                 Ok(None) => return None,
                 Ok(Some(entries)) => {
-                    let cells = resolve_row(&entries, &self.filter);
-                    if let (false, Some(first)) = (cells.is_empty(), entries.first()) {
+                    let key = entries[0].key.row.clone();
+                    let cells = resolve_row(entries, &self.filter);
+                    if !cells.is_empty() {
                         self.remaining -= 1;
-                        return Some(Ok(Row {
-                            key: first.key.row.clone(),
-                            cells,
-                        }));
+                        return Some(Ok(Row { key, cells }));
                     }
                 }
             }

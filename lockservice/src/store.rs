@@ -1,1 +1,0 @@
-//! Durable Raft storage (being written).
