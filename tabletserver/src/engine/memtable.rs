@@ -97,13 +97,13 @@ impl Memtable {
 
     /// Inserts entries (keys are unique: every entry has its own sequence number; re-inserting
     /// an identical entry during replay is harmless).
-    pub fn insert(&self, entries: &[Entry]) {
+    pub fn insert(&self, entries: Vec<Entry>) {
         let mut bytes = 0;
         for e in entries {
             bytes += e.approximate_size() + NODE_OVERHEAD_BYTES;
             self.min_seq.fetch_min(e.key.seq, Ordering::AcqRel);
             self.max_seq.fetch_max(e.key.seq, Ordering::AcqRel);
-            self.map.insert(MemKey::new(e.key.clone()), e.value.clone());
+            self.map.insert(MemKey::new(e.key), e.value);
         }
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
@@ -230,7 +230,7 @@ mod tests {
         let entries: Vec<_> = (0..500)
             .map(|i| put(&format!("r{i:04}"), "q", 1, i + 1))
             .collect();
-        mem.insert(&entries);
+        mem.insert(entries);
         assert_eq!(mem.len(), 500);
         assert_eq!((mem.min_seq(), mem.max_seq()), (Some(1), 500));
         assert!(mem.approximate_bytes() > 500 * 64);
@@ -269,10 +269,10 @@ mod tests {
     #[test]
     fn iterator_sees_a_consistent_prefix_while_writers_insert() {
         let mem = Arc::new(Memtable::new());
-        mem.insert(&[put("a", "q", 1, 1), put("c", "q", 1, 2)]);
+        mem.insert(vec![put("a", "q", 1, 1), put("c", "q", 1, 2)]);
         let mut it = mem.iter(&RowRange::all(), false);
         assert_eq!(it.next().map(|e| e.key.seq), Some(1));
-        mem.insert(&[put("b", "q", 1, 3)]);
+        mem.insert(vec![put("b", "q", 1, 3)]);
         // The buffer was filled before the insert; the iterator is still in order.
         let rest: Vec<_> = it.map(|e| e.key.seq).collect();
         assert_eq!(rest, vec![2]);

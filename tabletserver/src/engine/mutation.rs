@@ -1,6 +1,6 @@
 //! What a client asks of one row: a list of mutations applied atomically, in order.
 //!
-//! `RowMutation::validate` enforces the limits of DESIGN.md section 2; `to_entries` turns a
+//! `RowMutation::validate` enforces the limits of DESIGN.md section 2; `into_entries` turns a
 //! validated mutation (server timestamps already resolved) into memtable entries with one
 //! sequence number each; `encode`/`decode` are the commit-log payload codec:
 //!
@@ -208,9 +208,14 @@ impl RowMutation {
 
     /// The entries this mutation writes, the i-th with sequence number `first_seq + i`.
     pub fn to_entries(&self, first_seq: Seq) -> Vec<Entry> {
-        let row = &self.row;
+        self.clone().into_entries(first_seq)
+    }
+
+    /// As `to_entries`, moving the bytes instead of sharing them.
+    pub fn into_entries(self, first_seq: Seq) -> Vec<Entry> {
+        let row = self.row;
         self.mutations
-            .iter()
+            .into_iter()
             .zip(first_seq..)
             .map(|(m, seq)| {
                 let (family, qualifier, timestamp, value) = match m {
@@ -219,28 +224,20 @@ impl RowMutation {
                         qualifier,
                         timestamp,
                         value,
-                    } => (
-                        family.clone(),
-                        Some(qualifier.clone()),
-                        *timestamp,
-                        Value::Put(value.clone()),
-                    ),
+                    } => (family, Some(qualifier), timestamp, Value::Put(value)),
                     Mutation::DeleteFromColumn {
                         family,
                         qualifier,
                         start,
                         end,
                     } => (
-                        family.clone(),
-                        Some(qualifier.clone()),
+                        family,
+                        Some(qualifier),
                         i64::MAX,
-                        Value::DeleteColumn {
-                            start: *start,
-                            end: *end,
-                        },
+                        Value::DeleteColumn { start, end },
                     ),
                     Mutation::DeleteFromFamily { family } => {
-                        (family.clone(), None, i64::MAX, Value::DeleteFamily)
+                        (family, None, i64::MAX, Value::DeleteFamily)
                     }
                     Mutation::DeleteFromRow => (Bytes::new(), None, i64::MAX, Value::DeleteRow),
                 };

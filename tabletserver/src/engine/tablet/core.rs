@@ -120,9 +120,9 @@ impl Tablet {
             manifest.redo_seq,
             |rec: ReplayedRecord| -> Result<(), EngineError> {
                 let m = RowMutation::decode(rec.payload)?;
-                let entries = m.to_entries(rec.seq);
+                let entries = m.into_entries(rec.seq);
                 last = last.max(rec.seq + u64::from(rec.entry_count.max(1)) - 1);
-                memtable.insert(&entries);
+                memtable.insert(entries);
                 replayed += 1;
                 Ok(())
             },

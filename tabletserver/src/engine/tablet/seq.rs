@@ -5,7 +5,7 @@
 //! The visible number is one below the lowest range still in flight, so a mutation becomes
 //! visible all at once, and only when every earlier one has too.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -15,7 +15,9 @@ use crate::engine::key::Seq;
 #[derive(Debug)]
 struct Inner {
     next: Seq,
-    in_flight: BTreeSet<Seq>,
+    /// First numbers of ranges handed out and not yet retired, ascending, with whether each has
+    /// finished (a finished range stays until every earlier one has finished too).
+    in_flight: VecDeque<(Seq, bool)>,
 }
 
 /// Hands out sequence numbers and tracks which are visible.
@@ -31,7 +33,7 @@ impl SeqTracker {
         SeqTracker {
             inner: Mutex::new(Inner {
                 next: last + 1,
-                in_flight: BTreeSet::new(),
+                in_flight: VecDeque::new(),
             }),
             visible: AtomicU64::new(last),
         }
@@ -42,18 +44,25 @@ impl SeqTracker {
         let mut inner = self.inner.lock();
         let first = inner.next;
         inner.next += count.max(1);
-        inner.in_flight.insert(first);
+        inner.in_flight.push_back((first, false));
         first
     }
 
     /// The range starting at `first` is inserted (or abandoned): it may become visible.
     pub(crate) fn finish(&self, first: Seq) {
         let mut inner = self.inner.lock();
-        inner.in_flight.remove(&first);
+        if let Ok(i) = inner.in_flight.binary_search_by_key(&first, |(s, _)| *s)
+            && let Some(slot) = inner.in_flight.get_mut(i)
+        {
+            slot.1 = true;
+        }
+        while inner.in_flight.front().is_some_and(|(_, done)| *done) {
+            inner.in_flight.pop_front();
+        }
         let visible = inner
             .in_flight
-            .first()
-            .map_or(inner.next - 1, |lowest| lowest - 1);
+            .front()
+            .map_or(inner.next - 1, |(lowest, _)| lowest - 1);
         self.visible.store(visible, Ordering::Release);
     }
 
@@ -65,7 +74,10 @@ impl SeqTracker {
     /// The lowest number that may still be written to a memtable from now on.
     pub(crate) fn lowest_unfinished(&self) -> Seq {
         let inner = self.inner.lock();
-        inner.in_flight.first().copied().unwrap_or(inner.next)
+        inner
+            .in_flight
+            .front()
+            .map_or(inner.next, |(lowest, _)| *lowest)
     }
 
     /// The last number handed out.

@@ -102,10 +102,10 @@ impl Inner {
             self.fail(format!("commit log append failed: {e}"));
             return Err(e.into());
         }
-        let entries = m.to_entries(first);
+        let entries = m.into_entries(first);
         let full = {
             let state = self.state.read();
-            state.active.insert(&entries);
+            state.active.insert(entries);
             state.active.approximate_bytes() >= self.engine.opts.memtable_bytes
         };
         self.seqs.finish(first);
