@@ -12,8 +12,12 @@ mod events;
 mod lock;
 mod machine;
 mod path;
+#[cfg(test)]
+mod proptests;
 mod session;
 mod snapshot;
+#[cfg(test)]
+mod testutil;
 mod tree;
 
 pub use command::{ClientRef, FailReason, LockMode, Op, Request, Response, Sequencer};
