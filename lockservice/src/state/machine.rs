@@ -429,3 +429,36 @@ impl LockState {
 fn valid_path(p: &str) -> Result<(), FailReason> {
     path::validate(p).map_err(FailReason::Invalid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::create;
+    use super::super::{FailReason, LockState, Request, Response};
+
+    #[test]
+    fn indexes_must_grow_and_empty_entries_advance_them() {
+        let mut state = LockState::default();
+        let req = Request {
+            client: None,
+            op: create("/a", b"", None),
+        };
+        assert!(matches!(
+            state.apply(0, &req),
+            Response::Failed(FailReason::Invalid(_))
+        ));
+        assert_eq!(state, LockState::default());
+        state.apply_empty(4);
+        assert_eq!(state.last_applied_index(), 4);
+        assert!(matches!(
+            state.apply(4, &req),
+            Response::Failed(FailReason::Invalid(_))
+        ));
+        assert_eq!(state.apply(5, &req), Response::Done { generation: 5 });
+        assert!(matches!(
+            state.apply(5, &req),
+            Response::Failed(FailReason::Invalid(_))
+        ));
+        assert_eq!(state.get("/a").map(|f| f.generation), Some(5));
+        assert_eq!(state.last_applied_index(), 5);
+    }
+}
