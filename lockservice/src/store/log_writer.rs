@@ -1,0 +1,511 @@
+//! The log's writer thread and its recovery on open.
+//!
+//! Every write is one `pwrite` at the end of the active segment followed by `fdatasync`; the
+//! caller hears back only after both. The order of durable effects is chosen so that a crash at
+//! any point leaves a log without holes:
+//! - append: write + `fdatasync`, then publish the entries in the index;
+//! - truncate: unpublish, delete later segments from the last down + directory fsync, then cut
+//!   the segment holding the first removed entry + rewrite the committed id + `fdatasync`;
+//! - purge: replace `purged` atomically first, then unpublish and delete whole segments from
+//!   the first up (a crash in between leaves segments recovery ignores and deletes);
+//! - vote: replace `vote` atomically (temp + fsync + rename + directory fsync).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{Entry, LogId, Vote};
+use tokio::sync::mpsc;
+
+use super::durable::{self, DirLock};
+use super::error::StoreError;
+use super::log_store::{Command, LogIndex, LogShared, Slot};
+use super::record::{FRAME_HEADER_LEN, KIND_COMMITTED, KIND_ENTRY, MAX_BODY_LEN, encode_frame};
+use super::segment::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use crate::types::{NodeId, TypeConfig};
+
+/// The vote file in `log/`.
+pub(super) const VOTE_FILE: &str = "vote";
+/// The last purged log id file in `log/`.
+pub(super) const PURGED_FILE: &str = "purged";
+const VOTE_MAGIC: [u8; 8] = *b"TLKVOTE1";
+const PURGED_MAGIC: [u8; 8] = *b"TLKPURG1";
+
+/// Owns the active segment and performs every write, in the order the commands arrive.
+pub(super) struct Writer {
+    dir: PathBuf,
+    shared: Arc<LogShared>,
+    segment_max_bytes: u64,
+    active_id: u64,
+    active: Arc<File>,
+    active_len: u64,
+    /// The committed id as last saved by openraft.
+    committed: Option<LogId<NodeId>>,
+    /// The committed id as last written to the active segment.
+    committed_on_disk: Option<LogId<NodeId>>,
+    /// Set when a write or fsync failed: what is on disk is then unknown, so no more writes.
+    failed: Option<String>,
+    _lock: Arc<DirLock>,
+}
+
+impl Writer {
+    /// Serves commands until every sender is gone, then makes the committed id durable.
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
+        while let Some(command) = rx.blocking_recv() {
+            match command {
+                Command::Append { entries, done } => {
+                    let _ = done.send(self.guarded(|w| w.append(&entries)));
+                }
+                Command::SaveVote { vote, done } => {
+                    let _ = done.send(self.guarded(|w| w.save_vote(vote)));
+                }
+                Command::SaveCommitted { committed, done } => {
+                    self.committed = committed;
+                    self.shared.index.write().committed = committed;
+                    let _ = done.send(Ok(()));
+                }
+                Command::Truncate { index, done } => {
+                    let _ = done.send(self.guarded(|w| w.truncate(index)));
+                }
+                Command::Purge { upto, done } => {
+                    let _ = done.send(self.guarded(|w| w.purge(upto)));
+                }
+            }
+        }
+        if self.failed.is_none() && self.committed != self.committed_on_disk {
+            self.write_frames(&[])?;
+        }
+        Ok(())
+    }
+
+    /// Runs a write unless an earlier one failed; a failure poisons the writer.
+    fn guarded(
+        &mut self,
+        op: impl FnOnce(&mut Writer) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if let Some(reason) = &self.failed {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        let result = op(self);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "lock-service log write failed; refusing further writes");
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.dir.join(segment::file_name(self.active_id))
+    }
+
+    fn append(&mut self, entries: &[Entry<TypeConfig>]) -> Result<(), StoreError> {
+        let (mut next, purged) = {
+            let index = self.shared.index.read();
+            (
+                index.last_log_id().map(|l| l.index + 1),
+                index.last_purged.map(|l| l.index),
+            )
+        };
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if purged.is_some_and(|p| entry.log_id.index <= p) {
+                // Already covered by the snapshot the purge point stands for: as if appended
+                // and purged at once.
+                continue;
+            }
+            if let Some(want) = next
+                && entry.log_id.index != want
+            {
+                return Err(StoreError::NotContiguous {
+                    expected: want,
+                    got: entry.log_id.index,
+                });
+            }
+            next = Some(entry.log_id.index + 1);
+            let body = postcard::to_stdvec(entry).map_err(|source| StoreError::Encode {
+                what: "log entry",
+                source,
+            })?;
+            if body.len() > MAX_BODY_LEN {
+                return Err(StoreError::inconsistent(
+                    &self.dir,
+                    format!(
+                        "entry {} is {} bytes, over the frame limit",
+                        entry.log_id,
+                        body.len()
+                    ),
+                ));
+            }
+            encoded.push((entry.log_id, body));
+        }
+        let batch_bytes: u64 = encoded
+            .iter()
+            .map(|(_, b)| (FRAME_HEADER_LEN + b.len()) as u64)
+            .sum();
+        if self.active_len > SEGMENT_HEADER_LEN
+            && self.active_len + batch_bytes > self.segment_max_bytes
+        {
+            self.roll()?;
+        }
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let slots = self.write_frames(&encoded)?;
+        let mut index = self.shared.index.write();
+        for slot in slots {
+            index.entries.insert(slot.log_id.index, slot);
+        }
+        Ok(())
+    }
+
+    /// Writes the committed id (if it changed, or the segment is new) and `entries` as one
+    /// write, then `fdatasync`s. Returns the entries' slots.
+    fn write_frames(
+        &mut self,
+        entries: &[(LogId<NodeId>, Vec<u8>)],
+    ) -> Result<Vec<Slot>, StoreError> {
+        let start = self.active_len;
+        let mut buf = Vec::new();
+        if start == 0 {
+            buf.extend_from_slice(&SEGMENT_MAGIC);
+        }
+        let fresh_segment = start <= SEGMENT_HEADER_LEN;
+        if self.committed != self.committed_on_disk || (fresh_segment && self.committed.is_some()) {
+            let body =
+                postcard::to_stdvec(&self.committed).map_err(|source| StoreError::Encode {
+                    what: "committed log id",
+                    source,
+                })?;
+            encode_frame(&mut buf, start, KIND_COMMITTED, &body);
+        }
+        let mut slots = Vec::with_capacity(entries.len());
+        for (log_id, body) in entries {
+            let offset = start + buf.len() as u64;
+            encode_frame(&mut buf, start, KIND_ENTRY, body);
+            let len = (start + buf.len() as u64 - offset) as u32;
+            slots.push(Slot {
+                log_id: *log_id,
+                segment: self.active_id,
+                offset,
+                len,
+            });
+        }
+        let path = self.active_path();
+        if !buf.is_empty() {
+            self.active
+                .write_all_at(&buf, start)
+                .map_err(|e| StoreError::io("write", &path, e))?;
+        }
+        self.active
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync", &path, e))?;
+        self.active_len = start + buf.len() as u64;
+        self.committed_on_disk = self.committed;
+        Ok(slots)
+    }
+
+    /// Starts a new segment; its first write carries the header and the committed id.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        let id = self.active_id + 1;
+        let file = Arc::new(create_segment(&self.dir, id)?);
+        self.shared
+            .index
+            .write()
+            .segments
+            .insert(id, Arc::clone(&file));
+        self.active_id = id;
+        self.active = file;
+        self.active_len = 0;
+        Ok(())
+    }
+
+    fn save_vote(&mut self, vote: Vote<NodeId>) -> Result<(), StoreError> {
+        let body = postcard::to_stdvec(&vote).map_err(|source| StoreError::Encode {
+            what: "vote",
+            source,
+        })?;
+        durable::write_blob(&self.dir, VOTE_FILE, &VOTE_MAGIC, &body)?;
+        self.shared.index.write().vote = Some(vote);
+        Ok(())
+    }
+
+    fn truncate(&mut self, since: u64) -> Result<(), StoreError> {
+        let (cut, doomed) = {
+            let mut index = self.shared.index.write();
+            let Some(cut) = index.entries.range(since..).next().map(|(_, s)| *s) else {
+                return Ok(());
+            };
+            index.entries.split_off(&since);
+            let doomed: Vec<u64> = index
+                .segments
+                .split_off(&(cut.segment + 1))
+                .into_keys()
+                .collect();
+            (cut, doomed)
+        };
+        for id in doomed.iter().rev() {
+            let path = self.dir.join(segment::file_name(*id));
+            fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+        }
+        if !doomed.is_empty() {
+            durable::fsync_dir(&self.dir)?;
+        }
+        if cut.segment != self.active_id {
+            let index = self.shared.index.read();
+            let file = index.segments.get(&cut.segment).ok_or_else(|| {
+                StoreError::inconsistent(&self.dir, "truncation point in a closed segment")
+            })?;
+            self.active = Arc::clone(file);
+            self.active_id = cut.segment;
+        }
+        let path = self.active_path();
+        self.active
+            .set_len(cut.offset)
+            .map_err(|e| StoreError::io("truncate", &path, e))?;
+        self.active_len = cut.offset;
+        // The newest committed frame may have been cut off: write it again (and sync the cut).
+        self.committed_on_disk = None;
+        self.write_frames(&[])?;
+        Ok(())
+    }
+
+    fn purge(&mut self, upto: LogId<NodeId>) -> Result<(), StoreError> {
+        if self.shared.index.read().last_purged >= Some(upto) {
+            return Ok(());
+        }
+        let body = postcard::to_stdvec(&upto).map_err(|source| StoreError::Encode {
+            what: "purged log id",
+            source,
+        })?;
+        durable::write_blob(&self.dir, PURGED_FILE, &PURGED_MAGIC, &body)?;
+        let doomed = {
+            let mut index = self.shared.index.write();
+            index.last_purged = Some(upto);
+            let live = index.entries.split_off(&(upto.index + 1));
+            index.entries = live;
+            let keep_from = index
+                .entries
+                .first_key_value()
+                .map_or(self.active_id, |(_, s)| s.segment)
+                .min(self.active_id);
+            let kept = index.segments.split_off(&keep_from);
+            std::mem::replace(&mut index.segments, kept)
+        };
+        remove_segments(&self.dir, doomed.keys().copied())
+    }
+}
+
+/// Creates an empty segment file durably (directory fsync).
+fn create_segment(dir: &Path, id: u64) -> Result<File, StoreError> {
+    let path = dir.join(segment::file_name(id));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("create", &path, e))?;
+    durable::fsync_dir(dir)?;
+    Ok(file)
+}
+
+/// Deletes segments in ascending order, then fsyncs the directory.
+fn remove_segments(dir: &Path, ids: impl Iterator<Item = u64>) -> Result<(), StoreError> {
+    let mut any = false;
+    for id in ids {
+        let path = dir.join(segment::file_name(id));
+        fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+        any = true;
+    }
+    if any {
+        durable::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Opens the log in `dir`: reads the vote and the purged id, scans every segment (cutting a
+/// torn tail off the last one), rebuilds the index and checks that the live entries are
+/// contiguous. Returns the shared state and the writer to run on its own thread.
+pub(super) fn recover(
+    dir: &Path,
+    segment_max_bytes: u64,
+    lock: Arc<DirLock>,
+) -> Result<(Arc<LogShared>, Writer), StoreError> {
+    durable::create_dir(dir)?;
+    durable::remove_leftover_tmp(dir, VOTE_FILE)?;
+    durable::remove_leftover_tmp(dir, PURGED_FILE)?;
+    let vote: Option<Vote<NodeId>> = read_postcard_blob(dir, VOTE_FILE, &VOTE_MAGIC)?;
+    let last_purged: Option<LogId<NodeId>> = read_postcard_blob(dir, PURGED_FILE, &PURGED_MAGIC)?;
+
+    let ids = list_segments(dir)?;
+    let mut index = LogIndex {
+        last_purged,
+        vote,
+        ..LogIndex::default()
+    };
+    let mut all_slots: Vec<Slot> = Vec::new();
+    let mut active_len = 0;
+    for (i, &id) in ids.iter().enumerate() {
+        let is_last = i + 1 == ids.len();
+        let (file, len) = recover_segment(dir, id, is_last, &mut all_slots, &mut index.committed)?;
+        index.segments.insert(id, Arc::new(file));
+        active_len = len;
+    }
+
+    // Live entries: above the purge point, contiguous.
+    let purged_index = last_purged.map(|l| l.index);
+    let mut prev: Option<u64> = None;
+    for slot in all_slots {
+        let idx = slot.log_id.index;
+        if purged_index.is_some_and(|p| idx <= p) {
+            continue;
+        }
+        if let Some(p) = prev
+            && idx != p + 1
+        {
+            return Err(StoreError::inconsistent(
+                dir,
+                format!("log entry {idx} follows entry {p}: a hole or a duplicate"),
+            ));
+        }
+        prev = Some(idx);
+        index.entries.insert(idx, slot);
+    }
+
+    // Segments holding only purged entries (a purge interrupted by a crash) go now.
+    let (active_id, active) = match index.segments.last_key_value() {
+        Some((id, file)) => (*id, Arc::clone(file)),
+        None => {
+            let file = Arc::new(create_segment(dir, 1)?);
+            index.segments.insert(1, Arc::clone(&file));
+            active_len = 0;
+            (1, file)
+        }
+    };
+    let keep_from = index
+        .entries
+        .first_key_value()
+        .map_or(active_id, |(_, s)| s.segment)
+        .min(active_id);
+    let kept = index.segments.split_off(&keep_from);
+    let stale = std::mem::replace(&mut index.segments, kept);
+    remove_segments(dir, stale.keys().copied())?;
+
+    let committed = index.committed;
+    let shared = Arc::new(LogShared {
+        dir: dir.to_path_buf(),
+        index: parking_lot::RwLock::new(index),
+    });
+    let writer = Writer {
+        dir: dir.to_path_buf(),
+        shared: Arc::clone(&shared),
+        segment_max_bytes,
+        active_id,
+        active,
+        active_len,
+        committed,
+        committed_on_disk: committed,
+        failed: None,
+        _lock: lock,
+    };
+    Ok((shared, writer))
+}
+
+/// Scans one segment, appending its entries' slots and updating the committed id; cuts a torn
+/// tail off. Returns the open file and its (new) length.
+fn recover_segment(
+    dir: &Path,
+    id: u64,
+    is_last: bool,
+    slots: &mut Vec<Slot>,
+    committed: &mut Option<LogId<NodeId>>,
+) -> Result<(File, u64), StoreError> {
+    let path = dir.join(segment::file_name(id));
+    let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+    let scan = segment::scan(&bytes, is_last)
+        .map_err(|(offset, reason)| StoreError::corrupt(&path, offset, reason))?;
+    for found in &scan.frames {
+        let frame = found.frame;
+        match frame.kind {
+            KIND_ENTRY => {
+                let entry: Entry<TypeConfig> = postcard::from_bytes(frame.body)
+                    .map_err(|e| StoreError::corrupt(&path, found.offset, format!("entry: {e}")))?;
+                slots.push(Slot {
+                    log_id: entry.log_id,
+                    segment: id,
+                    offset: found.offset,
+                    len: frame.len as u32,
+                });
+            }
+            KIND_COMMITTED => {
+                *committed = postcard::from_bytes(frame.body).map_err(|e| {
+                    StoreError::corrupt(&path, found.offset, format!("committed id: {e}"))
+                })?;
+            }
+            other => {
+                return Err(StoreError::corrupt(
+                    &path,
+                    found.offset,
+                    format!("unknown frame kind {other}"),
+                ));
+            }
+        }
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, e))?;
+    let mut len = bytes.len() as u64;
+    if let Some(cut) = scan.torn_at {
+        tracing::warn!(
+            segment = %path.display(),
+            at = cut,
+            dropped_bytes = len - cut,
+            "cutting the torn tail of the log"
+        );
+        file.set_len(cut)
+            .map_err(|e| StoreError::io("truncate", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &path, e))?;
+        len = cut;
+    }
+    Ok((file, len))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::new();
+    for dirent in fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))? {
+        let dirent = dirent.map_err(|e| StoreError::io("list", dir, e))?;
+        if let Some(id) = dirent
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_file_name)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    for pair in ids.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(StoreError::inconsistent(
+                dir,
+                format!("segment {} is followed by segment {}", pair[0], pair[1]),
+            ));
+        }
+    }
+    Ok(ids)
+}
+
+fn read_postcard_blob<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    magic: &[u8; 8],
+) -> Result<Option<T>, StoreError> {
+    let Some(body) = durable::read_blob(dir, name, magic)? else {
+        return Ok(None);
+    };
+    postcard::from_bytes(&body)
+        .map(Some)
+        .map_err(|e| StoreError::corrupt(&dir.join(name), 0, format!("{name}: {e}")))
+}

@@ -1,0 +1,55 @@
+//! The lock service's durable Raft storage for openraft 0.9 (`storage-v2`): `LogStore`
+//! (`RaftLogStorage`: a segmented, checksummed log plus the vote, the committed id and the last
+//! purged id) and `StateMachineStore` (`RaftStateMachine`: the in-memory `LockState` with
+//! durable snapshots). `open_storage` opens both from one data directory.
+//!
+//! On-disk layout of a data directory:
+//!
+//! ```text
+//! <data dir>/
+//!   LOCK                        flock'ed while a store has the directory open
+//!   log/
+//!     vote                      blob TLKVOTE1: the vote (postcard), replaced atomically
+//!     purged                    blob TLKPURG1: last purged log id, replaced atomically
+//!     00000000000000000001.seg  segment: "TLKLOG01" header, then frames
+//!     00000000000000000002.seg  (ids consecutive; only the last one is written)
+//!   snapshot/
+//!     current                   blob TLKSNAP1: [meta_len u32][SnapshotMeta][LockState bytes]
+//! ```
+//!
+//! A frame is `magic "TLKR" | body_len u32 | crc32c u32 | batch_start u64 | kind u8 | body`
+//! (`record.rs`); kind 1 is a log entry (`openraft::Entry`, postcard), kind 2 the committed
+//! log id. A blob is `magic [8] | body_len u32 | crc32c u32 | body`. "Atomically" means temp
+//! file + fsync + rename + directory fsync.
+//!
+//! Durability contract (openraft's `storage/v2.rs` requirements):
+//! - `append` answers its callback only after `fdatasync`; `save_vote` returns after the vote
+//!   file is renamed into place and the directory is fsynced; all writes run in order on one
+//!   writer thread, never on the async runtime.
+//! - `purge` makes `purged` durable before deleting any segment; it frees whole segments.
+//! - `truncate` deletes later segments (last first), then cuts the segment holding the first
+//!   removed entry; a crash midway leaves a shorter log, never a hole.
+//! - The committed id rides on the next write (or the close), see
+//!   `LogStore::save_committed`; losing it only means replaying less at restart.
+//! - On open, damage at the end of the last segment that only its last write can have caused
+//!   is cut off (a torn write); any other bad checksum is `StoreError::Corrupt`.
+//!
+//! Reading order: `record` (frame and blob codecs), `segment` (scan and torn-tail rule),
+//! `durable` (atomic replace, directory lock), `log_store` (the openraft facade and the read
+//! path), `log_writer` (the writer thread and recovery), `snapshot_file`, `state_machine`,
+//! `open`, `error`.
+
+mod durable;
+mod error;
+mod log_store;
+mod log_writer;
+mod open;
+mod record;
+mod segment;
+mod snapshot_file;
+mod state_machine;
+
+pub use error::StoreError;
+pub use log_store::{LogReader, LogStore};
+pub use open::{StorageOptions, open_storage, open_storage_with};
+pub use state_machine::{LockSnapshotBuilder, StateHandle, StateMachineStore};
