@@ -6,7 +6,9 @@
 //!
 //! Writers insert concurrently; readers iterate concurrently with writers. Iterators own an
 //! `Arc<Memtable>` and refill a small buffer by re-seeking after the last key they returned, so
-//! they borrow nothing and can live inside a scan that outlasts a freeze.
+//! they borrow nothing and can live inside a scan that outlasts a freeze. The skiplist is used
+//! through crossbeam's `base` API so that one epoch pin covers a whole insert batch or refill
+//! (the `SkipMap` wrapper pins and reference-counts at every step).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -14,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use crossbeam_epoch as epoch;
+use crossbeam_skiplist::base::SkipList;
 
 use super::key::{CellKey, Entry, Seq, Value, key_bounds};
 use super::sstable::RowRange;
@@ -22,7 +25,7 @@ use super::sstable::RowRange;
 /// Per-entry overhead of a skiplist node, for accounting.
 const NODE_OVERHEAD_BYTES: usize = 64;
 /// Entries an iterator takes per refill.
-const REFILL_ENTRIES: usize = 128;
+const REFILL_ENTRIES: usize = 256;
 
 /// A skiplist key: the cell key behind an inline prefix of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +75,7 @@ fn mem_bound(b: Bound<CellKey>) -> Bound<MemKey> {
 /// A memtable.
 #[derive(Debug)]
 pub struct Memtable {
-    map: SkipMap<MemKey, Value>,
+    map: SkipList<MemKey, Value>,
     bytes: AtomicUsize,
     min_seq: AtomicU64,
     max_seq: AtomicU64,
@@ -81,7 +84,7 @@ pub struct Memtable {
 impl Default for Memtable {
     fn default() -> Self {
         Memtable {
-            map: SkipMap::new(),
+            map: SkipList::new(epoch::default_collector().clone()),
             bytes: AtomicUsize::new(0),
             min_seq: AtomicU64::new(u64::MAX),
             max_seq: AtomicU64::new(0),
@@ -99,11 +102,14 @@ impl Memtable {
     /// an identical entry during replay is harmless).
     pub fn insert(&self, entries: Vec<Entry>) {
         let mut bytes = 0;
+        let guard = &epoch::pin();
         for e in entries {
             bytes += e.approximate_size() + NODE_OVERHEAD_BYTES;
             self.min_seq.fetch_min(e.key.seq, Ordering::AcqRel);
             self.max_seq.fetch_max(e.key.seq, Ordering::AcqRel);
-            self.map.insert(MemKey::new(e.key), e.value);
+            self.map
+                .insert(MemKey::new(e.key), e.value, guard)
+                .release(guard);
         }
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
@@ -137,8 +143,9 @@ impl Memtable {
     /// Every entry of `row`, in key order.
     pub fn row_entries(&self, row: &Bytes) -> Vec<Entry> {
         let (lo, hi) = key_bounds(&Bound::Included(row.clone()), &Bound::Included(row.clone()));
+        let guard = &epoch::pin();
         self.map
-            .range((mem_bound(lo), mem_bound(hi)))
+            .range((mem_bound(lo), mem_bound(hi)), guard)
             .map(|e| Entry {
                 key: e.key().key.clone(),
                 value: e.value().clone(),
@@ -173,8 +180,12 @@ pub struct MemtableIter {
 
 impl MemtableIter {
     fn refill(&mut self) {
-        let range = self.mem.map.range((self.lower.clone(), self.upper.clone()));
-        let to_entry = |e: crossbeam_skiplist::map::Entry<'_, MemKey, Value>| Entry {
+        let guard = &epoch::pin();
+        let range = self
+            .mem
+            .map
+            .range((self.lower.clone(), self.upper.clone()), guard);
+        let to_entry = |e: crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| Entry {
             key: e.key().key.clone(),
             value: e.value().clone(),
         };
