@@ -47,6 +47,11 @@ pub(crate) const TRAILER_LEN: usize = 4;
 /// The largest uncompressed block a reader accepts (and so the largest a writer may produce).
 pub(crate) const MAX_RAW_BLOCK_BYTES: usize = 256 << 20;
 
+/// The most a zstd frame can inflate per byte of input: a zstd block regenerates at most 128 KiB
+/// and takes at least 4 bytes (an RLE block). A claimed raw length beyond this is corrupt, and
+/// is refused before the output buffer is allocated.
+const MAX_ZSTD_EXPANSION: usize = 32 << 10;
+
 const TAG_RAW: u8 = 0;
 const TAG_ZSTD: u8 = 1;
 
@@ -379,6 +384,11 @@ pub(crate) fn decode(file: FileId, offset: u64, raw: Bytes) -> Result<Block, Sst
         TAG_RAW if payload.len() == raw_len => payload,
         TAG_RAW => return Err(corrupt("stored length does not match")),
         TAG_ZSTD if raw_len > MAX_RAW_BLOCK_BYTES => return Err(corrupt("raw length too large")),
+        TAG_ZSTD if raw_len > payload.len().saturating_mul(MAX_ZSTD_EXPANSION) => {
+            return Err(corrupt(
+                "raw length larger than the zstd frame can inflate to",
+            ));
+        }
         TAG_ZSTD => {
             let out = decompress(&payload, raw_len).map_err(|e| corrupt(&format!("zstd: {e}")))?;
             if out.len() != raw_len {
@@ -619,6 +629,48 @@ mod tests {
     }
 
     #[test]
+    fn the_most_compressible_blocks_are_within_the_expansion_bound() {
+        // Runs of zeros are zstd's best case (RLE blocks): they must still decode.
+        let entries: Vec<Entry> = (0..4u64)
+            .map(|i| Entry {
+                key: CellKey {
+                    row: b(&format!("r{i}")),
+                    family: b("f"),
+                    qualifier: None,
+                    timestamp: 1,
+                    seq: i + 1,
+                },
+                value: Value::Put(Bytes::from(vec![0u8; 2 << 20])),
+            })
+            .collect();
+        for level in [1, 19] {
+            let out = encode(&entries, level);
+            assert_eq!(out[0], TAG_ZSTD);
+            let raw_len = u32_at(&out, 1).unwrap() as usize;
+            let payload_len = out.len() - HEADER_LEN - TRAILER_LEN;
+            assert!(
+                raw_len / payload_len > 1000,
+                "{raw_len} from {payload_len} bytes"
+            );
+            let block = decode(FileId(1), 0, Bytes::from(out)).unwrap();
+            assert_eq!(all(&block), entries, "level {level}");
+        }
+        let lying = {
+            let mut out = vec![TAG_ZSTD];
+            out.extend_from_slice(&(160u32 << 20).to_le_bytes());
+            out.push(0x82);
+            let crc = crc32c::crc32c(&out);
+            out.extend_from_slice(&crc.to_le_bytes());
+            Bytes::from(out)
+        };
+        let err = decode(FileId(1), 0, lying).unwrap_err();
+        assert!(
+            err.to_string().contains("zstd frame can inflate to"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn row_search_finds_each_rows_entries() {
         let entries = sample();
         let block = decode(FileId(1), 0, Bytes::from(encode(&entries, 0))).unwrap();
@@ -683,6 +735,9 @@ mod tests {
             seal(7, 4, &[0; 4]),
             seal(TAG_ZSTD, u32::MAX, b"not zstd"),
             seal(TAG_ZSTD, 100, b"not zstd"),
+            // found by fuzzing (sstable_block): 1 payload byte claiming 160 MiB, which was
+            // allocated before zstd failed
+            seal(TAG_ZSTD, 160 << 20, &[0x82]),
             // one entry with an unknown flag bit
             seal(TAG_RAW, 7, &[0x40, 0, 0, 1, 0, 0, 0]),
             // first entry claims "row same as previous"

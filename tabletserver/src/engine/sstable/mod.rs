@@ -38,12 +38,14 @@
 //! `writer` (`SstableWriter`, streaming block by block), `reader` (`Sstable::open`, point
 //! reads), `iter` (range scans, forward and reverse), `rows` (packed rows for binary search),
 //! `cache` (the shared `BlockCache`), and `range` (`RowRange`, shared with the rest of the
-//! engine). Errors are in `error`.
+//! engine). Errors are in `error`. `decode` is the door for fuzz targets and corruption
+//! fixtures: each part's decoder over untrusted bytes.
 
 mod block;
 mod bloom;
 mod cache;
 mod codec;
+pub mod decode;
 mod error;
 mod footer;
 mod index;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use proptest::prelude::*;
-use tabula_common::{AppendFile, FileId, ReadFile};
+use tabula_common::{AppendFile, FileId};
 
+use super::decode::MemRead;
 use super::{BlockCache, Sstable, SstableError, SstableOptions, SstableWriter};
 use crate::engine::key::{CellKey, Entry, Value};
 
@@ -32,25 +33,6 @@ impl AppendFile for MemFile {
     }
     fn len(&self) -> u64 {
         self.0.lock().len() as u64
-    }
-}
-
-/// A read-only file in memory.
-pub(crate) struct MemRead(pub(crate) Bytes);
-
-impl ReadFile for MemRead {
-    fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        let start = usize::try_from(offset).map_err(io::Error::other)?;
-        match start.checked_add(len) {
-            Some(end) if end <= self.0.len() => Ok(self.0.slice(start..end)),
-            _ => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past the end",
-            )),
-        }
-    }
-    fn size(&self) -> u64 {
-        self.0.len() as u64
     }
 }
 
