@@ -5,7 +5,8 @@
 //! any point leaves a log without holes:
 //! - append: write + `fdatasync`, then publish the entries in the index;
 //! - truncate: unpublish, delete later segments from the last down + directory fsync, then cut
-//!   the segment holding the first removed entry + rewrite the committed id + `fdatasync`;
+//!   the segment holding the first removed entry + fsync, then rewrite the committed id +
+//!   `fdatasync`;
 //! - purge: replace `purged` atomically first, then unpublish and delete whole segments from
 //!   the first up (a crash in between leaves segments recovery ignores and deletes);
 //! - vote: replace `vote` atomically (temp + fsync + rename + directory fsync).
@@ -263,6 +264,12 @@ impl Writer {
         self.active
             .set_len(cut.offset)
             .map_err(|e| StoreError::io("truncate", &path, e))?;
+        // The cut is durable before new bytes land where the removed frames were: otherwise a
+        // crash could leave a half-written new frame followed by intact old ones, which
+        // recovery would have to call corruption.
+        self.active
+            .sync_all()
+            .map_err(|e| StoreError::io("fsync", &path, e))?;
         self.active_len = cut.offset;
         // The newest committed frame may have been cut off: write it again (and sync the cut).
         self.committed_on_disk = None;
