@@ -1,10 +1,10 @@
 //! `LogStore`: openraft's `RaftLogStorage` over the segmented log, and `LogReader`, the
 //! cloneable reader replication tasks use.
 //!
-//! One writer thread (`log_writer.rs`) owns every write: appends, truncations, purges, the
-//! vote and the committed id go through one bounded queue and happen in order, each made
-//! durable before its caller hears back (openraft: "all write-IO must be serialized"). Readers
-//! share an in-memory index (`LogIndex`: log index -> segment and offset) and read the frames
+//! One writer thread (`log_writer.rs`) owns every write: appends, truncations, purges and the
+//! vote go through one bounded queue and happen in order, each made durable before its caller
+//! hears back (openraft: "all write-IO must be serialized"); the committed id is only noted in
+//! the index and rides on the next write. Readers share an in-memory index (`LogIndex`: log index -> segment and offset) and read the frames
 //! with `pread` on blocking threads; the writer updates the index under its lock before it
 //! cuts bytes off a file, so a reader never sees a truncated entry.
 
@@ -90,10 +90,6 @@ pub(super) enum Command {
     },
     SaveVote {
         vote: Vote<NodeId>,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    SaveCommitted {
-        committed: Option<LogId<NodeId>>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Truncate {
@@ -247,9 +243,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.call(|done| Command::SaveCommitted { committed, done })
-            .await
-            .storage(ErrorSubject::Store, ErrorVerb::Write)
+        // The writer thread picks it up from the index at its next write.
+        self.index().write().committed = committed;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

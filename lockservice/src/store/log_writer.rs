@@ -41,9 +41,8 @@ pub(super) struct Writer {
     active_id: u64,
     active: Arc<File>,
     active_len: u64,
-    /// The committed id as last saved by openraft.
-    committed: Option<LogId<NodeId>>,
-    /// The committed id as last written to the active segment.
+    /// The committed id as last written to the active segment (the latest saved one is in the
+    /// shared index: `save_committed` sets it there without a round trip to this thread).
     committed_on_disk: Option<LogId<NodeId>>,
     /// Set when a write or fsync failed: what is on disk is then unknown, so no more writes.
     failed: Option<String>,
@@ -61,11 +60,6 @@ impl Writer {
                 Command::SaveVote { vote, done } => {
                     let _ = done.send(self.guarded(|w| w.save_vote(vote)));
                 }
-                Command::SaveCommitted { committed, done } => {
-                    self.committed = committed;
-                    self.shared.index.write().committed = committed;
-                    let _ = done.send(Ok(()));
-                }
                 Command::Truncate { index, done } => {
                     let _ = done.send(self.guarded(|w| w.truncate(index)));
                 }
@@ -74,7 +68,7 @@ impl Writer {
                 }
             }
         }
-        if self.failed.is_none() && self.committed != self.committed_on_disk {
+        if self.failed.is_none() && self.committed() != self.committed_on_disk {
             self.write_frames(&[])?;
         }
         Ok(())
@@ -94,6 +88,11 @@ impl Writer {
             self.failed = Some(e.to_string());
         }
         result
+    }
+
+    /// The committed id openraft saved last.
+    fn committed(&self) -> Option<LogId<NodeId>> {
+        self.shared.index.read().committed
     }
 
     fn active_path(&self) -> PathBuf {
@@ -172,12 +171,12 @@ impl Writer {
             buf.extend_from_slice(&SEGMENT_MAGIC);
         }
         let fresh_segment = start <= SEGMENT_HEADER_LEN;
-        if self.committed != self.committed_on_disk || (fresh_segment && self.committed.is_some()) {
-            let body =
-                postcard::to_stdvec(&self.committed).map_err(|source| StoreError::Encode {
-                    what: "committed log id",
-                    source,
-                })?;
+        let committed = self.committed();
+        if committed != self.committed_on_disk || (fresh_segment && committed.is_some()) {
+            let body = postcard::to_stdvec(&committed).map_err(|source| StoreError::Encode {
+                what: "committed log id",
+                source,
+            })?;
             encode_frame(&mut buf, start, KIND_COMMITTED, &body);
         }
         let mut slots = Vec::with_capacity(entries.len());
@@ -202,7 +201,7 @@ impl Writer {
             .sync_data()
             .map_err(|e| StoreError::io("fdatasync", &path, e))?;
         self.active_len = start + buf.len() as u64;
-        self.committed_on_disk = self.committed;
+        self.committed_on_disk = committed;
         Ok(slots)
     }
 
@@ -410,7 +409,6 @@ pub(super) fn recover(
         active_id,
         active,
         active_len,
-        committed,
         committed_on_disk: committed,
         failed: None,
         _lock: lock,

@@ -210,6 +210,39 @@ mod tests {
         assert!(err.1.contains("intact"), "{}", err.1);
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes, the scan answers (frames, a torn tail or an error); it never
+        /// panics, and a torn tail is only reported for the last segment.
+        #[test]
+        fn scan_never_panics(
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            with_header: bool,
+            last: bool,
+        ) {
+            let mut bytes = if with_header { SEGMENT_MAGIC.to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&tail);
+            if let Ok(found) = scan(&bytes, last) {
+                proptest::prop_assert!(last || found.torn_at.is_none());
+            }
+        }
+
+        /// Damage to one byte of a clean segment: the scan keeps an intact prefix or errs.
+        #[test]
+        fn one_damaged_byte_never_passes_silently(at in 0usize..200, bit in 0u8..8) {
+            let (mut bytes, _) = segment(&[&[b"first"], &[b"second", b"third"], &[b"fourth"]]);
+            let at = at % bytes.len();
+            bytes[at] ^= 1 << bit;
+            match scan(&bytes, true) {
+                Ok(found) => {
+                    proptest::prop_assert!(found.torn_at.is_some());
+                    proptest::prop_assert!(found.frames.len() < 4);
+                }
+                Err((offset, _)) => proptest::prop_assert!(offset <= at as u64),
+            }
+            proptest::prop_assert!(scan(&bytes, false).is_err());
+        }
+    }
+
     #[test]
     fn torn_header_and_empty_last_segment() {
         let (bytes, _) = segment(&[&[b"a"]]);
