@@ -34,6 +34,11 @@
 //! - On open, damage at the end of the last segment that only its last write can have caused
 //!   is cut off (a torn write); any other bad checksum is `StoreError::Corrupt`.
 //!
+//! Encoding: entries, the vote, log ids and snapshot metadata are postcard (compact, not
+//! self-describing), so the serde types they contain (`state::Request`, openraft's types) must
+//! not use `#[serde(untagged)]`, `flatten` or `skip_serializing_if`; the format fixture test in
+//! `tests/store_suite.rs` catches a change of encoding.
+//!
 //! Reading order: `record` (frame and blob codecs), `segment` (scan and torn-tail rule),
 //! `durable` (atomic replace, directory lock), `log_store` (the openraft facade and the read
 //! path), `log_writer` (the writer thread and recovery), `snapshot_file`, `state_machine`,
