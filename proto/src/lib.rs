@@ -10,7 +10,8 @@
 //! relative `super::` paths. `google.protobuf` well-known types map to `prost_types`.
 //!
 //! These types stop at the service boundary: no crate uses them as its domain model.
-//! Reading order: `tabula/tablet.proto`, then `google/bigtable/v2/data.proto`.
+//! Reading order: `tabula/tablet.proto`, then `google/bigtable/v2/data.proto`;
+//! `tabula/raft.proto` stands alone (the lock service's internal Raft traffic).
 
 /// Declares a module holding the generated code of one proto package, exempt from the
 /// workspace's style lints, which generated code was not written to.
@@ -52,6 +53,15 @@ pub mod tabula {
         generated! {
             /// Version 1 of `tabula/tablet.proto`: `TabletService` messages, client and server.
             v1 => "tabula.tablet.v1"
+        }
+    }
+
+    /// Raft traffic between the nodes of a lock-service cell.
+    pub mod raft {
+        generated! {
+            /// Version 1 of `tabula/raft.proto`: `RaftService`, an envelope around openraft's
+            /// RPCs, client and server.
+            v1 => "tabula.raft.v1"
         }
     }
 }

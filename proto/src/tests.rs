@@ -37,3 +37,24 @@ fn tablet_request_carries_bigtable_mutations() {
     let decoded = MutateRowRequest::decode(original.encode_to_vec().as_slice()).unwrap();
     assert_eq!(decoded, original);
 }
+
+#[test]
+fn raft_envelope_round_trips_and_keeps_its_outcome() {
+    use crate::tabula::raft::v1::{RaftReply, RaftRequest, raft_reply};
+
+    let request = RaftRequest {
+        cluster_id: "cell-a".to_owned(),
+        target_node: 3,
+        payload: vec![0, 1, 2, 255],
+    };
+    let decoded = RaftRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(decoded, request);
+
+    let reply = RaftReply {
+        outcome: Some(raft_reply::Outcome::RaftError(b"boom".to_vec())),
+    };
+    let decoded = RaftReply::decode(reply.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(decoded, reply);
+    // An empty reply decodes to no outcome, which the client treats as a protocol error.
+    assert_eq!(RaftReply::decode(&[][..]).unwrap().outcome, None);
+}

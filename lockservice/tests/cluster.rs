@@ -1,0 +1,310 @@
+//! In-process lock-service cells over real gRPC on 127.0.0.1 ephemeral ports, each node with
+//! its own temporary data directory: leader election, replication to every node, failover,
+//! a restarted node catching up without initializing again, and the Raft service refusing
+//! requests meant for another cell or node.
+//!
+//! Every wait polls a condition with a deadline; nothing sleeps to "let the election finish".
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::error::RPCError;
+use openraft::network::RPCOption;
+use openraft::raft::VoteRequest;
+use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory, ServerState, Vote};
+use tabula_lockservice::network::{NetworkFactory, NetworkOptions};
+use tabula_lockservice::node::{LockNode, NodeConfig, RaftTuning};
+use tabula_lockservice::state::{Op, Request, Response};
+use tabula_proto::tabula::raft::v1::RaftRequest;
+use tabula_proto::tabula::raft::v1::raft_service_client::RaftServiceClient;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const CLUSTER: &str = "test-cell";
+
+/// Polls `check` until it returns `Some`, failing the test after `DEADLINE`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A cell of nodes, some of which may be stopped.
+struct Cell {
+    peers: BTreeMap<u64, String>,
+    addrs: BTreeMap<u64, SocketAddr>,
+    dirs: BTreeMap<u64, TempDir>,
+    nodes: BTreeMap<u64, LockNode>,
+}
+
+impl Cell {
+    async fn start(size: u64) -> Cell {
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: BTreeMap<u64, SocketAddr> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().unwrap()))
+            .collect();
+        let peers = addrs.iter().map(|(id, a)| (*id, a.to_string())).collect();
+        let dirs = (1..=size)
+            .map(|id| (id, tempfile::tempdir().unwrap()))
+            .collect();
+        let mut cell = Cell {
+            peers,
+            addrs,
+            dirs,
+            nodes: BTreeMap::new(),
+        };
+        for (id, listener) in listeners {
+            let node = LockNode::start_on(cell.config(id), listener).await.unwrap();
+            assert_eq!(node.addr(), cell.addrs[&id]);
+            cell.nodes.insert(id, node);
+        }
+        cell
+    }
+
+    fn config(&self, id: u64) -> NodeConfig {
+        NodeConfig {
+            id,
+            listen: self.addrs[&id],
+            peers: self.peers.clone(),
+            data_dir: self.dirs[&id].path().to_path_buf(),
+            cluster_id: CLUSTER.to_owned(),
+            raft: RaftTuning::default(),
+        }
+    }
+
+    /// Restarts a stopped node from its data directory on its old address.
+    async fn restart(&mut self, id: u64) {
+        assert!(!self.nodes.contains_key(&id));
+        let node = LockNode::start(self.config(id)).await.unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    async fn stop(&mut self, id: u64) {
+        self.nodes.remove(&id).unwrap().shutdown().await.unwrap();
+    }
+
+    /// Waits until every running node names the same running leader, which knows it leads.
+    async fn leader(&self) -> u64 {
+        eventually("a leader all running nodes agree on", || async {
+            let mut leaders = self
+                .nodes
+                .values()
+                .map(|n| n.raft().metrics().borrow().current_leader);
+            let first = leaders.next()??;
+            if !leaders.all(|l| l == Some(first)) {
+                return None;
+            }
+            let node = self.nodes.get(&first)?;
+            (node.raft().metrics().borrow().state == ServerState::Leader).then_some(first)
+        })
+        .await
+    }
+
+    /// Opens a session through `id`'s Raft and returns its id and log index.
+    async fn open_session(&self, id: u64) -> (u64, u64) {
+        let written = self.nodes[&id]
+            .raft()
+            .client_write(Request {
+                client: None,
+                op: Op::OpenSession { ttl_ms: 10_000 },
+            })
+            .await
+            .unwrap();
+        let Response::SessionOpened { session } = written.data else {
+            panic!("unexpected response {:?}", written.data);
+        };
+        (session, written.log_id.index)
+    }
+
+    /// Waits until every running node has applied `index` and sees `session` live.
+    async fn applied_everywhere(&self, index: u64, session: u64) {
+        for (id, node) in &self.nodes {
+            let applied = tokio::time::timeout(DEADLINE, node.state().wait_applied(index))
+                .await
+                .unwrap_or_else(|_| panic!("node {id} did not apply index {index}"));
+            assert!(applied, "node {id}'s state machine is gone");
+            assert!(
+                node.state().read(|s| s.session_is_live(session)),
+                "node {id} does not see session {session}"
+            );
+        }
+    }
+
+    async fn shutdown(self) {
+        for node in self.nodes.into_values() {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_elect_a_leader_and_apply_a_write_everywhere() {
+    let cell = Cell::start(3).await;
+    let leader = cell.leader().await;
+    let (session, index) = cell.open_session(leader).await;
+    cell.applied_everywhere(index, session).await;
+    // One voter set, formed once, known to everyone.
+    for node in cell.nodes.values() {
+        let metrics = node.raft().metrics().borrow().clone();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        assert_eq!(voters, vec![1, 2, 3]);
+    }
+    cell.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_takes_over_and_a_restarted_node_catches_up_without_initializing() {
+    let mut cell = Cell::start(3).await;
+    let old_leader = cell.leader().await;
+    let (first, first_index) = cell.open_session(old_leader).await;
+    cell.applied_everywhere(first_index, first).await;
+    let membership_log_id = *cell.nodes[&old_leader]
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .log_id();
+
+    cell.stop(old_leader).await;
+    let new_leader = cell.leader().await;
+    assert_ne!(new_leader, old_leader);
+    let (second, second_index) = cell.open_session(new_leader).await;
+    cell.applied_everywhere(second_index, second).await;
+
+    // The old leader comes back from its data directory: initialized from its own storage,
+    // with the membership entry it had, and it catches up with what it missed.
+    cell.restart(old_leader).await;
+    let restarted = &cell.nodes[&old_leader];
+    assert!(restarted.raft().is_initialized().await.unwrap());
+    cell.applied_everywhere(second_index, second).await;
+    assert!(restarted.state().read(|s| s.session_is_live(first)));
+    let membership_now = *restarted
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .log_id();
+    assert_eq!(
+        membership_now, membership_log_id,
+        "the cell was formed again"
+    );
+    // It follows the new leader, and the cell still takes writes.
+    let leader = cell.leader().await;
+    let (third, third_index) = cell.open_session(leader).await;
+    cell.applied_everywhere(third_index, third).await;
+    cell.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_requests_for_another_cell_or_node_are_refused() {
+    let cell = Cell::start(1).await;
+    cell.leader().await;
+    let addr = cell.addrs[&1];
+    let mut client = RaftServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+
+    let other_cell = client
+        .vote(RaftRequest {
+            cluster_id: "another-cell".to_owned(),
+            target_node: 1,
+            payload: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other_cell.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        other_cell.message().contains("another-cell"),
+        "{other_cell:?}"
+    );
+
+    let other_node = client
+        .append_entries(RaftRequest {
+            cluster_id: CLUSTER.to_owned(),
+            target_node: 7,
+            payload: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other_node.code(), tonic::Code::FailedPrecondition);
+    assert!(other_node.message().contains("node 7"), "{other_node:?}");
+
+    // Through openraft's network trait, a refusal makes openraft back off (Unreachable)
+    // rather than retry at once.
+    let mut factory = NetworkFactory::new(NetworkOptions {
+        cluster_id: "another-cell".to_owned(),
+        ..NetworkOptions::default()
+    });
+    let mut peer = factory
+        .new_client(1, &BasicNode::new(addr.to_string()))
+        .await;
+    let refused = peer
+        .vote(
+            VoteRequest::new(Vote::new(99, 2), None),
+            RPCOption::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, RPCError::Unreachable(_)), "{refused:?}");
+
+    // The right cell and node get an answer from the node's Raft (a vote at a stale term is
+    // simply not granted).
+    let mut factory = NetworkFactory::new(NetworkOptions {
+        cluster_id: CLUSTER.to_owned(),
+        ..NetworkOptions::default()
+    });
+    let mut peer = factory
+        .new_client(1, &BasicNode::new(addr.to_string()))
+        .await;
+    let answer = peer
+        .vote(
+            VoteRequest::new(Vote::new(0, 2), None),
+            RPCOption::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert!(!answer.vote_granted);
+    cell.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_peer_is_reported_as_unreachable() {
+    // A port nothing listens on: bind, read, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut factory = NetworkFactory::new(NetworkOptions::default());
+    let mut peer = factory
+        .new_client(2, &BasicNode::new(addr.to_string()))
+        .await;
+    let err = peer
+        .vote(
+            VoteRequest::new(Vote::new(1, 1), None),
+            RPCOption::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+}
