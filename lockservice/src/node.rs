@@ -465,3 +465,79 @@ pub async fn serve(
     let stopped = node.shutdown().await;
     outcome.and(stopped)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            id: 2,
+            listen: "127.0.0.1:7002".parse().unwrap(),
+            peers: BTreeMap::from([
+                (1, "10.0.0.1:7001".to_owned()),
+                (2, "10.0.0.2:7002".to_owned()),
+                (3, "lock-3.internal:7003".to_owned()),
+            ]),
+            data_dir: PathBuf::from("/var/lib/tabula/lock"),
+            cluster_id: "cell-a".to_owned(),
+            raft: RaftTuning::default(),
+        }
+    }
+
+    fn rejects(change: impl FnOnce(&mut NodeConfig)) -> String {
+        let mut c = config();
+        change(&mut c);
+        match c.validate() {
+            Err(e @ (NodeError::InvalidConfig(_) | NodeError::RaftConfig(_))) => e.to_string(),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_tuning_and_a_sane_config_validate() {
+        config().validate().unwrap();
+        let raft = RaftTuning::default().openraft_config("cell-a").unwrap();
+        assert!(raft.election_timeout_min > raft.heartbeat_interval);
+        assert!(raft.install_snapshot_timeout >= 1_000);
+    }
+
+    #[test]
+    fn inconsistent_configs_are_refused_with_a_reason() {
+        assert!(rejects(|c| c.id = 9).contains("not among the peers"));
+        assert!(rejects(|c| c.cluster_id.clear()).contains("cluster id"));
+        assert!(rejects(|c| c.cluster_id = "x".repeat(200)).contains("cluster id"));
+        let bad_addr = rejects(|c| {
+            c.peers.insert(3, "no-port".to_owned());
+        });
+        assert!(bad_addr.contains("peer 3"), "{bad_addr}");
+        assert!(
+            rejects(|c| {
+                c.peers.insert(1, ":7001".to_owned());
+            })
+            .contains("peer 1")
+        );
+        assert!(rejects(|c| c.data_dir = PathBuf::new()).contains("data directory"));
+        assert!(
+            rejects(|c| c.raft.snapshot_chunk_bytes = c.raft.max_message_bytes).contains("chunk")
+        );
+        // openraft's own checks: the election timeout must exceed the heartbeat.
+        rejects(|c| c.raft.election_timeout_min_ms = c.raft.heartbeat_interval_ms);
+        rejects(|c| c.raft.election_timeout_max_ms = c.raft.election_timeout_min_ms);
+    }
+
+    #[test]
+    fn a_config_without_tuning_deserializes_with_the_defaults() {
+        let json = r#"{"id":1,"listen":"127.0.0.1:7001","peers":{"1":"127.0.0.1:7001"},
+            "data_dir":"/tmp/x","cluster_id":"c","raft":{"heartbeat_interval_ms":150}}"#;
+        let c: NodeConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.raft.heartbeat_interval_ms, 150);
+        assert_eq!(
+            c.raft.election_timeout_min_ms,
+            RaftTuning::default().election_timeout_min_ms
+        );
+        c.validate().unwrap();
+    }
+}

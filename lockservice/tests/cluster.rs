@@ -47,6 +47,7 @@ where
 
 /// A cell of nodes, some of which may be stopped.
 struct Cell {
+    tuning: RaftTuning,
     peers: BTreeMap<u64, String>,
     addrs: BTreeMap<u64, SocketAddr>,
     dirs: BTreeMap<u64, TempDir>,
@@ -55,6 +56,10 @@ struct Cell {
 
 impl Cell {
     async fn start(size: u64) -> Cell {
+        Cell::start_tuned(size, RaftTuning::default()).await
+    }
+
+    async fn start_tuned(size: u64, tuning: RaftTuning) -> Cell {
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
             listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -68,6 +73,7 @@ impl Cell {
             .map(|id| (id, tempfile::tempdir().unwrap()))
             .collect();
         let mut cell = Cell {
+            tuning,
             peers,
             addrs,
             dirs,
@@ -88,7 +94,7 @@ impl Cell {
             peers: self.peers.clone(),
             data_dir: self.dirs[&id].path().to_path_buf(),
             cluster_id: CLUSTER.to_owned(),
-            raft: RaftTuning::default(),
+            raft: self.tuning.clone(),
         }
     }
 
@@ -212,6 +218,49 @@ async fn a_new_leader_takes_over_and_a_restarted_node_catches_up_without_initial
     let leader = cell.leader().await;
     let (third, third_index) = cell.open_session(leader).await;
     cell.applied_everywhere(third_index, third).await;
+    cell.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
+    // Snapshot every 10 entries and keep no log behind it: a follower that misses more than
+    // that can only catch up through InstallSnapshot over the wire.
+    let tuning = RaftTuning {
+        snapshot_every_entries: 10,
+        entries_kept_after_snapshot: 0,
+        snapshot_chunk_bytes: 256,
+        ..RaftTuning::default()
+    };
+    let mut cell = Cell::start_tuned(3, tuning).await;
+    let leader = cell.leader().await;
+    let follower = *cell.nodes.keys().find(|id| **id != leader).unwrap();
+    cell.stop(follower).await;
+
+    let mut sessions = Vec::new();
+    let mut last_index = 0;
+    for _ in 0..40 {
+        let (session, index) = cell.open_session(leader).await;
+        sessions.push(session);
+        last_index = index;
+    }
+    let raft = cell.nodes[&leader].raft().clone();
+    eventually("the leader to purge its log", || {
+        let purged = raft.metrics().borrow().purged;
+        async move { purged.filter(|p| p.index >= 20) }
+    })
+    .await;
+
+    cell.restart(follower).await;
+    cell.applied_everywhere(last_index, sessions[0]).await;
+    let node = &cell.nodes[&follower];
+    assert!(
+        node.raft().metrics().borrow().snapshot.is_some(),
+        "the follower caught up without a snapshot"
+    );
+    let live = node
+        .state()
+        .read(|s| sessions.iter().all(|id| s.session_is_live(*id)));
+    assert!(live, "the follower misses sessions");
     cell.shutdown().await;
 }
 
