@@ -9,6 +9,7 @@
 
 mod bench;
 mod exit;
+mod lock;
 mod output;
 
 use std::process::ExitCode;
@@ -34,12 +35,16 @@ enum Command {
     /// Measure parts of Tabula in isolation.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The lock service: run a node of a cell.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
+        Command::Lock(command) => lock::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,9 +67,75 @@ mod tests {
     fn global_output_flag_is_accepted_after_the_subcommand() {
         let cli = Cli::try_parse_from(["tabula", "bench", "engine", "--output", "json"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
-        let Command::Bench(bench::BenchCommand::Engine(args)) = cli.command;
+        let Command::Bench(bench::BenchCommand::Engine(args)) = cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
         assert_eq!(args.records, 1_000_000);
         assert_eq!(args.dir, None);
+    }
+
+    #[test]
+    fn lock_serve_flags_make_a_valid_node_config() {
+        let cli = Cli::try_parse_from([
+            "tabula",
+            "lock",
+            "serve",
+            "--id",
+            "2",
+            "--listen",
+            "127.0.0.1:7002",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002,3=lock-3:7003",
+            "--data-dir",
+            "/tmp/lock-2",
+        ])
+        .unwrap();
+        let Command::Lock(lock::LockCommand::Serve(args)) = cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
+        let config = lock::node_config(args).unwrap();
+        assert_eq!(config.id, 2);
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.peers[&3], "lock-3:7003");
+        assert_eq!(config.cluster_id, "tabula");
+    }
+
+    #[test]
+    fn lock_serve_rejects_a_node_missing_from_its_peers_as_usage() {
+        let cli = Cli::try_parse_from([
+            "tabula",
+            "lock",
+            "serve",
+            "--id",
+            "4",
+            "--listen",
+            "127.0.0.1:7004",
+            "--peers",
+            "1=127.0.0.1:7001",
+            "--data-dir",
+            "/tmp/lock-4",
+        ])
+        .unwrap();
+        let Command::Lock(lock::LockCommand::Serve(args)) = cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
+        let err = lock::node_config(args).unwrap_err();
+        assert_eq!(exit::code(&err), 2, "{err:#}");
+        let bad_peer = Cli::try_parse_from([
+            "tabula",
+            "lock",
+            "serve",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--peers",
+            "one=127.0.0.1:1",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap_err();
+        assert_eq!(bad_peer.exit_code(), 2);
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! `tabula lock ...`: the lock service. `serve` runs one node of a cell until Ctrl-C or
+//! SIGTERM; the human commands (`status`, `ls`, `get`, ...) come with the public
+//! `LockService` API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tabula_lockservice::node::{NodeConfig, NodeError, RaftTuning, serve};
+
+use crate::exit::UsageError;
+
+/// The lock-service commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LockCommand {
+    /// Run one node of a lock-service cell until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// `tabula lock serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    pub(crate) id: u64,
+    /// Address the node's Raft service listens on.
+    #[arg(long)]
+    pub(crate) listen: SocketAddr,
+    /// Every node of the cell, this one included, as the others reach it: ID=HOST:PORT,...
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer, required = true)]
+    pub(crate) peers: Vec<(u64, String)>,
+    /// The node's data directory (Raft log, vote, snapshots); one node per directory.
+    #[arg(long)]
+    pub(crate) data_dir: PathBuf,
+    /// Names the cell; nodes refuse Raft traffic from another cell.
+    #[arg(long, default_value = "tabula")]
+    pub(crate) cluster_id: String,
+}
+
+/// Runs one lock command.
+pub(crate) fn run(command: LockCommand) -> anyhow::Result<()> {
+    match command {
+        LockCommand::Serve(args) => run_serve(args),
+    }
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("peer id {id:?}: {e}"))?;
+    Ok((id, addr.trim().to_owned()))
+}
+
+/// The node configuration the flags describe.
+pub(crate) fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+    let mut peers = BTreeMap::new();
+    for (id, addr) in args.peers {
+        if peers.insert(id, addr).is_some() {
+            return Err(UsageError(format!("--peers names node {id} twice")).into());
+        }
+    }
+    let config = NodeConfig {
+        id: args.id,
+        listen: args.listen,
+        peers,
+        data_dir: args.data_dir,
+        cluster_id: args.cluster_id,
+        raft: RaftTuning::default(),
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(e @ (NodeError::InvalidConfig(_) | NodeError::RaftConfig(_))) => {
+            Err(UsageError(e.to_string()).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = node_config(args)?;
+    // A subscriber may already be installed (tests); logging then goes there.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tabula-lock")
+        .build()
+        .context("start the async runtime")?;
+    let id = config.id;
+    runtime
+        .block_on(serve(config, stop_signal()))
+        .with_context(|| format!("lock node {id}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM. If no handler can be installed the node runs until killed.
+async fn stop_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c: stopping"),
+        () = term => tracing::info!("SIGTERM: stopping"),
+    }
+}
