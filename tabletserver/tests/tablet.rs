@@ -397,3 +397,99 @@ fn concurrent_writers_flushes_and_compactions_lose_nothing_across_a_crash() {
     let heir = env.engine("s2").open_tablet(TabletId(1), schema).unwrap();
     assert_eq!(rows(&heir).len(), 1600);
 }
+
+/// A storage root whose SSTable creation fails while `broken` is set, like a full disk.
+#[derive(Debug)]
+struct BrokenSstables {
+    inner: LocalDir,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl StorageRoot for BrokenSstables {
+    fn write_atomic(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write_atomic(path, data)
+    }
+    fn create_append(&self, path: &str) -> std::io::Result<Box<dyn tabula_common::AppendFile>> {
+        if path.starts_with("sst/") && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("disk full (injected)"));
+        }
+        self.inner.create_append(path)
+    }
+    fn open_read(&self, path: &str) -> std::io::Result<Arc<dyn tabula_common::ReadFile>> {
+        self.inner.open_read(path)
+    }
+    fn read_all(&self, path: &str) -> std::io::Result<Bytes> {
+        self.inner.read_all(path)
+    }
+    fn list(&self, dir: &str) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn delete(&self, path: &str) -> std::io::Result<()> {
+        self.inner.delete(path)
+    }
+    fn exists(&self, path: &str) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn size(&self, path: &str) -> std::io::Result<u64> {
+        self.inner.size(path)
+    }
+}
+
+#[test]
+fn writers_are_held_back_then_refused_when_flushes_fail_and_resume_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(BrokenSstables {
+        inner: LocalDir::open(dir.path()).unwrap(),
+        broken: std::sync::atomic::AtomicBool::new(true),
+    });
+    let root: Arc<dyn StorageRoot> = storage.clone();
+    let log = CommitLog::open(
+        root.clone(),
+        ServerId("s1".into()),
+        CommitLogOptions::default(),
+    )
+    .unwrap();
+    let opts = EngineOptions {
+        max_frozen_memtables: 1,
+        write_stall_timeout: std::time::Duration::from_millis(300),
+        ..EngineOptions::for_tests()
+    };
+    let engine = Engine::new(
+        root,
+        Arc::new(log),
+        Arc::new(tabula_common::SystemClock),
+        opts,
+    );
+    let t = engine
+        .create_tablet(
+            TabletId(1),
+            Bytes::new(),
+            None,
+            Schema::with_families(["cf"]),
+        )
+        .unwrap();
+    let mut written = 0;
+    let err = loop {
+        match t.apply(put(&format!("r{written:05}"), "q", 1, &"v".repeat(500))) {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "memory grew without bound");
+    };
+    assert!(matches!(err, EngineError::Stalled(_)), "{err}");
+    let code = tabula_common::Error::from(err).code;
+    assert_eq!(code, tabula_common::Code::ResourceExhausted);
+    // The disk recovers: the flusher catches up and writes go through again, nothing lost.
+    storage
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match t.apply(put("after", "q", 1, "v")) {
+            Ok(_) => break,
+            Err(EngineError::Stalled(_)) => assert!(std::time::Instant::now() < deadline),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(rows(&t).len(), written + 1);
+}

@@ -37,6 +37,10 @@ pub enum EngineError {
     /// Storage-root I/O failed.
     #[error("storage i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Writes waited too long for frozen memtables to be flushed (the flusher is failing or
+    /// far behind); retry later.
+    #[error("tablet {0} is not flushing fast enough; writes are held back")]
+    Stalled(String),
     /// The tablet is closed or has failed.
     #[error("tablet is closed")]
     Closed,
@@ -51,6 +55,7 @@ impl From<EngineError> for Error {
                 hint: e.to_string(),
             },
             EngineError::Closed | EngineError::CommitLog(_) => Code::Unavailable,
+            EngineError::Stalled(_) => Code::ResourceExhausted,
             EngineError::Sstable(_)
             | EngineError::Manifest(_)
             | EngineError::Payload(_)

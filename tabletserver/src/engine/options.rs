@@ -16,6 +16,8 @@ pub struct EngineOptions {
     pub memtable_bytes: usize,
     /// Writers wait while this many frozen memtables are still being flushed.
     pub max_frozen_memtables: usize,
+    /// How long a writer waits for the flusher before failing with `Stalled`.
+    pub write_stall_timeout: Duration,
     /// SSTable block size, compression and bloom settings.
     pub sstable: SstableOptions,
     /// Byte budget of the shared block cache.
@@ -32,6 +34,7 @@ impl Default for EngineOptions {
         EngineOptions {
             memtable_bytes: 64 * 1024 * 1024,
             max_frozen_memtables: 4,
+            write_stall_timeout: Duration::from_secs(30),
             sstable: SstableOptions::default(),
             block_cache_bytes: 256 * 1024 * 1024,
             picker: PickerOptions::default(),
@@ -47,6 +50,7 @@ impl EngineOptions {
         EngineOptions {
             memtable_bytes: 64 * 1024,
             max_frozen_memtables: 4,
+            write_stall_timeout: Duration::from_secs(30),
             sstable: SstableOptions {
                 block_size_bytes: 1024,
                 ..SstableOptions::default()

@@ -5,7 +5,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -140,9 +140,13 @@ impl Inner {
         if self.state.read().frozen.len() < max {
             return Ok(());
         }
+        let deadline = Instant::now() + self.engine.opts.write_stall_timeout;
         let mut guard = self.stall.lock();
         while self.state.read().frozen.len() >= max {
             self.check_open()?;
+            if Instant::now() >= deadline {
+                return Err(EngineError::Stalled(self.id.to_string()));
+            }
             self.kick();
             self.stall_cv
                 .wait_for(&mut guard, Duration::from_millis(100));
