@@ -357,3 +357,63 @@ async fn an_unreachable_peer_is_reported_as_unreachable() {
         .unwrap_err();
     assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_oversized_append_is_split_and_an_unsplittable_one_backs_off() {
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use tabula_lockservice::types::TypeConfig;
+
+    let entry = |index: u64| Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Request {
+            client: None,
+            op: Op::Create {
+                path: format!("/f{index}"),
+                contents: vec![7; 8 << 10],
+                ephemeral_session: None,
+            },
+        }),
+    };
+    let append = |entries: Vec<Entry<TypeConfig>>| AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: None,
+        entries,
+        leader_commit: None,
+    };
+    // The size check happens before any connection: no server is needed.
+    let mut factory = NetworkFactory::new(NetworkOptions {
+        max_message_bytes: 4096 + (12 << 10),
+        ..NetworkOptions::default()
+    });
+    let mut peer = factory.new_client(2, &BasicNode::new("127.0.0.1:9")).await;
+    let option = RPCOption::new(Duration::from_secs(1));
+
+    let err = peer
+        .append_entries(append((1..=4).map(entry).collect()), option.clone())
+        .await
+        .unwrap_err();
+    let RPCError::PayloadTooLarge(too_large) = err else {
+        panic!("expected PayloadTooLarge, got {err:?}");
+    };
+    assert_eq!(too_large.entries_hint(), 2);
+
+    let err = peer
+        .append_entries(
+            append(vec![Entry {
+                payload: EntryPayload::Normal(Request {
+                    client: None,
+                    op: Op::Create {
+                        path: "/big".to_owned(),
+                        contents: vec![7; 64 << 10],
+                        ephemeral_session: None,
+                    },
+                }),
+                ..entry(1)
+            }]),
+            option,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+}
