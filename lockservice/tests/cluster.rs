@@ -218,6 +218,22 @@ async fn a_new_leader_takes_over_and_a_restarted_node_catches_up_without_initial
     let leader = cell.leader().await;
     let (third, third_index) = cell.open_session(leader).await;
     cell.applied_everywhere(third_index, third).await;
+
+    // Node 1 is the one that formed the cell; restarted, it must not form it again.
+    if old_leader != 1 {
+        cell.stop(1).await;
+        cell.restart(1).await;
+    }
+    let node_1 = &cell.nodes[&1];
+    cell.applied_everywhere(third_index, third).await;
+    let membership_1 = *node_1.raft().metrics().borrow().membership_config.log_id();
+    assert_eq!(
+        membership_1, membership_log_id,
+        "node 1 formed the cell again"
+    );
+    let leader = cell.leader().await;
+    let (fourth, fourth_index) = cell.open_session(leader).await;
+    cell.applied_everywhere(fourth_index, fourth).await;
     cell.shutdown().await;
 }
 
