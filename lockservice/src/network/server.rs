@@ -7,6 +7,7 @@ use openraft::Raft;
 use tabula_proto::tabula::raft::v1::raft_service_server::{RaftService, RaftServiceServer};
 use tabula_proto::tabula::raft::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::wire::{self, WireError};
 use crate::types::{NodeId, TypeConfig};
@@ -44,6 +45,10 @@ impl RaftGrpcService {
         RaftServiceServer::new(self)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
+    }
+
+    fn span(&self, rpc: &'static str) -> tracing::Span {
+        tracing::debug_span!("raft_rpc", node_id = self.node_id, rpc)
     }
 
     /// The payload of a request meant for this node of this cell; anything else is refused
@@ -90,23 +95,35 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let payload = self.admit(request)?;
-        let rpc = wire::decode("append-entries request", &payload).map_err(bad_request)?;
-        encode_reply(&self.raft.append_entries(rpc).await)
+        async {
+            let payload = self.admit(request)?;
+            let rpc = wire::decode("append-entries request", &payload).map_err(bad_request)?;
+            encode_reply(&self.raft.append_entries(rpc).await)
+        }
+        .instrument(self.span("append_entries"))
+        .await
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let payload = self.admit(request)?;
-        let rpc = wire::decode("vote request", &payload).map_err(bad_request)?;
-        encode_reply(&self.raft.vote(rpc).await)
+        async {
+            let payload = self.admit(request)?;
+            let rpc = wire::decode("vote request", &payload).map_err(bad_request)?;
+            encode_reply(&self.raft.vote(rpc).await)
+        }
+        .instrument(self.span("vote"))
+        .await
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let payload = self.admit(request)?;
-        let rpc = wire::decode("install-snapshot request", &payload).map_err(bad_request)?;
-        encode_reply(&self.raft.install_snapshot(rpc).await)
+        async {
+            let payload = self.admit(request)?;
+            let rpc = wire::decode("install-snapshot request", &payload).map_err(bad_request)?;
+            encode_reply(&self.raft.install_snapshot(rpc).await)
+        }
+        .instrument(self.span("install_snapshot"))
+        .await
     }
 }
