@@ -234,6 +234,9 @@ impl RaftTuning {
 }
 
 /// A running node: its Raft, its Raft service, and read access to its applied state.
+///
+/// Stop it with `shutdown`: dropping it aborts the server task but leaves the Raft core and the
+/// data directory lock to openraft's own teardown, with nobody waiting for them.
 pub struct LockNode {
     id: NodeId,
     addr: SocketAddr,
