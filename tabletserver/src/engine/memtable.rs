@@ -24,8 +24,10 @@ use super::sstable::RowRange;
 
 /// Per-entry overhead of a skiplist node, for accounting.
 const NODE_OVERHEAD_BYTES: usize = 64;
-/// Entries an iterator takes per refill.
-const REFILL_ENTRIES: usize = 256;
+/// Entries an iterator takes in its first refill (short scans stay cheap)...
+const FIRST_REFILL_ENTRIES: usize = 16;
+/// ...and at most per refill, as each refill doubles.
+const MAX_REFILL_ENTRIES: usize = 512;
 
 /// A skiplist key: the cell key behind an inline prefix of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +164,7 @@ impl Memtable {
             upper: mem_bound(upper),
             reverse,
             buf: VecDeque::new(),
+            refill: FIRST_REFILL_ENTRIES,
             done: false,
         }
     }
@@ -175,6 +178,7 @@ pub struct MemtableIter {
     upper: Bound<MemKey>,
     reverse: bool,
     buf: VecDeque<Entry>,
+    refill: usize,
     done: bool,
 }
 
@@ -190,20 +194,20 @@ impl MemtableIter {
             value: e.value().clone(),
         };
         if self.reverse {
-            self.buf
-                .extend(range.rev().take(REFILL_ENTRIES).map(to_entry));
+            self.buf.extend(range.rev().take(self.refill).map(to_entry));
             if let Some(last) = self.buf.back() {
                 self.upper = Bound::Excluded(MemKey::new(last.key.clone()));
             }
         } else {
-            self.buf.extend(range.take(REFILL_ENTRIES).map(to_entry));
+            self.buf.extend(range.take(self.refill).map(to_entry));
             if let Some(last) = self.buf.back() {
                 self.lower = Bound::Excluded(MemKey::new(last.key.clone()));
             }
         }
-        if self.buf.len() < REFILL_ENTRIES {
+        if self.buf.len() < self.refill {
             self.done = true;
         }
+        self.refill = (self.refill * 2).min(MAX_REFILL_ENTRIES);
     }
 }
 

@@ -138,7 +138,29 @@ fn for_each_visible<'a>(entries: &'a [Entry], mut f: impl FnMut(Survivor<'a>)) {
 
 /// The cells of one row (its entries sorted forward) that `filter` lets through. Takes the
 /// entries so the cells can own their bytes without copying them.
-pub fn resolve_row(entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
+pub fn resolve_row(mut entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
+    // Fast path: a row of one cell (the common case in scans) needs no bookkeeping.
+    if entries.len() == 1
+        && let Some(Entry {
+            key,
+            value: Value::Put(_),
+        }) = entries.first()
+        && let Some(qualifier) = &key.qualifier
+        && filter.wants_column(&key.family, qualifier)
+        && filter.wants_time(key.timestamp)
+        && filter.max_versions != Some(0)
+        && let Some(Entry {
+            key,
+            value: Value::Put(value),
+        }) = entries.pop()
+    {
+        return vec![Cell {
+            family: key.family,
+            qualifier: key.qualifier.unwrap_or_default(),
+            timestamp: key.timestamp,
+            value,
+        }];
+    }
     let mut picked: Vec<usize> = Vec::new();
     let mut counted: Option<(&Bytes, &Bytes, usize)> = None;
     for_each_visible(&entries, |s| {
