@@ -136,9 +136,10 @@ fn for_each_visible<'a>(entries: &'a [Entry], mut f: impl FnMut(Survivor<'a>)) {
     }
 }
 
-/// The cells of one row (its entries sorted forward) that `filter` lets through. Takes the
-/// entries so the cells can own their bytes without copying them.
-pub fn resolve_row(mut entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
+/// The cells of one row (its entries sorted forward) that `filter` lets through. Drains the
+/// entries, so the cells own their bytes without copying them and the caller can reuse the
+/// vector's allocation for the next row.
+pub fn resolve_row(entries: &mut Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
     // Fast path: a row of one cell (the common case in scans) needs no bookkeeping.
     if entries.len() == 1
         && let Some(Entry {
@@ -163,7 +164,7 @@ pub fn resolve_row(mut entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
     }
     let mut picked: Vec<usize> = Vec::new();
     let mut counted: Option<(&Bytes, &Bytes, usize)> = None;
-    for_each_visible(&entries, |s| {
+    for_each_visible(entries, |s| {
         let k = &s.entry.key;
         if !filter.wants_column(&k.family, s.qualifier) || !filter.wants_time(k.timestamp) {
             return;
@@ -180,7 +181,7 @@ pub fn resolve_row(mut entries: Vec<Entry>, filter: &CellFilter) -> Vec<Cell> {
     });
     let mut cells = Vec::with_capacity(picked.len());
     let mut picked = picked.into_iter().peekable();
-    for (i, e) in entries.into_iter().enumerate() {
+    for (i, e) in entries.drain(..).enumerate() {
         if picked.peek() != Some(&i) {
             continue;
         }
@@ -277,7 +278,7 @@ mod tests {
     }
 
     fn cells(es: &[Entry], filter: &CellFilter) -> Vec<(String, String, i64, String)> {
-        resolve_row(es.to_vec(), filter)
+        resolve_row(&mut es.to_vec(), filter)
             .into_iter()
             .map(|c| {
                 let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();

@@ -72,6 +72,7 @@ impl Tablet {
         Ok(RowIter {
             merged: Some(merged),
             pending: None,
+            row: Vec::new(),
             reverse: opts.reverse,
             filter: opts.filter,
             remaining: opts.limit.unwrap_or(usize::MAX),
@@ -126,7 +127,7 @@ impl Inner {
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         entries.dedup_by(|a, b| a.key == b.key);
-        let cells = resolve_row(entries, filter);
+        let cells = resolve_row(&mut entries, filter);
         Ok((!cells.is_empty()).then_some(Row { key, cells }))
     }
 }
@@ -135,6 +136,8 @@ impl Inner {
 pub struct RowIter {
     merged: Option<MergeIter>,
     pending: Option<Entry>,
+    /// The row being assembled (its allocation is reused row after row).
+    row: Vec<Entry>,
     reverse: bool,
     filter: CellFilter,
     remaining: usize,
@@ -146,6 +149,7 @@ impl RowIter {
         RowIter {
             merged: None,
             pending: None,
+            row: Vec::new(),
             reverse: false,
             filter: CellFilter::default(),
             remaining: 0,
@@ -158,31 +162,32 @@ impl RowIter {
         self.snapshot
     }
 
-    /// The next row's entries, in forward key order.
-    fn next_row_entries(&mut self) -> Result<Option<Vec<Entry>>, EngineError> {
+    /// Fills `self.row` with the next row's entries, in forward key order; `false` at the end.
+    fn next_row_entries(&mut self) -> Result<bool, EngineError> {
         let Some(merged) = self.merged.as_mut() else {
-            return Ok(None);
+            return Ok(false);
         };
         let first = match self.pending.take() {
             Some(e) => e,
             None => match merged.next().transpose()? {
                 Some(e) => e,
-                None => return Ok(None),
+                None => return Ok(false),
             },
         };
-        let mut row: Vec<Entry> = vec![first];
+        self.row.clear();
+        self.row.push(first);
         for item in merged.by_ref() {
             let e = item?;
-            if row[0].key.row != e.key.row {
+            if self.row[0].key.row != e.key.row {
                 self.pending = Some(e);
                 break;
             }
-            row.push(e);
+            self.row.push(e);
         }
         if self.reverse {
-            row.reverse();
+            self.row.reverse();
         }
-        Ok(Some(row))
+        Ok(true)
     }
 }
 
@@ -196,10 +201,10 @@ impl Iterator for RowIter {
                     self.merged = None;
                     return Some(Err(e));
                 }
-                Ok(None) => return None,
-                Ok(Some(entries)) => {
-                    let key = entries[0].key.row.clone();
-                    let cells = resolve_row(entries, &self.filter);
+                Ok(false) => return None,
+                Ok(true) => {
+                    let key = self.row[0].key.row.clone();
+                    let cells = resolve_row(&mut self.row, &self.filter);
                     if !cells.is_empty() {
                         self.remaining -= 1;
                         return Some(Ok(Row { key, cells }));
