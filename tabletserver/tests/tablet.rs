@@ -34,6 +34,14 @@ impl Env {
         }
     }
 
+    /// A new whole-table tablet (id 1, family `cf`) on a new engine for `server`.
+    fn tablet(&self, server: &str) -> Tablet {
+        let schema = Schema::with_families(["cf"]);
+        self.engine(server)
+            .create_tablet(TabletId(1), Bytes::new(), None, schema)
+            .unwrap()
+    }
+
     fn engine(&self, server: &str) -> Arc<Engine> {
         let log = CommitLog::open(
             self.storage.clone(),
@@ -77,15 +85,7 @@ fn rows(t: &Tablet) -> Vec<String> {
 #[test]
 fn server_timestamps_strictly_increase_even_when_the_clock_stands_still() {
     let env = Env::new();
-    let t = env
-        .engine("s1")
-        .create_tablet(
-            TabletId(1),
-            Bytes::new(),
-            None,
-            Schema::with_families(["cf"]),
-        )
-        .unwrap();
+    let t = env.tablet("s1");
     for i in 0..5 {
         t.apply(put("r", "q", -1, &i.to_string())).unwrap();
     }
@@ -269,15 +269,7 @@ fn a_new_server_recovers_a_tablet_from_a_dead_servers_log() {
 #[test]
 fn scans_are_a_consistent_snapshot_while_writes_and_flushes_go_on() {
     let env = Env::new();
-    let t = env
-        .engine("s1")
-        .create_tablet(
-            TabletId(1),
-            Bytes::new(),
-            None,
-            Schema::with_families(["cf"]),
-        )
-        .unwrap();
+    let t = env.tablet("s1");
     for i in 0..200 {
         t.apply(put(&format!("k{i:03}"), "q", 1, "before")).unwrap();
     }

@@ -30,10 +30,7 @@ impl Tablet {
     pub fn flush(&self) -> Result<(), EngineError> {
         self.inner.freeze(true);
         let _guard = self.inner.compaction.lock();
-        while let Some(choice) = self.inner.pick_flush() {
-            self.inner.run(choice)?;
-        }
-        Ok(())
+        self.inner.flush_frozen()
     }
 
     /// Flushes, then compacts every SSTable into one, dropping deleted cells, tombstones no
@@ -103,12 +100,14 @@ impl Inner {
         }
     }
 
-    /// The next flush to run, if a frozen memtable waits (caller holds `compaction`).
-    pub(crate) fn pick_flush(&self) -> Option<Choice> {
-        match choose(&self.picker_input(false), &self.engine.opts.picker) {
-            c @ Choice::Flush { .. } => Some(c),
-            _ => None,
+    /// Flushes every frozen memtable (caller holds `compaction`).
+    pub(crate) fn flush_frozen(&self) -> Result<(), EngineError> {
+        while let c @ Choice::Flush { .. } =
+            choose(&self.picker_input(false), &self.engine.opts.picker)
+        {
+            self.run(c)?;
         }
+        Ok(())
     }
 
     /// Runs one compaction (caller holds `compaction`).
@@ -244,22 +243,7 @@ impl Inner {
         output: Option<Arc<Sstable>>,
         flushed_max_seq: Seq,
     ) -> Result<(), EngineError> {
-        // As in `lowest_seq_outside`: in-flight numbers first, then the state.
-        let mut unflushed_min = self.seqs.lowest_unfinished();
-        let state = self.state.read().clone();
-        let mut remaining: Vec<&Arc<Memtable>> = state.frozen.iter().collect();
-        if let Some(f) = flushed {
-            remaining.retain(|m| !Arc::ptr_eq(m, f));
-        }
-        for m in remaining
-            .iter()
-            .copied()
-            .chain(std::iter::once(&state.active))
-        {
-            if let Some(min) = m.min_seq() {
-                unflushed_min = unflushed_min.min(min);
-            }
-        }
+        let unflushed_min = self.lowest_seq_outside(flushed);
         let mut manifest = self.manifest.lock().clone();
         let mut sstables: Vec<FileId> = output.iter().map(|s| s.id()).collect();
         sstables.extend(manifest.sstables.iter().filter(|id| !inputs.contains(id)));

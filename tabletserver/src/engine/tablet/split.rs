@@ -56,9 +56,7 @@ impl Tablet {
         }
         inner.freeze(true);
         let _guard = inner.compaction.lock();
-        while let Some(choice) = inner.pick_flush() {
-            inner.run(choice)?;
-        }
+        inner.flush_frozen()?;
         let parent = inner.manifest.lock().clone();
         let child = |id: TabletId, start_row: Bytes, end_row: Option<Bytes>| Manifest {
             tablet: id,
