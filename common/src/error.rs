@@ -17,6 +17,14 @@ pub enum Code {
     InvalidArgument,
     /// The system is not in the state the request needs (a failed epoch check, a closed log).
     FailedPrecondition,
+    /// A compare-and-set condition did not hold (a file's generation moved on); reread and
+    /// decide again.
+    Aborted,
+    /// The lock-service session is closed or expired: its locks and ephemeral files are gone.
+    SessionExpired,
+    /// A watch asked for history the lock service no longer keeps; `oldest` is the oldest
+    /// revision still watchable. Reread, then watch from the read's revision.
+    Compacted { oldest: u64 },
     /// This server does not serve the row at the current epoch; refresh the location cache.
     /// `hint` is what the server knows (e.g. the range it does serve), for the log.
     WrongTablet { hint: String },
@@ -51,6 +59,9 @@ impl Code {
             Code::AlreadyExists => "already-exists",
             Code::InvalidArgument => "invalid-argument",
             Code::FailedPrecondition => "failed-precondition",
+            Code::Aborted => "aborted",
+            Code::SessionExpired => "session-expired",
+            Code::Compacted { .. } => "compacted",
             Code::WrongTablet { .. } => "wrong-tablet",
             Code::NotLeader { .. } => "not-leader",
             Code::Unavailable => "unavailable",
@@ -65,7 +76,11 @@ impl Code {
             Code::NotFound => tonic::Code::NotFound,
             Code::AlreadyExists => tonic::Code::AlreadyExists,
             Code::InvalidArgument => tonic::Code::InvalidArgument,
-            Code::FailedPrecondition | Code::WrongTablet { .. } => tonic::Code::FailedPrecondition,
+            Code::FailedPrecondition | Code::WrongTablet { .. } | Code::SessionExpired => {
+                tonic::Code::FailedPrecondition
+            }
+            Code::Aborted => tonic::Code::Aborted,
+            Code::Compacted { .. } => tonic::Code::OutOfRange,
             Code::NotLeader { .. } | Code::Unavailable => tonic::Code::Unavailable,
             Code::DeadlineExceeded => tonic::Code::DeadlineExceeded,
             Code::ResourceExhausted => tonic::Code::ResourceExhausted,
@@ -119,9 +134,14 @@ impl From<Error> for tonic::Status {
         if let Ok(v) = e.code.tag().parse() {
             md.insert(CODE_KEY, v);
         }
+        let oldest;
         let hint = match &e.code {
             Code::WrongTablet { hint } => Some(hint.as_str()),
             Code::NotLeader { hint } => hint.as_deref(),
+            Code::Compacted { oldest: o } => {
+                oldest = o.to_string();
+                Some(oldest.as_str())
+            }
             _ => None,
         };
         if let Some(v) = hint.and_then(|h| h.parse().ok()) {
@@ -144,11 +164,16 @@ impl From<tonic::Status> for Error {
                 hint: hint.unwrap_or_default(),
             },
             Some("not-leader") => Code::NotLeader { hint },
+            Some("session-expired") => Code::SessionExpired,
+            Some("compacted") => Code::Compacted {
+                oldest: hint.and_then(|h| h.parse().ok()).unwrap_or(0),
+            },
             _ => match s.code() {
                 tonic::Code::NotFound => Code::NotFound,
                 tonic::Code::AlreadyExists => Code::AlreadyExists,
                 tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Code::InvalidArgument,
-                tonic::Code::FailedPrecondition | tonic::Code::Aborted => Code::FailedPrecondition,
+                tonic::Code::FailedPrecondition => Code::FailedPrecondition,
+                tonic::Code::Aborted => Code::Aborted,
                 tonic::Code::Unavailable | tonic::Code::Cancelled => Code::Unavailable,
                 tonic::Code::DeadlineExceeded => Code::DeadlineExceeded,
                 tonic::Code::ResourceExhausted => Code::ResourceExhausted,
@@ -173,6 +198,9 @@ mod tests {
             Code::AlreadyExists,
             Code::InvalidArgument,
             Code::FailedPrecondition,
+            Code::Aborted,
+            Code::SessionExpired,
+            Code::Compacted { oldest: 42 },
             Code::WrongTablet {
                 hint: "serves [a, b)".into(),
             },

@@ -6,6 +6,7 @@
 //! store openraft drives), `network` (Raft RPCs between nodes over tonic), then `node` (one
 //! node: storage + Raft + its Raft service, and forming the cell once).
 
+pub mod api;
 pub mod network;
 pub mod node;
 pub mod state;

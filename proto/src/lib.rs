@@ -56,6 +56,15 @@ pub mod tabula {
         }
     }
 
+    /// The lock service's public API.
+    pub mod lock {
+        generated! {
+            /// Version 1 of `tabula/lock.proto`: `LockService` (sessions, files, locks,
+            /// sequencers, watches, membership), client and server.
+            v1 => "tabula.lock.v1"
+        }
+    }
+
     /// Raft traffic between the nodes of a lock-service cell.
     pub mod raft {
         generated! {
