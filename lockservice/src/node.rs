@@ -12,6 +12,7 @@
 //!   cannot tell an empty restarted member from a new one.)
 //! - Every task a node spawns lives in its `JoinSet` and stops in `shutdown`, which also waits
 //!   until the data directory is released, so a node can be restarted in the same process.
+//! - Every node runs a `LeaseKeeper` (`lease`); it only acts while its node leads.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,9 +27,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::lease::{LeaseKeeper, LeaseOptions};
 use crate::network::{NetworkFactory, NetworkOptions, RaftGrpcService};
+use crate::service::{LockApi, ServiceOptions};
 use crate::store::{StateHandle, StoreError, open_storage};
 use crate::types::{NodeId, TypeConfig};
 
@@ -85,6 +89,13 @@ pub struct RaftTuning {
     pub max_message_bytes: u64,
     /// Limit for establishing a connection to a peer.
     pub connect_timeout_ms: u64,
+    /// Added to every session's TTL when a node starts leading, before it expires anything.
+    /// KeepAlives are answered only within `min(session_grace_ms, election_timeout_min_ms)` of
+    /// the start of a confirmed quorum round.
+    pub session_grace_ms: u64,
+    /// Period of the leader's lease loop (quorum confirmation, expiry); shorter than the quorum
+    /// window above.
+    pub lease_tick_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -100,6 +111,8 @@ impl Default for RaftTuning {
             snapshot_chunk_bytes: 4 << 20,
             max_message_bytes: 16 << 20,
             connect_timeout_ms: 500,
+            session_grace_ms: 5_000,
+            lease_tick_ms: 100,
         }
     }
 }
@@ -188,6 +201,14 @@ impl NodeConfig {
         if t.install_snapshot_timeout_ms < t.heartbeat_interval_ms {
             return invalid("install snapshot timeout is shorter than the heartbeat".to_owned());
         }
+        let leases = t.lease_options();
+        if leases.tick.is_zero() || leases.tick >= leases.quorum_window {
+            return invalid(format!(
+                "lease tick of {:?} must be non-zero and shorter than the quorum window of {:?} \
+                 (the smaller of the session grace and the minimum election timeout)",
+                leases.tick, leases.quorum_window
+            ));
+        }
         self.raft.openraft_config(&self.cluster_id)?;
         Ok(())
     }
@@ -228,12 +249,23 @@ impl RaftTuning {
         .map_err(|e| NodeError::RaftConfig(Box::new(e)))
     }
 
+    /// The leader's lease timing: the quorum window is `min(grace, election_timeout_min)`.
+    pub fn lease_options(&self) -> LeaseOptions {
+        let grace = Duration::from_millis(self.session_grace_ms);
+        LeaseOptions {
+            grace,
+            quorum_window: grace.min(Duration::from_millis(self.election_timeout_min_ms)),
+            tick: Duration::from_millis(self.lease_tick_ms),
+        }
+    }
+
     fn max_message_bytes_usize(&self) -> usize {
         usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
     }
 }
 
-/// A running node: its Raft, its Raft service, and read access to its applied state.
+/// A running node: its Raft, its Raft service, its lease keeper, and read access to its
+/// applied state.
 ///
 /// Stop it with `shutdown`: dropping it aborts the server task but leaves the Raft core and the
 /// data directory lock to openraft's own teardown, with nobody waiting for them.
@@ -242,8 +274,11 @@ pub struct LockNode {
     addr: SocketAddr,
     raft: Raft<TypeConfig>,
     state: StateHandle,
+    leases: LeaseKeeper,
     cancel: CancellationToken,
     tasks: JoinSet<Result<(), NodeError>>,
+    /// The `LockService`'s watch streams; they end on `cancel`.
+    watch_tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for LockNode {
@@ -295,11 +330,31 @@ impl LockNode {
         let state = state_machine.state();
         let network = NetworkFactory::new(config.network_options());
         let raft = Raft::new(config.id, raft_config, network, log, state_machine).await?;
+        let leases = LeaseKeeper::new(raft.clone(), state.clone(), config.raft.lease_options());
 
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        // Finishes only when `cancel` fires, which only `shutdown` does.
+        let keeper = leases.clone();
+        let stop_leases = cancel.clone();
+        tasks.spawn(
+            async move {
+                keeper.run(stop_leases).await;
+                Ok(())
+            }
+            .in_current_span(),
+        );
         let service = RaftGrpcService::new(raft.clone(), config.id, &config.cluster_id)
             .into_server(config.raft.max_message_bytes_usize());
+        let api = LockApi::new(
+            raft.clone(),
+            state.clone(),
+            leases.clone(),
+            ServiceOptions::default(),
+            cancel.clone(),
+        );
+        let api_tasks = api.tasks().clone();
+        let api = api.into_server(config.raft.max_message_bytes_usize());
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = cancel.clone().cancelled_owned();
@@ -308,6 +363,7 @@ impl LockNode {
                 tonic::transport::Server::builder()
                     .concurrency_limit_per_connection(CONCURRENT_REQUESTS_PER_CONNECTION)
                     .add_service(service)
+                    .add_service(api)
                     .serve_with_incoming_shutdown(incoming, stop)
                     .await?;
                 tracing::info!("raft server stopped");
@@ -322,8 +378,10 @@ impl LockNode {
             addr,
             raft,
             state,
+            leases,
             cancel,
             tasks,
+            watch_tasks: api_tasks,
         };
         if let Err(e) = node.initialize_once(&config).await {
             // Best effort: the node is unusable anyway, report the first error.
@@ -375,8 +433,15 @@ impl LockNode {
         &self.state
     }
 
+    /// The session leases this node keeps while it leads (KeepAlives, lease status).
+    pub fn leases(&self) -> &LeaseKeeper {
+        &self.leases
+    }
+
     /// Resolves when the node fails on its own: its server stops or its Raft core hits a fatal
-    /// error. Never resolves for a healthy node.
+    /// error. Never resolves for a healthy node. (Node tasks end without error only when
+    /// `shutdown` cancels them, and `shutdown` consumes the node, so here any ended task is a
+    /// failure.)
     pub async fn failed(&mut self) -> NodeError {
         let mut metrics = self.raft.metrics();
         let raft_failed = async {
@@ -408,6 +473,7 @@ impl LockNode {
         let span = tracing::info_span!("lock_node", node_id = self.id);
         async move {
             self.cancel.cancel();
+            self.watch_tasks.close();
             let raft_result = self.raft.shutdown().await;
             let mut first_error = raft_result
                 .err()
@@ -430,6 +496,14 @@ impl LockNode {
                     tracing::warn!("raft server did not drain in time; aborting it");
                     self.tasks.shutdown().await;
                 }
+            }
+            if tokio::time::timeout(SHUTDOWN_WAIT, self.watch_tasks.wait())
+                .await
+                .is_err()
+            {
+                first_error = first_error.or(Some(NodeError::Task(
+                    "watch streams did not stop in time".to_owned(),
+                )));
             }
             // The state machine store (which holds the directory lock with the log store) is
             // dropped by openraft's state-machine worker once the core is gone; its watch
@@ -505,6 +579,9 @@ mod tests {
         let raft = RaftTuning::default().openraft_config("cell-a").unwrap();
         assert!(raft.election_timeout_min > raft.heartbeat_interval);
         assert!(raft.install_snapshot_timeout >= 1_000);
+        let leases = RaftTuning::default().lease_options();
+        assert_eq!(leases, LeaseOptions::default());
+        assert!(leases.quorum_window <= Duration::from_millis(raft.election_timeout_min));
     }
 
     #[test]
@@ -529,6 +606,9 @@ mod tests {
         // openraft's own checks: the election timeout must exceed the heartbeat.
         rejects(|c| c.raft.election_timeout_min_ms = c.raft.heartbeat_interval_ms);
         rejects(|c| c.raft.election_timeout_max_ms = c.raft.election_timeout_min_ms);
+        assert!(rejects(|c| c.raft.lease_tick_ms = 0).contains("lease tick"));
+        // The quorum window is the smaller of the grace and the election timeout.
+        assert!(rejects(|c| c.raft.session_grace_ms = c.raft.lease_tick_ms).contains("lease tick"));
     }
 
     #[test]
