@@ -7,7 +7,11 @@
 use std::path::PathBuf;
 
 /// Our own services; each entry compiles its imports too.
-const PROTOS: &[&str] = &["tabula/tablet.proto", "tabula/raft.proto", "tabula/lock.proto"];
+const PROTOS: &[&str] = &[
+    "tabula/tablet.proto",
+    "tabula/raft.proto",
+    "tabula/lock.proto",
+];
 
 /// Vendored googleapis files compiled even if nothing of ours imports them yet.
 const VENDORED_ROOTS: &[&str] = &["vendor/googleapis/google/bigtable/v2/data.proto"];

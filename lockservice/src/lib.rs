@@ -10,6 +10,7 @@ pub mod api;
 pub mod lease;
 pub mod network;
 pub mod node;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod types;

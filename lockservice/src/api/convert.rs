@@ -142,9 +142,10 @@ pub fn fail_reason_to_error(reason: FailReason) -> Error {
             format!("generation mismatch: the file's generation is {actual}"),
         ),
         FailReason::NotEmpty => Error::new(Code::FailedPrecondition, "the file has children"),
-        FailReason::NoParent => {
-            Error::new(Code::FailedPrecondition, "the parent directory does not exist")
-        }
+        FailReason::NoParent => Error::new(
+            Code::FailedPrecondition,
+            "the parent directory does not exist",
+        ),
         FailReason::SessionGone => {
             Error::new(Code::SessionExpired, "the session is closed or expired")
         }

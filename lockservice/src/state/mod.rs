@@ -24,6 +24,7 @@ pub use command::{ClientRef, FailReason, LockMode, Op, Request, Response, Sequen
 pub use events::{Compacted, Event, EventKind};
 pub use lock::LockHolder;
 pub use machine::{Limits, LockState};
+pub use path::validate as validate_path;
 pub use session::SessionView;
 pub use snapshot::SnapshotError;
 pub use tree::FileView;

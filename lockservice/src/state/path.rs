@@ -11,7 +11,7 @@ pub(super) const MAX_COMPONENT_BYTES: usize = 255;
 pub(super) const ROOT: &str = "/";
 
 /// Checks a path; the error says why it is not one.
-pub(super) fn validate(path: &str) -> Result<(), String> {
+pub fn validate(path: &str) -> Result<(), String> {
     if path.len() > MAX_PATH_BYTES {
         return Err(format!("path longer than {MAX_PATH_BYTES} bytes"));
     }
