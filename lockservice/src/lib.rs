@@ -7,6 +7,7 @@
 //! node: storage + Raft + its Raft service, and forming the cell once).
 
 pub mod api;
+pub mod client;
 pub mod lease;
 pub mod network;
 pub mod node;
