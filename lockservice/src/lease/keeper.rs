@@ -230,7 +230,8 @@ impl LeaseKeeper {
             _ => {}
         }
         let state = &self.inner.state;
-        table.keep_alive(session, Instant::now(), || {
+        let is_live = || state.read(|s| s.session_is_live(session));
+        table.keep_alive(session, Instant::now(), is_live, || {
             state.read(|s| {
                 s.sessions()
                     .find(|(id, _)| *id == session)

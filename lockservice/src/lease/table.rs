@@ -131,13 +131,15 @@ impl LeaseTable {
         added
     }
 
-    /// Extends `session`'s lease to at least `now + ttl`; the granted TTL. `live_ttl` looks the
-    /// session up in the applied state (its TTL if live), for sessions opened after the last
-    /// `sync`.
+    /// Extends `session`'s lease to at least `now + ttl`; the granted TTL. `is_live` asks the
+    /// applied state whether a tracked session is still live (it may have been closed since
+    /// the last `sync`); `live_ttl` looks up the TTL of a session opened after the last `sync`
+    /// (`None` if it is not live).
     pub(crate) fn keep_alive(
         &mut self,
         session: u64,
         now: Instant,
+        is_live: impl FnOnce() -> bool,
         live_ttl: impl FnOnce() -> Option<Duration>,
     ) -> Result<Duration, KeepAliveError> {
         if self.term.is_none() {
@@ -151,6 +153,10 @@ impl LeaseTable {
         }
         if let Some(lease) = self.leases.get_mut(&session) {
             if lease.expiring {
+                return Err(KeepAliveError::SessionGone);
+            }
+            if !is_live() {
+                self.leases.remove(&session);
                 return Err(KeepAliveError::SessionGone);
             }
             lease.deadline = lease.deadline.max(now + lease.ttl);
@@ -269,15 +275,24 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LeaseTable::new(GRACE, WINDOW);
         let live = || Some(ms(1_000));
-        assert_eq!(t.keep_alive(1, t0, live), Err(KeepAliveError::NotLeader));
-        t.lead(3);
-        assert_eq!(t.keep_alive(1, t0, live), Err(KeepAliveError::NotReady));
-        t.sync(3, [(1, ms(1_000))], t0);
-        assert_eq!(t.keep_alive(1, t0, live), Err(KeepAliveError::QuorumLost));
-        t.confirmed(3, t0);
-        assert_eq!(t.keep_alive(1, t0 + ms(599), live), Ok(ms(1_000)));
         assert_eq!(
-            t.keep_alive(1, t0 + WINDOW, live),
+            t.keep_alive(1, t0, || true, live),
+            Err(KeepAliveError::NotLeader)
+        );
+        t.lead(3);
+        assert_eq!(
+            t.keep_alive(1, t0, || true, live),
+            Err(KeepAliveError::NotReady)
+        );
+        t.sync(3, [(1, ms(1_000))], t0);
+        assert_eq!(
+            t.keep_alive(1, t0, || true, live),
+            Err(KeepAliveError::QuorumLost)
+        );
+        t.confirmed(3, t0);
+        assert_eq!(t.keep_alive(1, t0 + ms(599), || true, live), Ok(ms(1_000)));
+        assert_eq!(
+            t.keep_alive(1, t0 + WINDOW, || true, live),
             Err(KeepAliveError::QuorumLost)
         );
         // A confirmation for another term does not count; an older one does not go back.
@@ -294,23 +309,33 @@ mod tests {
         let mut t = ready_table(t0);
         let never = || -> Option<Duration> { panic!("session 1 is in the table") };
         // Within ttl + grace a KeepAlive does not shorten the fail-over deadline.
-        assert_eq!(t.keep_alive(1, t0 + ms(100), never), Ok(ms(1_000)));
+        assert_eq!(t.keep_alive(1, t0 + ms(100), || true, never), Ok(ms(1_000)));
         assert_eq!(t.deadline(1), Some(t0 + ms(1_000) + GRACE));
         t.confirmed(3, t0 + ms(5_900));
-        assert_eq!(t.keep_alive(1, t0 + ms(6_000), never), Ok(ms(1_000)));
+        assert_eq!(
+            t.keep_alive(1, t0 + ms(6_000), || true, never),
+            Ok(ms(1_000))
+        );
         assert_eq!(t.deadline(1), Some(t0 + ms(7_000)));
 
         // Opened after the sync: the applied state decides, with the plain ttl.
         assert_eq!(
-            t.keep_alive(9, t0 + ms(6_000), || Some(ms(300))),
+            t.keep_alive(9, t0 + ms(6_000), || true, || Some(ms(300))),
             Ok(ms(300))
         );
         assert_eq!(t.deadline(9), Some(t0 + ms(6_300)));
         assert_eq!(
-            t.keep_alive(10, t0 + ms(6_000), || None),
+            t.keep_alive(10, t0 + ms(6_000), || true, || None),
             Err(KeepAliveError::SessionGone)
         );
         assert_eq!(t.deadline(10), None);
+
+        // Closed since the last sync: gone, and forgotten.
+        assert_eq!(
+            t.keep_alive(2, t0 + ms(6_000), || false, never),
+            Err(KeepAliveError::SessionGone)
+        );
+        assert_eq!(t.deadline(2), None);
     }
 
     #[test]
@@ -328,7 +353,7 @@ mod tests {
         t.mark(&[1]);
         assert_eq!(t.due(d2, 10), vec![2]);
         assert_eq!(
-            t.keep_alive(1, d2, || None),
+            t.keep_alive(1, d2, || true, || None),
             Err(KeepAliveError::SessionGone)
         );
         t.unmark(&[1, 77]);
@@ -393,7 +418,7 @@ mod tests {
                     }
                     Step::KeepAlive(s) => {
                         let is_live = live.contains(&s);
-                        if let Ok(granted) = t.keep_alive(s, now, || is_live.then(|| ttl(s))) {
+                        if let Ok(granted) = t.keep_alive(s, now, || is_live, || is_live.then(|| ttl(s))) {
                             prop_assert!(is_live, "granted a lease to a dead session");
                             prop_assert_eq!(granted, ttl(s));
                             let p = promised.entry(s).or_insert(now + granted);
