@@ -9,14 +9,14 @@
 //!
 //! Reading order: `data` (keys, values, orders), `store` (the interface both stores
 //! implement), `tabula_store`, `fjall_store`, `raw`, `workloads`, `progress`, `suite` (the
-//! run), `report` (ratios, table, JSON), `scratch` (where files go).
+//! run), `report` (ratios, table, JSON); the scratch directory, tables and medians are shared with
+//! the other benchmarks (`bench::{scratch, table, stats}`).
 
 mod data;
 mod fjall_store;
 mod progress;
 mod raw;
 mod report;
-mod scratch;
 mod store;
 mod suite;
 mod tabula_store;
@@ -30,8 +30,8 @@ use tabula_tabletserver::engine::EngineOptions;
 use crate::exit::UsageError;
 use crate::output::OutputFormat;
 
-use self::scratch::Scratch;
 use self::suite::SuiteConfig;
+use super::scratch::Scratch;
 
 /// Rows each range scan of the scan workload reads.
 const SCAN_ROWS: usize = 100;

@@ -1,4 +1,4 @@
-//! Where the benchmark writes: a fresh temporary directory (removed afterwards) inside
+//! Where a benchmark writes: a fresh temporary directory (removed afterwards) inside
 //! `--dir` or the current directory, on a real file system so fdatasync reaches the disk.
 //! The file system's type comes from `/proc/self/mounts`, to warn when it is memory-backed.
 
@@ -41,7 +41,7 @@ impl Scratch {
         Ok(Scratch { dir, filesystem })
     }
 
-    /// Whether fdatasync on this file system is a no-op, making fillsync meaningless.
+    /// Whether fdatasync on this file system is a no-op, making synced-write numbers meaningless.
     pub(super) fn is_memory_backed(&self) -> bool {
         MEMORY_FILESYSTEMS.contains(&self.filesystem.as_str())
     }

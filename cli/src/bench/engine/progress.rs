@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::report::thousands;
+use crate::bench::table::thousands;
 
 /// Time between two progress lines.
 const INTERVAL: Duration = Duration::from_secs(3);

@@ -4,6 +4,8 @@
 
 use serde_json::json;
 
+use crate::bench::table::{render, thousands};
+
 /// The workloads, in the order they run and print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Workload {
@@ -152,10 +154,6 @@ impl Report {
                 },
             ]);
         }
-        let columns = header.len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-            .collect();
         let mut out = format!(
             "engine bench: {} records ({} for fillsync, {} writer threads), {} in {} ({})\n\n",
             thousands(self.records as f64),
@@ -169,23 +167,8 @@ impl Report {
             self.dir,
             self.filesystem,
         );
-        for row in &rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(c, (cell, w))| {
-                    // The workload name and the ratio columns read left to right; numbers align right.
-                    if c == 0 || c >= 5 {
-                        format!("{cell:<w$}")
-                    } else {
-                        format!("{cell:>w$}")
-                    }
-                })
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
+        // The workload name and the ratio columns read left to right; numbers align right.
+        out.push_str(&render(&rows, |c| c == 0 || c >= 5));
         out.push('\n');
         for note in &self.notes {
             out.push_str("note: ");
@@ -226,19 +209,6 @@ impl Report {
             "notes": self.notes,
         })
     }
-}
-
-/// `x` rounded to a whole number with thousands separators: `1234567.8` -> `"1,234,568"`.
-pub(crate) fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -326,13 +296,5 @@ mod tests {
         assert_eq!(doc["results"][2]["raw_fdatasync_ops_per_sec"], 1000.0);
         assert_eq!(doc["results"][2]["ratio_baseline"], "raw fdatasync");
         assert_eq!(doc["tabula_fillsync_fdatasyncs"], 25);
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0.4), "0");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(1000.0), "1,000");
-        assert_eq!(thousands(1_234_567.8), "1,234,568");
     }
 }

@@ -23,6 +23,7 @@ use super::report::{Report, Workload, WorkloadResult};
 use super::store::Store;
 use super::tabula_store::TabulaStore;
 use super::workloads;
+use crate::bench::stats::median;
 
 /// What to run, and where.
 #[derive(Debug, Clone)]
@@ -181,17 +182,6 @@ fn run_round(config: &SuiteConfig, plan: &Plan, tag: &str) -> anyhow::Result<Rou
     Ok(r)
 }
 
-/// The median of `values` (the mean of the middle two for an even count; 0 if empty).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[mid],
-        _ => (values[mid - 1] + values[mid]) / 2.0,
-    }
-}
-
 /// How each store was set up, printed below the table.
 fn notes(config: &SuiteConfig, fdatasyncs: u64) -> Vec<String> {
     let mib = config.engine.block_cache_bytes / (1024 * 1024);
@@ -302,13 +292,6 @@ fn loaded_phases<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_takes_the_middle() {
-        assert_eq!(median(vec![]), 0.0);
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn a_tiny_run_measures_every_workload_for_every_store() {
