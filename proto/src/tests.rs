@@ -1,7 +1,7 @@
 use prost::Message;
 
 use crate::google::bigtable::v2::{Mutation, mutation};
-use crate::tabula::tablet::v1::MutateRowRequest;
+use crate::tabula::tablet::v1::{MutateRowRequest, TabletRef};
 
 fn set_cell() -> Mutation {
     Mutation {
@@ -30,7 +30,11 @@ fn set_cell_mutation_round_trips_through_prost() {
 #[test]
 fn tablet_request_carries_bigtable_mutations() {
     let original = MutateRowRequest {
-        tablet_id: 7,
+        tablet: Some(TabletRef {
+            table_id: 2,
+            tablet_id: 7,
+            tablet_epoch: 3,
+        }),
         row_key: b"row-1".to_vec(),
         mutations: vec![set_cell(), set_cell()],
     };

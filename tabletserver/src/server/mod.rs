@@ -1,0 +1,11 @@
+//! The tablet server around the engine: which tablets it serves (`registry`), whether it may
+//! serve at all (`gate`), and the gRPC services — `TabletService` for clients (`data`) and
+//! `TabletAdmin` for the master (`admin`) — plus its lock-service membership and metrics.
+//!
+//! Reading order: `registry`, `gate`, then the services.
+
+pub mod gate;
+pub mod registry;
+
+pub use gate::{Gate, SafetyCheck};
+pub use registry::{Registry, Route, ServedTablet};
