@@ -198,7 +198,9 @@ impl LeaseKeeper {
 
     /// Proposes the expiry of `sessions` in `term`; on failure they may be chosen again.
     async fn expire(&self, term: u64, sessions: Vec<u64>) {
-        tracing::info!(term, ?sessions, "expiring overdue sessions");
+        // Name a few; a batch may hold up to MAX_EXPIRED_PER_ENTRY sessions.
+        let some = &sessions[..sessions.len().min(16)];
+        tracing::info!(term, count = sessions.len(), sessions = ?some, "expiring overdue sessions");
         let request = Request {
             client: None,
             op: Op::ExpireSessions {
@@ -215,7 +217,8 @@ impl LeaseKeeper {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("not committed within {timeout:?}"),
         };
-        tracing::warn!(term, ?sessions, error = %failure, "expiring sessions failed; will retry");
+        tracing::warn!(term, count = sessions.len(), sessions = ?some, error = %failure,
+            "expiring sessions failed; will retry");
         self.inner.table.lock().unmark(&sessions);
     }
 
