@@ -473,37 +473,54 @@ async fn a_session_survives_the_leaders_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_session_whose_cell_is_gone_expires_after_the_grace() {
+async fn a_session_whose_cell_is_gone_goes_into_jeopardy_then_expires() {
     let mut cell = Cell::start(1).await;
     cell.leader().await;
     let options = ClientOptions {
         session_ttl: Duration::from_secs(1),
-        grace: Duration::from_millis(500),
+        grace: Duration::from_secs(1),
         op_deadline: Duration::from_secs(1),
         ..ClientOptions::default()
     };
     let c = client_of(&cell, &[1], options);
     let session = c.open_session().await.unwrap();
     let mut changes = session.subscribe();
+    let recorder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while changes.changed().await.is_ok() {
+            seen.push(*changes.borrow_and_update());
+        }
+        seen
+    });
     cell.stop(1).await;
-    changes.changed().await.unwrap();
-    assert_eq!(*changes.borrow_and_update(), SessionState::Jeopardy);
-    assert_eq!(session.state(), SessionState::Jeopardy);
-    changes.changed().await.unwrap();
-    assert_eq!(*changes.borrow_and_update(), SessionState::Expired);
-    assert_eq!(session.state(), SessionState::Expired);
+    eventually("jeopardy once the local lease ends", || async {
+        (session.state() == SessionState::Jeopardy).then_some(())
+    })
+    .await;
+    eventually("expiry once the grace ends", || async {
+        (session.state() == SessionState::Expired).then_some(())
+    })
+    .await;
     let e = session
         .acquire("/x", LockMode::Shared, None)
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::SessionExpired);
-    // Nobody answers: the call gives up at its deadline and names the node it tried.
+    // Nobody answers: a call gives up at its deadline and names the node it tried.
     let e = c.get("/x").await.unwrap_err();
     assert!(
         matches!(e.code, Code::Unavailable | Code::DeadlineExceeded),
         "{e}"
     );
     assert!(e.message.contains(&cell.addrs[&1].to_string()), "{e}");
+    // Subscribers saw jeopardy, then expiry, and the keepalive task is done (channel closed
+    // once the session is dropped).
+    drop(session);
+    let seen = tokio::time::timeout(Duration::from_secs(5), recorder)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, [SessionState::Jeopardy, SessionState::Expired]);
 }
 
 #[test]
