@@ -6,7 +6,8 @@
 //! Every node, the dead one included (a client does not know which one died), gets its own
 //! retry loop: one `Set` with a short timeout, a short pause, again. The first loop to succeed
 //! ends the measurement. All attempts of one measurement carry the same `WriteId`, as a real
-//! client's retries would, so the write is applied once.
+//! client's retries would, so the write is applied once. Meanwhile the survivors' `Status` is
+//! polled, to tell the election (a node says it leads a newer term) from the rest of the wait.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub(super) struct Failover {
     pub(super) new_leader: u64,
     /// From the SIGKILL to the first successful `Set`.
     pub(super) elapsed: Duration,
+    /// From the SIGKILL to a survivor saying it leads a newer term, if seen before the `Set`
+    /// succeeded.
+    pub(super) elected: Option<Duration>,
     /// `Set` attempts made, over every node.
     pub(super) attempts: u64,
     /// From the restart to the restarted node having caught up.
@@ -73,10 +77,19 @@ pub(super) async fn measure(
         };
         cell.kill(leader.id)?;
         let killed_at = Instant::now();
-        let (new_leader, attempts) = first_set(&members, request)
-            .await
-            .with_context(|| format!("kill {kill}: after node {} died", leader.id))?;
+        let set = first_set(&members, request);
+        let election = watch_election(&members, leader.id, leader.term, killed_at);
+        tokio::pin!(set, election);
+        let mut elected = None;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut set => break outcome,
+                after = &mut election, if elected.is_none() => elected = Some(after),
+            }
+        };
         let elapsed = killed_at.elapsed();
+        let (new_leader, attempts) =
+            outcome.with_context(|| format!("kill {kill}: after node {} died", leader.id))?;
 
         cell.restart(leader.id)?;
         let restarted_at = Instant::now();
@@ -96,16 +109,20 @@ pub(super) async fn measure(
             old_term: leader.term,
             new_leader,
             elapsed,
+            elected,
             attempts,
             catch_up: restarted_at.elapsed(),
         };
         if progress {
             eprintln!(
-                "failover {kill}/{kills}: killed node {} (leader of term {}), a Set succeeded \
-                 through node {} after {} ms ({} attempts); node {} caught up {} ms after its \
-                 restart",
+                "failover {kill}/{kills}: killed node {} (leader of term {}), a new leader after \
+                 {} ms, a Set succeeded through node {} after {} ms ({} attempts); node {} caught \
+                 up {} ms after its restart",
                 failover.killed,
                 failover.old_term,
+                failover
+                    .elected
+                    .map_or_else(|| "?".to_owned(), |d| d.as_millis().to_string()),
                 failover.new_leader,
                 failover.elapsed.as_millis(),
                 failover.attempts,
@@ -116,6 +133,28 @@ pub(super) async fn measure(
         out.push(failover);
     }
     Ok(out)
+}
+
+/// Polls every member but `killed` until one says it leads a term after `old_term`; returns the
+/// time since `killed_at`. Never returns if none does (the caller stops polling).
+async fn watch_election(
+    members: &[(u64, SocketAddr)],
+    killed: u64,
+    old_term: u64,
+    killed_at: Instant,
+) -> Duration {
+    loop {
+        for &(id, addr) in members.iter().filter(|(id, _)| *id != killed) {
+            if let Ok(s) = rpc::status(addr).await
+                && s.node_id == id
+                && s.leader_id == id
+                && s.term > old_term
+            {
+                return killed_at.elapsed();
+            }
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
 }
 
 /// Sends `request` to every member in its own retry loop until one succeeds; returns that

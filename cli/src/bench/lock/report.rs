@@ -131,20 +131,15 @@ impl Report {
         ]
     }
 
-    /// Median, fastest and slowest failover; `None` without kills.
+    /// Median, fastest and slowest failover (SIGKILL to a successful `Set`); `None` without
+    /// kills.
     pub(super) fn failover_summary(&self) -> Option<FailoverSummary> {
-        let ms: Vec<f64> = self
-            .failovers
-            .iter()
-            .map(|f| f.elapsed.as_secs_f64() * 1000.0)
-            .collect();
-        let min_ms = ms.iter().copied().reduce(f64::min)?;
-        let max_ms = ms.iter().copied().reduce(f64::max)?;
-        Some(FailoverSummary {
-            median_ms: median(ms),
-            min_ms,
-            max_ms,
-        })
+        summarize(self.failovers.iter().map(|f| f.elapsed))
+    }
+
+    /// The same for the election (SIGKILL to a new leader seen); `None` if none was seen.
+    pub(super) fn election_summary(&self) -> Option<FailoverSummary> {
+        summarize(self.failovers.iter().filter_map(|f| f.elected))
     }
 
     /// The aligned tables printed by `--output table`, with the notes below them.
@@ -192,19 +187,39 @@ impl Report {
             ]);
         }
         out.push_str(&render(&rows, |c| c == 0 || c == 7));
-        if let Some(s) = self.failover_summary() {
-            let rows = vec![
+        if let Some(set_ok) = self.failover_summary() {
+            let mut rows = vec![
                 ["failover", "kills", "median ms", "min ms", "max ms"]
                     .map(str::to_owned)
                     .to_vec(),
-                vec![
-                    "leader SIGKILL -> Set ok".to_owned(),
-                    self.failovers.len().to_string(),
+            ];
+            let seen = self
+                .failovers
+                .iter()
+                .filter(|f| f.elected.is_some())
+                .count();
+            let lines = [
+                (
+                    "leader SIGKILL -> new leader",
+                    seen,
+                    self.election_summary(),
+                ),
+                (
+                    "leader SIGKILL -> Set ok",
+                    self.failovers.len(),
+                    Some(set_ok),
+                ),
+            ];
+            for (what, kills, summary) in lines {
+                let Some(s) = summary else { continue };
+                rows.push(vec![
+                    what.to_owned(),
+                    kills.to_string(),
                     thousands(s.median_ms),
                     thousands(s.min_ms),
                     thousands(s.max_ms),
-                ],
-            ];
+                ]);
+            }
             out.push('\n');
             out.push_str(&render(&rows, |c| c == 0));
         }
@@ -239,6 +254,7 @@ impl Report {
             })
             .collect();
         let summary = self.failover_summary();
+        let election = self.election_summary();
         let each: Vec<serde_json::Value> = self
             .failovers
             .iter()
@@ -248,6 +264,7 @@ impl Report {
                     "killed_term": f.old_term,
                     "first_set_node": f.new_leader,
                     "failover_ms": f.elapsed.as_secs_f64() * 1000.0,
+                    "new_leader_ms": f.elected.map(|d| d.as_secs_f64() * 1000.0),
                     "set_attempts": f.attempts,
                     "catch_up_ms": f.catch_up.as_secs_f64() * 1000.0,
                 })
@@ -266,11 +283,24 @@ impl Report {
                 "median_ms": summary.map(|s| s.median_ms),
                 "min_ms": summary.map(|s| s.min_ms),
                 "max_ms": summary.map(|s| s.max_ms),
+                "new_leader_median_ms": election.map(|s| s.median_ms),
                 "each": each,
             },
             "notes": self.notes,
         })
     }
+}
+
+/// Median, minimum and maximum of `times`, in milliseconds; `None` if there are none.
+fn summarize(times: impl Iterator<Item = Duration>) -> Option<FailoverSummary> {
+    let ms: Vec<f64> = times.map(|d| d.as_secs_f64() * 1000.0).collect();
+    let min_ms = ms.iter().copied().reduce(f64::min)?;
+    let max_ms = ms.iter().copied().reduce(f64::max)?;
+    Some(FailoverSummary {
+        median_ms: median(ms),
+        min_ms,
+        max_ms,
+    })
 }
 
 /// A latency in milliseconds with two decimals, or `-`.
@@ -306,6 +336,7 @@ mod tests {
             old_term: 1,
             new_leader: killed % 3 + 1,
             elapsed: ms(elapsed_ms),
+            elected: (killed != 2).then(|| ms(elapsed_ms - 200)),
             attempts: 40,
             catch_up: ms(300),
         }
@@ -368,6 +399,16 @@ mod tests {
         assert_eq!(cells(lines[7])[7], "(baseline)");
         assert_eq!(
             cells(lines[10]),
+            [
+                "leader SIGKILL -> new leader",
+                "2",
+                "1,600",
+                "1,300",
+                "1,900"
+            ]
+        );
+        assert_eq!(
+            cells(lines[11]),
             ["leader SIGKILL -> Set ok", "3", "1,500", "900", "2,100"]
         );
         assert_eq!(lines.last(), Some(&"note: three nodes"));
@@ -403,6 +444,12 @@ mod tests {
         assert_eq!(doc["failover"]["min_ms"], 900.0);
         assert_eq!(doc["failover"]["each"][2]["killed_node"], 3);
         assert_eq!(doc["failover"]["each"][2]["first_set_node"], 1);
+        assert_eq!(doc["failover"]["each"][0]["new_leader_ms"], 1300.0);
+        assert_eq!(
+            doc["failover"]["each"][1]["new_leader_ms"],
+            serde_json::Value::Null
+        );
+        assert_eq!(doc["failover"]["new_leader_median_ms"], 1600.0);
     }
 
     #[test]
