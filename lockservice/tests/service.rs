@@ -85,7 +85,9 @@ async fn followers_redirect_and_every_failure_has_its_code() {
     assert!(got.revision >= created.generation);
 
     // Compare-and-set: a stale generation aborts, the current one succeeds.
-    let stale = leader.set(set("/a", b"two", 2, Some(got.generation + 100))).await;
+    let stale = leader
+        .set(set("/a", b"two", 2, Some(got.generation + 100)))
+        .await;
     assert_eq!(code(stale), Code::Aborted);
     let changed = leader
         .set(set("/a", b"two", 3, Some(got.generation)))
@@ -110,9 +112,17 @@ async fn followers_redirect_and_every_failure_has_its_code() {
     assert_eq!(code(leader.create(orphan).await), Code::FailedPrecondition);
     let missing = leader.get(pb::GetRequest { path: "/b".into() }).await;
     assert_eq!(code(missing), Code::NotFound);
-    let bad = leader.get(pb::GetRequest { path: "a/../b".into() }).await;
+    let bad = leader
+        .get(pb::GetRequest {
+            path: "a/../b".into(),
+        })
+        .await;
     assert_eq!(code(bad), Code::InvalidArgument);
-    let bad_list = leader.list(pb::ListRequest { path: String::new() }).await;
+    let bad_list = leader
+        .list(pb::ListRequest {
+            path: String::new(),
+        })
+        .await;
     assert_eq!(code(bad_list), Code::InvalidArgument);
     let no_mode = leader
         .acquire(pb::AcquireRequest {
@@ -128,7 +138,9 @@ async fn followers_redirect_and_every_failure_has_its_code() {
         let mut leader = leader.clone();
         async move {
             let r = leader
-                .keep_alive(pb::KeepAliveRequest { session_id: 999_999 })
+                .keep_alive(pb::KeepAliveRequest {
+                    session_id: 999_999,
+                })
                 .await;
             let c = code(r);
             (c != Code::Unavailable).then_some(c)
@@ -188,12 +200,24 @@ async fn a_blocked_acquire_gets_the_lock_when_the_holder_releases_and_watches_se
         mode: pb::LockMode::Exclusive as i32,
         wait_ms,
     };
-    let held = leader.acquire(acquire(first, 0)).await.unwrap().into_inner();
+    let held = leader
+        .acquire(acquire(first, 0))
+        .await
+        .unwrap()
+        .into_inner();
     let held = held.sequencer.unwrap();
     // Acquiring again is idempotent: the same sequencer.
-    let again = leader.acquire(acquire(first, 0)).await.unwrap().into_inner();
+    let again = leader
+        .acquire(acquire(first, 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.sequencer.as_ref(), Some(&held));
-    let tried = leader.acquire(acquire(second, 0)).await.unwrap().into_inner();
+    let tried = leader
+        .acquire(acquire(second, 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(tried.sequencer, None);
 
     let mut waiter = leader.clone();
@@ -209,12 +233,21 @@ async fn a_blocked_acquire_gets_the_lock_when_the_holder_releases_and_watches_se
         })
         .await
         .unwrap();
-    let granted = blocked.await.unwrap().unwrap().into_inner().sequencer.unwrap();
+    let granted = blocked
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner()
+        .sequencer
+        .unwrap();
     assert!(granted.generation > held.generation);
     let check = |s: pb::Sequencer| pb::CheckSequencerRequest { sequencer: Some(s) };
     let old = leader.check_sequencer(check(held.clone())).await.unwrap();
     assert!(!old.into_inner().current);
-    let new = leader.check_sequencer(check(granted.clone())).await.unwrap();
+    let new = leader
+        .check_sequencer(check(granted.clone()))
+        .await
+        .unwrap();
     assert!(new.into_inner().current);
 
     // A bounded wait that runs out answers "not acquired", not an error.
