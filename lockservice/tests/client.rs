@@ -137,6 +137,14 @@ async fn the_status_comes_from_the_leader_with_every_members_progress() {
     // JSON, as the CLI prints it.
     let json = serde_json::to_string(&status).unwrap();
     assert!(json.contains("matched_index"), "{json}");
+
+    // Membership changes go to the leader too; the answer is the new membership.
+    let other = followers(&cell, leader)[1];
+    let after = c.remove_node(other).await.unwrap();
+    let ids: Vec<u64> = after.members.iter().map(|m| m.id).collect();
+    assert!(!ids.contains(&other), "{after:?}");
+    assert_eq!(ids.len(), 2);
+    c.create("/after-removal", b"").await.unwrap();
     cell.shutdown().await;
 }
 

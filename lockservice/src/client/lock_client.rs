@@ -179,9 +179,9 @@ impl LockClient {
     /// cannot be reached, the answer of the node that named it; with no leader known, any
     /// node's answer.
     pub async fn status(&self) -> Result<CellStatus, Error> {
-        let first = self
-            .status_at(Route::Leader, self.plan("status".into()))
-            .await?;
+        // Any node answers: the answer, not its success, says who leads.
+        let any = Route::Any { avoid: None };
+        let first = self.status_at(any, self.plan("status".into())).await?;
         let Some((leader_id, leader_addr)) = first.leader.clone() else {
             return Ok(first);
         };
