@@ -43,11 +43,26 @@ pub(crate) fn report(err: &anyhow::Error, output: OutputFormat) -> ExitCode {
             } else {
                 "system"
             };
-            let doc = serde_json::json!({ "error": format!("{err:#}"), "kind": kind });
+            let mut doc = serde_json::json!({ "error": format!("{err:#}"), "kind": kind });
+            if let Some(code) = system_code(err) {
+                doc["code"] = serde_json::Value::from(code);
+            }
             eprintln!("{doc}");
         }
     }
     ExitCode::from(code)
+}
+
+/// The tag of the public error code (`not-found`, `aborted`, ...) of a system error that
+/// carries one, as its message prints it.
+fn system_code(err: &anyhow::Error) -> Option<String> {
+    let e = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<tabula_common::Error>())?;
+    let printed = e.to_string();
+    printed
+        .strip_suffix(&format!(": {}", e.message))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -62,6 +77,17 @@ mod tests {
             .context("bench engine")
             .unwrap_err();
         assert_eq!(code(&err), USAGE_ERROR);
+    }
+
+    #[test]
+    fn system_errors_with_a_public_code_name_it() {
+        let err = anyhow::Error::from(tabula_common::Error::new(
+            tabula_common::Code::NotFound,
+            "no file /a",
+        ));
+        assert_eq!(code(&err), SYSTEM_ERROR);
+        assert_eq!(system_code(&err).as_deref(), Some("not-found"));
+        assert_eq!(system_code(&anyhow::anyhow!("disk full")), None);
     }
 
     #[test]

@@ -26,6 +26,17 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
 
+    /// The lock-service cell the `lock` commands talk to: HOST:PORT of its nodes,
+    /// comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "TABULA_LOCK",
+        value_delimiter = ',',
+        value_name = "ADDRS"
+    )]
+    lock: Vec<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -35,7 +46,7 @@ enum Command {
     /// Measure parts of Tabula in isolation.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// The lock service: run a node of a cell.
+    /// The lock service: run a node of a cell; read, write, lock and watch its files.
     #[command(subcommand)]
     Lock(lock::LockCommand),
 }
@@ -44,7 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
-        Command::Lock(command) => lock::run(command),
+        Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,6 +147,33 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(bad_peer.exit_code(), 2);
+    }
+
+    #[test]
+    fn global_lock_flag_takes_comma_separated_addresses_anywhere() {
+        let cli = Cli::try_parse_from([
+            "tabula",
+            "lock",
+            "get",
+            "/a",
+            "--lock",
+            "127.0.0.1:17101,127.0.0.1:17102",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.lock, ["127.0.0.1:17101", "127.0.0.1:17102"]);
+        assert_eq!(cli.output, OutputFormat::Json);
+        let Command::Lock(lock::LockCommand::Get(_)) = cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
+        let cli =
+            Cli::try_parse_from(["tabula", "--lock", "h:1", "lock", "hold", "/m", "--shared"])
+                .unwrap();
+        assert_eq!(cli.lock, ["h:1"]);
+        let Command::Lock(lock::LockCommand::Hold(_)) = cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
     }
 
     #[test]

@@ -1,23 +1,15 @@
-//! `tabula lock ...`: the lock service. `serve` runs one node of a cell until Ctrl-C or
-//! SIGTERM; the human commands (`status`, `ls`, `get`, ...) come with the public
-//! `LockService` API.
+//! `tabula lock serve`: one node of a lock-service cell, until Ctrl-C or SIGTERM.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use tabula_lockservice::node::{NodeConfig, NodeError, RaftTuning, serve};
 
+use super::signal::StopSignals;
 use crate::exit::UsageError;
-
-/// The lock-service commands.
-#[derive(Debug, Subcommand)]
-pub(crate) enum LockCommand {
-    /// Run one node of a lock-service cell until Ctrl-C or SIGTERM.
-    Serve(ServeArgs),
-}
 
 /// `tabula lock serve`.
 #[derive(Debug, Args)]
@@ -39,13 +31,7 @@ pub(crate) struct ServeArgs {
     pub(crate) cluster_id: String,
 }
 
-/// Runs one lock command.
-pub(crate) fn run(command: LockCommand) -> anyhow::Result<()> {
-    match command {
-        LockCommand::Serve(args) => run_serve(args),
-    }
-}
-
+/// Parses one `--peers` entry, `ID=HOST:PORT`.
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
     let (id, addr) = s
         .split_once('=')
@@ -82,7 +68,8 @@ pub(crate) fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     }
 }
 
-fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the node the flags describe until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = node_config(args)?;
     // A subscriber may already be installed (tests); logging then goes there.
     let _ = tracing_subscriber::fmt()
@@ -100,31 +87,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("start the async runtime")?;
     let id = config.id;
     runtime
-        .block_on(serve(config, stop_signal()))
+        .block_on(async {
+            let mut signals = StopSignals::install()?;
+            let stop = async move {
+                let which = signals.recv().await;
+                tracing::info!(signal = which, "stopping");
+            };
+            serve(config, stop).await.map_err(anyhow::Error::from)
+        })
         .with_context(|| format!("lock node {id}"))
-}
-
-/// Resolves on Ctrl-C or SIGTERM. If no handler can be installed the node runs until killed.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("ctrl-c: stopping"),
-        () = term => tracing::info!("SIGTERM: stopping"),
-    }
 }
