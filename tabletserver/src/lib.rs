@@ -6,4 +6,5 @@
 //! then `filter`.
 
 pub mod engine;
+pub mod filter;
 pub mod server;
