@@ -4,8 +4,13 @@
 //!
 //! Reading order: `registry`, `gate`, then the services.
 
+pub mod admin;
 pub mod gate;
+pub mod membership;
 pub mod registry;
+pub mod schema;
 
+pub use admin::TabletAdminService;
 pub use gate::{Gate, SafetyCheck};
+pub use membership::{Membership, MembershipError};
 pub use registry::{Registry, Route, ServedTablet};
