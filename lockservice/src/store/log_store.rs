@@ -2,11 +2,22 @@
 //! cloneable reader replication tasks use.
 //!
 //! One writer thread (`log_writer.rs`) owns every write: appends, truncations, purges and the
-//! vote go through one bounded queue and happen in order, each made durable before its caller
-//! hears back (openraft: "all write-IO must be serialized"); the committed id is only noted in
-//! the index and rides on the next write. Readers share an in-memory index (`LogIndex`: log index -> segment and offset) and read the frames
-//! with `pread` on blocking threads; the writer updates the index under its lock before it
-//! cuts bytes off a file, so a reader never sees a truncated entry.
+//! vote go through one bounded queue and take effect in queue order (openraft: "all write-IO
+//! must be serialized"); the committed id is only noted in the index and rides on the next
+//! write.
+//!
+//! `append` does not wait for the disk (group commit): it checks that the entries follow the
+//! log, encodes them, publishes them in the index's `pending` map (readable at once, as
+//! openraft requires when `append` returns), queues them for the writer with the `LogFlushed`
+//! callback and returns. The writer writes every append waiting in the queue with one `pwrite`
+//! and one `fdatasync`, moves the entries from `pending` to on-disk slots, and only then calls
+//! the callbacks, in queue order. `save_vote`, `truncate` and `purge` wait for their own
+//! durability.
+//!
+//! Readers share the index (`LogIndex`: log index -> segment and offset for durable entries,
+//! log index -> entry for pending ones) and read frames with `pread` on blocking threads; the
+//! writer updates the index under its lock before it cuts bytes off a file, so a reader never
+//! sees a truncated entry.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -16,6 +27,7 @@ use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -26,11 +38,12 @@ use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{IntoStorage, StoreError};
-use super::record::{Decoded, KIND_ENTRY, decode_frame};
+use super::record::{Decoded, KIND_ENTRY, MAX_BODY_LEN, decode_frame};
 use crate::types::{NodeId, TypeConfig};
 
-/// Requests queued for the writer thread at most (openraft issues one at a time).
-pub(super) const COMMAND_QUEUE: usize = 16;
+/// Requests queued for the writer thread at most; `append` waits for room beyond that. Each
+/// queued append holds at most one openraft batch of entries (`max_payload_entries`).
+pub(super) const COMMAND_QUEUE: usize = 256;
 /// Reads of adjacent frames are merged into one `pread` up to this many bytes.
 const READ_SPAN_BYTES: u64 = 1 << 20;
 
@@ -48,10 +61,17 @@ pub(super) struct Slot {
 }
 
 /// What readers see: the live entries, the segments' files and the small state.
+///
+/// Invariant: `entries` then `pending` are contiguous, every `pending` index is above every
+/// `entries` index, and both are above the last purged index. `pending` holds exactly the
+/// entries of the appends queued for the writer and not yet finished; the writer moves them to
+/// `entries` after their `fdatasync`, or drops them all when it fails.
 #[derive(Debug, Default)]
 pub(super) struct LogIndex {
-    /// Live entries (index > last purged), contiguous.
+    /// Durable live entries (index > last purged), contiguous.
     pub(super) entries: BTreeMap<u64, Slot>,
+    /// Entries `append` accepted that are not durable yet, contiguous after `entries`.
+    pub(super) pending: BTreeMap<u64, Arc<Entry<TypeConfig>>>,
     /// Open segment files by id (read with `pread`; the last one is also written).
     pub(super) segments: BTreeMap<u64, Arc<File>>,
     /// The last purged log id.
@@ -60,11 +80,21 @@ pub(super) struct LogIndex {
     pub(super) vote: Option<Vote<NodeId>>,
     /// The committed log id last saved (durable lazily, see `save_committed`).
     pub(super) committed: Option<LogId<NodeId>>,
+    /// Why the writer refuses writes, once a write failed (`append` then refuses at once).
+    pub(super) failed: Option<String>,
 }
 
 impl LogIndex {
-    /// The last entry's id, or the last purged id if the log is empty.
+    /// The last entry's id (pending or durable), or the last purged id if the log is empty.
     pub(super) fn last_log_id(&self) -> Option<LogId<NodeId>> {
+        self.pending
+            .last_key_value()
+            .map(|(_, entry)| entry.log_id)
+            .or_else(|| self.last_durable_log_id())
+    }
+
+    /// The last durable entry's id, or the last purged id if no entry is durable.
+    pub(super) fn last_durable_log_id(&self) -> Option<LogId<NodeId>> {
         self.entries
             .last_key_value()
             .map(|(_, slot)| slot.log_id)
@@ -79,15 +109,57 @@ pub(super) struct LogShared {
     pub(super) dir: PathBuf,
     /// The index.
     pub(super) index: RwLock<LogIndex>,
+    /// `fsync`/`fdatasync` calls on segment files since open.
+    pub(super) syncs: AtomicU64,
+    /// Test hooks into the writer thread.
+    #[cfg(test)]
+    pub(super) hooks: super::test_hooks::TestHooks,
+}
+
+impl LogShared {
+    pub(super) fn new(dir: PathBuf, index: LogIndex) -> LogShared {
+        LogShared {
+            dir,
+            index: RwLock::new(index),
+            syncs: AtomicU64::new(0),
+            #[cfg(test)]
+            hooks: super::test_hooks::TestHooks::default(),
+        }
+    }
+}
+
+/// Called once with the outcome of a queued append: `Ok` only after its `fdatasync`.
+pub(super) type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One entry, encoded for its frame.
+#[derive(Debug)]
+pub(super) struct EncodedEntry {
+    /// The entry's id.
+    pub(super) log_id: LogId<NodeId>,
+    /// The entry, postcard.
+    pub(super) body: Vec<u8>,
+}
+
+/// An append waiting for the writer; its entries are in `LogIndex::pending`.
+pub(super) struct AppendCommand {
+    /// The entries, in order, following the log (none at or below the purge point).
+    pub(super) entries: Vec<EncodedEntry>,
+    /// Answered after the entries are durable (or the write failed).
+    pub(super) done: Done,
+}
+
+impl Debug for AppendCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendCommand")
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request to the writer thread; `done` answers once the change is durable.
 #[derive(Debug)]
 pub(super) enum Command {
-    Append {
-        entries: Vec<Entry<TypeConfig>>,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
+    Append(AppendCommand),
     SaveVote {
         vote: Vote<NodeId>,
         done: oneshot::Sender<Result<(), StoreError>>,
@@ -135,6 +207,85 @@ impl LogStore {
     /// A reader over this log.
     pub fn reader(&self) -> LogReader {
         self.reader.clone()
+    }
+
+    /// `fsync`/`fdatasync` calls on log segment files since the store was opened: one per
+    /// group commit of appends, two per truncation. The fsyncs of the vote and purged files
+    /// and of the directory are not counted.
+    pub fn sync_count(&self) -> u64 {
+        self.reader.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Arc<LogShared> {
+        &self.reader.shared
+    }
+
+    /// The body of `append`: checks and encodes `entries`, publishes them as pending, queues
+    /// them for the writer with `done` and returns without waiting for the disk. Entries at or
+    /// below the purge point are skipped. On an error nothing is published or queued, and
+    /// `done` is dropped uncalled.
+    pub(super) async fn submit_append(
+        &mut self,
+        entries: Vec<Entry<TypeConfig>>,
+        done: Done,
+    ) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
+        // Room in the queue first: publishing and queueing then happen with no await between
+        // them, so every published entry is queued and in the order of publication.
+        let permit = tx.reserve().await.map_err(|_| StoreError::WriterGone)?;
+        let shared = &self.reader.shared;
+        let mut index = shared.index.write();
+        if let Some(reason) = &index.failed {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        let purged = index.last_purged.map(|l| l.index);
+        let mut next = index.last_log_id().map(|l| l.index + 1);
+        let mut accepted = Vec::with_capacity(entries.len());
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if purged.is_some_and(|p| entry.log_id.index <= p) {
+                // Already covered by the snapshot the purge point stands for: as if appended
+                // and purged at once.
+                continue;
+            }
+            if let Some(want) = next
+                && entry.log_id.index != want
+            {
+                return Err(StoreError::NotContiguous {
+                    expected: want,
+                    got: entry.log_id.index,
+                });
+            }
+            next = Some(entry.log_id.index + 1);
+            let body = postcard::to_stdvec(&entry).map_err(|source| StoreError::Encode {
+                what: "log entry",
+                source,
+            })?;
+            if body.len() > MAX_BODY_LEN {
+                return Err(StoreError::inconsistent(
+                    &shared.dir,
+                    format!(
+                        "entry {} is {} bytes, over the frame limit",
+                        entry.log_id,
+                        body.len()
+                    ),
+                ));
+            }
+            encoded.push(EncodedEntry {
+                log_id: entry.log_id,
+                body,
+            });
+            accepted.push(entry);
+        }
+        for entry in accepted {
+            index.pending.insert(entry.log_id.index, Arc::new(entry));
+        }
+        permit.send(Command::Append(AppendCommand {
+            entries: encoded,
+            done,
+        }));
+        Ok(())
     }
 
     /// Stops the writer thread after flushing the committed id, and releases the data
@@ -252,9 +403,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.index().read().committed)
     }
 
-    /// Appends entries and answers `callback` after `fdatasync`. Entries must follow the last
-    /// one (`StoreError::NotContiguous` otherwise); entries at or below the purge point are
+    /// Publishes the entries (readable when this returns) and queues them; the writer answers
+    /// `callback` after the `fdatasync` that made them durable, together with every other
+    /// append queued meanwhile (group commit). Entries must follow the last one
+    /// (`StoreError::NotContiguous` otherwise); entries at or below the purge point are
     /// skipped, as if appended and purged at once (openraft's suite appends such entries).
+    /// When this returns an error, `callback` is dropped uncalled (openraft stops on it).
     async fn append<I>(
         &mut self,
         entries: I,
@@ -265,21 +419,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        if entries.is_empty() {
-            callback.log_io_completed(Ok(()));
-            return Ok(());
-        }
-        // The writer answers after `fdatasync`, so the callback follows durability.
-        match self.call(|done| Command::Append { entries, done }).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(e.into_storage(ErrorSubject::Logs, ErrorVerb::Write))
-            }
-        }
+        // Even an append with nothing to write goes through the queue: its callback must not
+        // overtake those of earlier appends that are not durable yet.
+        let done: Done =
+            Box::new(move |result| callback.log_io_completed(result.map_err(io::Error::other)));
+        self.submit_append(entries, done)
+            .await
+            .storage(ErrorSubject::Logs, ErrorVerb::Write)
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -314,19 +460,26 @@ fn index_range(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
     }
 }
 
-/// Reads the live entries in `[start, end)`, holding the index's read lock so that no
-/// truncation cuts them meanwhile.
+/// Reads the live entries in `[start, end)`, durable ones from their segments and pending ones
+/// from memory, holding the index's read lock so that no truncation cuts them meanwhile and
+/// no pending entry moves to disk unseen.
 fn read_entries(
     shared: &LogShared,
     start: u64,
     end: Option<u64>,
 ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
     let index = shared.index.read();
-    let slots: Vec<Slot> = match end {
-        Some(end) => index.entries.range(start..end).map(|(_, s)| *s).collect(),
-        None => index.entries.range(start..).map(|(_, s)| *s).collect(),
-    };
-    let mut out = Vec::with_capacity(slots.len());
+    let range = (
+        Bound::Included(start),
+        end.map_or(Bound::Unbounded, Bound::Excluded),
+    );
+    let slots: Vec<Slot> = index.entries.range(range).map(|(_, s)| *s).collect();
+    let pending: Vec<Arc<Entry<TypeConfig>>> = index
+        .pending
+        .range(range)
+        .map(|(_, e)| Arc::clone(e))
+        .collect();
+    let mut out = Vec::with_capacity(slots.len() + pending.len());
     let mut rest = &slots[..];
     while let Some(first) = rest.first() {
         // One pread for a run of frames of one segment, up to READ_SPAN_BYTES.
@@ -342,6 +495,8 @@ fn read_entries(
         rest = tail;
         read_group(shared, &index, group, &mut out)?;
     }
+    // Pending entries all follow the durable ones.
+    out.extend(pending.iter().map(|e| Entry::clone(e)));
     Ok(out)
 }
 

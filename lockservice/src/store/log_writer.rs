@@ -1,28 +1,49 @@
 //! The log's writer thread and its recovery on open.
 //!
-//! Every write is one `pwrite` at the end of the active segment followed by `fdatasync`; the
-//! caller hears back only after both. The order of durable effects is chosen so that a crash at
-//! any point leaves a log without holes:
-//! - append: write + `fdatasync`, then publish the entries in the index;
+//! Appends are group-committed: the writer takes an append from the queue, drains the appends
+//! queued behind it (up to `MAX_BATCH_ENTRIES` entries or `MAX_BATCH_BYTES` bytes) and writes
+//! them all with one `pwrite` at the end of the active segment and one `fdatasync`; then it
+//! moves their entries from `pending` to on-disk slots and calls their callbacks, in queue
+//! order. A vote, truncate or purge ends the batch and runs after it, so the queue order is
+//! the order of effects. The order of durable effects is chosen so that a crash at any point
+//! leaves a log without holes:
+//! - append: write + `fdatasync`, then publish the slots (the entries were readable from
+//!   `pending` before), then answer;
 //! - truncate: unpublish, delete later segments from the last down + directory fsync, then cut
 //!   the segment holding the first removed entry + fsync, then rewrite the committed id +
 //!   `fdatasync`;
 //! - purge: replace `purged` atomically first, then unpublish and delete whole segments from
 //!   the first up (a crash in between leaves segments recovery ignores and deletes);
 //! - vote: replace `vote` atomically (temp + fsync + rename + directory fsync).
+//!
+//! Pending entries and truncate/purge: the caller (openraft's `RaftCore`, holding `&mut
+//! LogStore`) awaits each truncate or purge, so every append queued before one is finished
+//! (durable and answered) when the writer reaches it, and none is queued after it until it is
+//! answered: `pending` is empty when a truncate or purge runs, and a truncate of entries that
+//! were still pending when it was called cuts them after they became durable (their callback
+//! said `Ok`, truthfully, before the cut). Only a caller that drops a truncate or purge future
+//! after it was queued can break this; truncate and purge then also drop the pending entries
+//! they cover, and the writer re-checks contiguity before writing, so a later append that no
+//! longer follows the log fails instead of leaving a hole.
+//!
+//! A failed write poisons the writer: what reached the disk is unknown, so it drops every
+//! pending entry, answers the failed batch and every later command with an error, and `append`
+//! refuses at once.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use openraft::{Entry, LogId, Vote};
 use tokio::sync::mpsc;
 
 use super::durable::{self, DirLock};
 use super::error::StoreError;
-use super::log_store::{Command, LogIndex, LogShared, Slot};
-use super::record::{FRAME_HEADER_LEN, KIND_COMMITTED, KIND_ENTRY, MAX_BODY_LEN, encode_frame};
+use super::log_store::{AppendCommand, Command, EncodedEntry, LogIndex, LogShared, Slot};
+use super::record::{FRAME_HEADER_LEN, KIND_COMMITTED, KIND_ENTRY, encode_frame};
 use super::segment::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use crate::types::{NodeId, TypeConfig};
 
@@ -32,6 +53,12 @@ pub(super) const VOTE_FILE: &str = "vote";
 pub(super) const PURGED_FILE: &str = "purged";
 const VOTE_MAGIC: [u8; 8] = *b"TLKVOTE1";
 const PURGED_MAGIC: [u8; 8] = *b"TLKPURG1";
+/// A group commit takes queued appends up to this many entries (a single larger append still
+/// goes whole).
+pub(super) const MAX_BATCH_ENTRIES: usize = 1024;
+/// A group commit takes queued appends up to this many bytes of frames (a single larger append
+/// still goes whole).
+pub(super) const MAX_BATCH_BYTES: u64 = 16 << 20;
 
 /// Owns the active segment and performs every write, in the order the commands arrive.
 pub(super) struct Writer {
@@ -52,10 +79,23 @@ pub(super) struct Writer {
 impl Writer {
     /// Serves commands until every sender is gone, then makes the committed id durable.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), StoreError> {
-        while let Some(command) = rx.blocking_recv() {
+        // A command drained from the queue that ends a batch; it runs next.
+        let mut next: Option<Command> = None;
+        loop {
+            let command = match next.take() {
+                Some(command) => command,
+                None => match rx.blocking_recv() {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            #[cfg(test)]
+            self.shared.hooks.gate.pass();
             match command {
-                Command::Append { entries, done } => {
-                    let _ = done.send(self.guarded(|w| w.append(&entries)));
+                Command::Append(first) => {
+                    let (batch, after) = drain_appends(&mut rx, first);
+                    next = after;
+                    self.append_batch(batch);
                 }
                 Command::SaveVote { vote, done } => {
                     let _ = done.send(self.guarded(|w| w.save_vote(vote)));
@@ -84,10 +124,39 @@ impl Writer {
         }
         let result = op(self);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "lock-service log write failed; refusing further writes");
-            self.failed = Some(e.to_string());
+            self.poison(e);
         }
         result
+    }
+
+    /// Refuses every later write and drops the pending entries: none of them will be written.
+    fn poison(&mut self, error: &StoreError) {
+        tracing::error!(error = %error, "lock-service log write failed; refusing further writes");
+        let reason = error.to_string();
+        let mut index = self.shared.index.write();
+        index.pending.clear();
+        index.failed = Some(reason.clone());
+        self.failed = Some(reason);
+    }
+
+    /// Writes a batch of appends with one write and one `fdatasync`, then answers each, in
+    /// order: all `Ok`, or the first the error and the others `StoreError::Failed`.
+    fn append_batch(&mut self, batch: Vec<AppendCommand>) {
+        let mut entries = Vec::with_capacity(batch.iter().map(|a| a.entries.len()).sum());
+        let mut dones = Vec::with_capacity(batch.len());
+        for append in batch {
+            entries.extend(append.entries);
+            dones.push(append.done);
+        }
+        let result = self.guarded(|w| w.append(entries));
+        let reason = result.as_ref().err().map(ToString::to_string);
+        let mut first = Some(result);
+        for done in dones {
+            done(first.take().unwrap_or_else(|| match &reason {
+                None => Ok(()),
+                Some(reason) => Err(StoreError::Failed(reason.clone())),
+            }));
+        }
     }
 
     /// The committed id openraft saved last.
@@ -99,19 +168,21 @@ impl Writer {
         self.dir.join(segment::file_name(self.active_id))
     }
 
-    fn append(&mut self, entries: &[Entry<TypeConfig>]) -> Result<(), StoreError> {
+    /// Writes the entries of a batch (queued in order, so following each other unless a
+    /// cancelled truncate or purge intervened) and moves them from pending to their slots.
+    fn append(&mut self, entries: Vec<EncodedEntry>) -> Result<(), StoreError> {
         let (mut next, purged) = {
             let index = self.shared.index.read();
             (
-                index.last_log_id().map(|l| l.index + 1),
+                index.last_durable_log_id().map(|l| l.index + 1),
                 index.last_purged.map(|l| l.index),
             )
         };
-        let mut encoded = Vec::with_capacity(entries.len());
+        let mut live = Vec::with_capacity(entries.len());
         for entry in entries {
             if purged.is_some_and(|p| entry.log_id.index <= p) {
-                // Already covered by the snapshot the purge point stands for: as if appended
-                // and purged at once.
+                // Purged while queued (the purge dropped it from pending): as if appended and
+                // purged at once.
                 continue;
             }
             if let Some(want) = next
@@ -123,37 +194,24 @@ impl Writer {
                 });
             }
             next = Some(entry.log_id.index + 1);
-            let body = postcard::to_stdvec(entry).map_err(|source| StoreError::Encode {
-                what: "log entry",
-                source,
-            })?;
-            if body.len() > MAX_BODY_LEN {
-                return Err(StoreError::inconsistent(
-                    &self.dir,
-                    format!(
-                        "entry {} is {} bytes, over the frame limit",
-                        entry.log_id,
-                        body.len()
-                    ),
-                ));
-            }
-            encoded.push((entry.log_id, body));
+            live.push(entry);
         }
-        let batch_bytes: u64 = encoded
+        let batch_bytes: u64 = live
             .iter()
-            .map(|(_, b)| (FRAME_HEADER_LEN + b.len()) as u64)
+            .map(|e| (FRAME_HEADER_LEN + e.body.len()) as u64)
             .sum();
         if self.active_len > SEGMENT_HEADER_LEN
             && self.active_len + batch_bytes > self.segment_max_bytes
         {
             self.roll()?;
         }
-        if encoded.is_empty() {
+        if live.is_empty() {
             return Ok(());
         }
-        let slots = self.write_frames(&encoded)?;
+        let slots = self.write_frames(&live)?;
         let mut index = self.shared.index.write();
         for slot in slots {
+            index.pending.remove(&slot.log_id.index);
             index.entries.insert(slot.log_id.index, slot);
         }
         Ok(())
@@ -161,10 +219,7 @@ impl Writer {
 
     /// Writes the committed id (if it changed, or the segment is new) and `entries` as one
     /// write, then `fdatasync`s. Returns the entries' slots.
-    fn write_frames(
-        &mut self,
-        entries: &[(LogId<NodeId>, Vec<u8>)],
-    ) -> Result<Vec<Slot>, StoreError> {
+    fn write_frames(&mut self, entries: &[EncodedEntry]) -> Result<Vec<Slot>, StoreError> {
         let start = self.active_len;
         let mut buf = Vec::new();
         if start == 0 {
@@ -180,18 +235,20 @@ impl Writer {
             encode_frame(&mut buf, start, KIND_COMMITTED, &body);
         }
         let mut slots = Vec::with_capacity(entries.len());
-        for (log_id, body) in entries {
+        for entry in entries {
             let offset = start + buf.len() as u64;
-            encode_frame(&mut buf, start, KIND_ENTRY, body);
+            encode_frame(&mut buf, start, KIND_ENTRY, &entry.body);
             let len = (start + buf.len() as u64 - offset) as u32;
             slots.push(Slot {
-                log_id: *log_id,
+                log_id: entry.log_id,
                 segment: self.active_id,
                 offset,
                 len,
             });
         }
         let path = self.active_path();
+        #[cfg(test)]
+        self.shared.hooks.injected_failure(&path)?;
         if !buf.is_empty() {
             self.active
                 .write_all_at(&buf, start)
@@ -200,6 +257,7 @@ impl Writer {
         self.active
             .sync_data()
             .map_err(|e| StoreError::io("fdatasync", &path, e))?;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.active_len = start + buf.len() as u64;
         self.committed_on_disk = committed;
         Ok(slots)
@@ -233,6 +291,9 @@ impl Writer {
     fn truncate(&mut self, since: u64) -> Result<(), StoreError> {
         let (cut, doomed) = {
             let mut index = self.shared.index.write();
+            // Empty unless a caller dropped this truncate's future after it was queued and
+            // appended again (module doc); those entries no longer follow the log.
+            index.pending.split_off(&since);
             let Some(cut) = index.entries.range(since..).next().map(|(_, s)| *s) else {
                 return Ok(());
             };
@@ -269,6 +330,7 @@ impl Writer {
         self.active
             .sync_all()
             .map_err(|e| StoreError::io("fsync", &path, e))?;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.active_len = cut.offset;
         // The newest committed frame may have been cut off: write it again (and sync the cut).
         self.committed_on_disk = None;
@@ -290,6 +352,9 @@ impl Writer {
             index.last_purged = Some(upto);
             let live = index.entries.split_off(&(upto.index + 1));
             index.entries = live;
+            // Empty unless a purge future was dropped after it was queued (module doc).
+            let pending = index.pending.split_off(&(upto.index + 1));
+            index.pending = pending;
             let keep_from = index
                 .entries
                 .first_key_value()
@@ -300,6 +365,39 @@ impl Writer {
         };
         remove_segments(&self.dir, doomed.keys().copied())
     }
+}
+
+/// Takes `first` and the appends queued right behind it, within the batch bounds. Returns the
+/// batch and the command that ended it, if one was taken from the queue.
+fn drain_appends(
+    rx: &mut mpsc::Receiver<Command>,
+    first: AppendCommand,
+) -> (Vec<AppendCommand>, Option<Command>) {
+    let mut entries = first.entries.len();
+    let mut bytes = frame_bytes(&first);
+    let mut batch = vec![first];
+    while let Ok(command) = rx.try_recv() {
+        let Command::Append(more) = command else {
+            return (batch, Some(command));
+        };
+        let more_bytes = frame_bytes(&more);
+        if entries + more.entries.len() > MAX_BATCH_ENTRIES || bytes + more_bytes > MAX_BATCH_BYTES
+        {
+            return (batch, Some(Command::Append(more)));
+        }
+        entries += more.entries.len();
+        bytes += more_bytes;
+        batch.push(more);
+    }
+    (batch, None)
+}
+
+fn frame_bytes(append: &AppendCommand) -> u64 {
+    append
+        .entries
+        .iter()
+        .map(|e| (FRAME_HEADER_LEN + e.body.len()) as u64)
+        .sum()
 }
 
 /// Creates an empty segment file durably (directory fsync).
@@ -398,10 +496,7 @@ pub(super) fn recover(
     remove_segments(dir, stale.keys().copied())?;
 
     let committed = index.committed;
-    let shared = Arc::new(LogShared {
-        dir: dir.to_path_buf(),
-        index: parking_lot::RwLock::new(index),
-    });
+    let shared = Arc::new(LogShared::new(dir.to_path_buf(), index));
     let writer = Writer {
         dir: dir.to_path_buf(),
         shared: Arc::clone(&shared),

@@ -23,9 +23,24 @@
 //! file + fsync + rename + directory fsync.
 //!
 //! Durability contract (openraft's `storage/v2.rs` requirements):
-//! - `append` answers its callback only after `fdatasync`; `save_vote` returns after the vote
-//!   file is renamed into place and the directory is fsynced; all writes run in order on one
-//!   writer thread, never on the async runtime.
+//! - `append` returns without waiting for the disk: the entries are readable (through
+//!   `LogReader` and `get_log_state`) when it returns, held in memory as pending until they are
+//!   durable. Its callback is answered only after the `fdatasync` that covers them. The writer
+//!   group-commits: every append queued while it was busy goes into one `pwrite` and one
+//!   `fdatasync` (bounded by entries and bytes), and the callbacks are answered in queue order.
+//!   Caveat: openraft 0.9.25's `RaftCore::append_to_log` awaits each callback before it
+//!   runs its next command, so on this version a batch holds one append (one client write on
+//!   the leader, one AppendEntries on a follower); the batching pays off once the core
+//!   pipelines appends (0.10) or the service packs several requests into one entry.
+//! - All writes run in queue order on one writer thread, never on the async runtime; the
+//!   queue is bounded (`append` waits for room). `save_vote`, `truncate` and `purge` end a
+//!   batch and return after their own durability; `save_vote` returns after the vote file is
+//!   renamed into place and the directory is fsynced, so after every append queued before it.
+//! - Because openraft awaits each truncate and purge, the appends queued before one are durable
+//!   and answered when it runs and no pending entry is left: a truncate of entries that were
+//!   pending when it was called cuts them after they became durable (`log_writer.rs`).
+//! - A failed write poisons the writer: the pending entries are dropped, the failed batch and
+//!   every later write get an error, and `append` refuses at once.
 //! - `purge` makes `purged` durable before deleting any segment; it frees whole segments.
 //! - `truncate` deletes later segments (last first), then cuts the segment holding the first
 //!   removed entry; a crash midway leaves a shorter log, never a hole.
@@ -53,6 +68,10 @@ mod record;
 mod segment;
 mod snapshot_file;
 mod state_machine;
+#[cfg(test)]
+mod test_hooks;
+#[cfg(test)]
+mod tests;
 
 pub use error::StoreError;
 pub use log_store::{LogReader, LogStore};
