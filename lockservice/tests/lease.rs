@@ -112,15 +112,16 @@ async fn a_neglected_session_is_expired_by_a_log_entry_on_every_node() {
     let (session, open_index) = cell.open_session_with_ttl(leader, TTL_MS).await;
     let node = &cell.nodes[&leader];
 
-    // The leader first sees the session after it was opened and gives it ttl + grace.
-    tokio::time::sleep_until(before_open + TTL + GRACE - Duration::from_millis(100)).await;
+    // Opened through a leader that had already taken over: its lease is the plain ttl, counted
+    // from when the leader first saw it (after the open).
+    tokio::time::sleep_until(before_open + TTL - Duration::from_millis(50)).await;
     assert!(
         node.state().read(|s| s.session_is_live(session)),
-        "expired before ttl + grace"
+        "expired before ttl"
     );
     let expired_at = expired_on(node, session).await;
     let took = expired_at - before_open;
-    assert!(took < TTL + GRACE + SLACK, "expiry took {took:?}");
+    assert!(took < TTL + SLACK, "expiry took {took:?}");
 
     // A replicated log entry ended it: every node agrees.
     let expiry_index = node.state().last_applied().unwrap().index;
@@ -258,5 +259,28 @@ async fn a_leader_that_lost_its_quorum_stops_granting() {
     tokio::time::sleep(TTL + GRACE + Duration::from_millis(300)).await;
     assert_eq!(node.raft().metrics().borrow().last_log_index, last_log);
     assert!(node.state().read(|s| s.session_is_live(session)));
+    cell.shutdown().await;
+}
+
+/// Regression: the grace is for sessions a new leader takes over, not for sessions opened
+/// under a leader that has already taken over. With a long grace, an abandoned session must
+/// still go after about its ttl, or a dead client's locks would be held `ttl + grace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_opened_under_a_settled_leader_gets_no_grace() {
+    let long_grace = Duration::from_secs(30);
+    let tuning = RaftTuning {
+        session_grace_ms: u64::try_from(long_grace.as_millis()).unwrap(),
+        ..RaftTuning::default()
+    };
+    let cell = Cell::start_tuned(3, tuning).await;
+    let leader = ready_leader(&cell).await;
+    let before_open = Instant::now();
+    let (session, _) = cell.open_session_with_ttl(leader, TTL_MS).await;
+    let expired_at = expired_on(&cell.nodes[&leader], session).await;
+    let took = expired_at - before_open;
+    assert!(
+        took < TTL + long_grace,
+        "an abandoned session lived {took:?}, past ttl + grace"
+    );
     cell.shutdown().await;
 }

@@ -343,9 +343,12 @@ async fn keep(
                 }
             }
             () = tick(&mut reports) => {
+                // The clock is read *before* the check: if the session is Safe at the (later)
+                // check, it was Safe at the stamp too. Read after, a pause between the two
+                // could stamp an instant the check never vouched for.
+                let stamp = now_unix_us();
                 let state = session.state();
-                // Read right after the check: the instant the check vouches for.
-                let at_unix_us = (state == SessionState::Safe).then(now_unix_us);
+                let at_unix_us = (state == SessionState::Safe).then_some(stamp);
                 if states.show(state)? == SessionState::Expired {
                     return Ok(Held::Expired);
                 }

@@ -112,7 +112,16 @@ impl LeaseTable {
         if self.term != Some(term) {
             return 0;
         }
-        let grace = self.grace;
+        // Only the sync that takes over a term adds the grace: those sessions may hold leases
+        // an earlier leader granted. A session first seen later was opened through this leader
+        // (everything committed before its term was applied before the first sync), so plain
+        // `ttl` is its whole lease; adding grace there would keep a dead client's locks for
+        // `ttl + grace`.
+        let grace = if self.ready {
+            Duration::ZERO
+        } else {
+            self.grace
+        };
         let mut seen = std::collections::HashSet::new();
         let mut added = 0;
         for (session, ttl) in live {
@@ -241,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_term_syncs_every_session_to_ttl_plus_grace() {
+    fn a_new_term_syncs_every_session_to_ttl_plus_grace_and_later_ones_to_ttl() {
         let t0 = Instant::now();
         let mut t = LeaseTable::new(GRACE, WINDOW);
         assert!(t.lead(3));
@@ -257,7 +266,8 @@ mod tests {
         t.sync(3, [(2, ms(2_000)), (4, ms(500))], t0 + ms(100));
         assert_eq!(t.deadline(1), None);
         assert_eq!(t.deadline(2), Some(t0 + ms(2_000) + GRACE));
-        assert_eq!(t.deadline(4), Some(t0 + ms(600) + GRACE));
+        // Session 4 was opened through this leader after it took over: no grace.
+        assert_eq!(t.deadline(4), Some(t0 + ms(600)));
         assert_eq!(t.len(), 2);
 
         // Another term starts over; a sync for a stale term does nothing.
