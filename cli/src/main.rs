@@ -11,6 +11,7 @@ mod bench;
 mod exit;
 mod lock;
 mod output;
+mod tablet;
 
 use std::process::ExitCode;
 
@@ -26,8 +27,8 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
 
-    /// The lock-service cell the `lock` commands talk to: HOST:PORT of its nodes,
-    /// comma-separated.
+    /// The lock-service cell the `lock` commands and `tablet serve` talk to: HOST:PORT of its
+    /// nodes, comma-separated.
     #[arg(
         long,
         global = true,
@@ -49,6 +50,9 @@ enum Command {
     /// The lock service: run a node of a cell; read, write, lock and watch its files.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// The tablet server: run one until Ctrl-C or SIGTERM.
+    #[command(subcommand)]
+    Tablet(tablet::TabletCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
         Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
+        Command::Tablet(command) => tablet::run(command, &cli.lock),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

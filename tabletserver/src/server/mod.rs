@@ -7,10 +7,12 @@
 pub mod admin;
 pub mod gate;
 pub mod membership;
+pub mod node;
 pub mod registry;
 pub mod schema;
 
 pub use admin::TabletAdminService;
 pub use gate::{Gate, SafetyCheck};
 pub use membership::{Membership, MembershipError};
+pub use node::{ServerError, TabletServer, TabletServerConfig, serve};
 pub use registry::{Registry, Route, ServedTablet};

@@ -1,0 +1,163 @@
+//! `tabula tablet ...`: the tablet server role. `serve` runs one tablet server until Ctrl-C or
+//! SIGTERM (a clean stop: tablets flushed, membership left), or until it loses its
+//! lock-service membership (an error exit: it must come back as a new server).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tabula_tabletserver::server::{ServerError, TabletServerConfig, serve};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::exit::UsageError;
+
+/// The tablet-server commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TabletCommand {
+    /// Run a tablet server until Ctrl-C or SIGTERM; the lock-service cell is the global
+    /// --lock (or TABULA_LOCK).
+    Serve(ServeArgs),
+}
+
+/// `tabula tablet serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address the tablet and admin services listen on; also what the lock service publishes
+    /// for the master and clients.
+    #[arg(long)]
+    pub(crate) listen: SocketAddr,
+    /// The storage root shared by every server of the cluster (SSTables, commit logs,
+    /// manifests).
+    #[arg(long)]
+    pub(crate) storage_root: PathBuf,
+    /// Address for /metrics and /healthz (not served yet).
+    #[arg(long)]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// This server's id; default a fresh one per start (a restarted server never reuses a
+    /// dead server's identity).
+    #[arg(long)]
+    pub(crate) server_id: Option<String>,
+    /// Lease of the lock-service session, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) session_ttl_ms: u64,
+}
+
+/// Runs one tablet command; the cell is `lock` (`--lock`).
+pub(crate) fn run(command: TabletCommand, lock: &[String]) -> anyhow::Result<()> {
+    match command {
+        TabletCommand::Serve(args) => run_serve(args, lock),
+    }
+}
+
+/// The server configuration the flags describe.
+pub(crate) fn server_config(
+    args: ServeArgs,
+    lock: &[String],
+) -> anyhow::Result<TabletServerConfig> {
+    let lock: Vec<String> = lock
+        .iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if lock.is_empty() {
+        return Err(UsageError(
+            "no lock-service cell given: pass --lock HOST:PORT[,HOST:PORT...] or set TABULA_LOCK"
+                .to_owned(),
+        )
+        .into());
+    }
+    let config = TabletServerConfig {
+        server_id: args.server_id,
+        metrics: args.metrics,
+        session_ttl: Duration::from_millis(args.session_ttl_ms),
+        ..TabletServerConfig::new(lock, args.listen, args.storage_root)
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(e @ ServerError::InvalidConfig(_)) => Err(UsageError(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn run_serve(args: ServeArgs, lock: &[String]) -> anyhow::Result<()> {
+    let config = server_config(args, lock)?;
+    // A subscriber may already be installed (tests); logging then goes there.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tabula-tablet")
+        .build()
+        .context("start the async runtime")?;
+    runtime
+        .block_on(async {
+            let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+            let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+            let stop = async move {
+                let which = tokio::select! {
+                    _ = interrupt.recv() => "SIGINT",
+                    _ = terminate.recv() => "SIGTERM",
+                };
+                tracing::info!(signal = which, "stopping");
+            };
+            serve(config, stop).await.map_err(anyhow::Error::from)
+        })
+        .context("tablet server")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::exit;
+
+    #[derive(Debug, Parser)]
+    struct Tablet {
+        #[command(subcommand)]
+        command: TabletCommand,
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec![
+            "tablet",
+            "serve",
+            "--listen",
+            "127.0.0.1:7100",
+            "--storage-root",
+            "/tmp/root",
+        ];
+        argv.extend_from_slice(extra);
+        let TabletCommand::Serve(args) = Tablet::try_parse_from(argv).unwrap().command;
+        args
+    }
+
+    #[test]
+    fn serve_flags_make_a_valid_config() {
+        let args = serve_args(&["--server-id", "ts-1", "--session-ttl-ms", "3000"]);
+        let config = server_config(args, &["127.0.0.1:7001".to_owned()]).unwrap();
+        assert_eq!(config.server_id.as_deref(), Some("ts-1"));
+        assert_eq!(config.session_ttl, Duration::from_secs(3));
+        assert_eq!(config.lock, ["127.0.0.1:7001"]);
+    }
+
+    #[test]
+    fn serve_without_a_cell_or_with_a_bad_id_is_usage() {
+        let err = server_config(serve_args(&[]), &[]).unwrap_err();
+        assert_eq!(exit::code(&err), 2, "{err:#}");
+        let err = server_config(
+            serve_args(&["--server-id", "a/b"]),
+            &["127.0.0.1:7001".to_owned()],
+        )
+        .unwrap_err();
+        assert_eq!(exit::code(&err), 2, "{err:#}");
+    }
+}
