@@ -211,9 +211,9 @@ impl Registry {
     /// empty range needs `route.tablet` to say which tablet is meant.
     pub fn route_range(&self, route: &Route, range: &RowRange) -> Result<Arc<ServedTablet>, Error> {
         let tablet = match route.tablet {
-            Some(id) => self.get(id).ok_or_else(|| {
-                wrong_tablet(format!("this server does not serve tablet {id}"))
-            })?,
+            Some(id) => self
+                .get(id)
+                .ok_or_else(|| wrong_tablet(format!("this server does not serve tablet {id}")))?,
             None => {
                 let start: &[u8] = match &range.start {
                     Bound::Included(s) | Bound::Excluded(s) => s,
