@@ -5,6 +5,7 @@
 //! Reading order: `registry`, `gate`, then the services.
 
 pub mod admin;
+pub mod data;
 pub mod gate;
 pub mod membership;
 pub mod node;
@@ -12,6 +13,7 @@ pub mod registry;
 pub mod schema;
 
 pub use admin::TabletAdminService;
+pub use data::{DataOptions, TabletDataService};
 pub use gate::{Gate, SafetyCheck};
 pub use membership::{Membership, MembershipError};
 pub use node::{ServerError, TabletServer, TabletServerConfig, serve};
