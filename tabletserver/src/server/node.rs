@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use super::admin::TabletAdminService;
+use super::data::{DataOptions, TabletDataService};
 use super::gate::Gate;
 use super::membership::{Membership, MembershipError};
 use super::registry::Registry;
@@ -238,12 +239,15 @@ impl TabletServer {
         let mut tasks = JoinSet::new();
         let admin =
             TabletAdminService::new(engine.clone(), registry.clone(), gate.clone()).into_server();
+        let data = TabletDataService::new(registry.clone(), gate.clone(), DataOptions::default())
+            .into_server();
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = cancel.clone().cancelled_owned();
         tasks.spawn(
             async move {
                 tonic::transport::Server::builder()
+                    .add_service(data)
                     .add_service(admin)
                     .serve_with_incoming_shutdown(incoming, stop)
                     .await?;
