@@ -250,7 +250,7 @@ async fn contending_sessions_take_the_lock_in_turn_and_old_sequencers_go_stale()
     assert_eq!(short, None);
 
     // A long wait is woken by the release.
-    let waiter = tokio::spawn(async move {
+    let mut waiter = tokio::spawn(async move {
         let got = second
             .acquire(
                 "/master",
@@ -260,8 +260,9 @@ async fn contending_sessions_take_the_lock_in_turn_and_old_sequencers_go_stale()
             .await;
         (second, got)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiter.is_finished());
+    // Not granted while the first session holds the lock.
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut waiter).await;
+    assert!(early.is_err(), "granted while held");
     first.release("/master").await.unwrap();
     let (second, got) = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await

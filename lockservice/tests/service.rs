@@ -221,10 +221,10 @@ async fn a_blocked_acquire_gets_the_lock_when_the_holder_releases_and_watches_se
     assert_eq!(tried.sequencer, None);
 
     let mut waiter = leader.clone();
-    let blocked = tokio::spawn(async move { waiter.acquire(acquire(second, 20_000)).await });
+    let mut blocked = tokio::spawn(async move { waiter.acquire(acquire(second, 20_000)).await });
     // The waiter is blocked: nothing granted while the first session holds the lock.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!blocked.is_finished());
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut blocked).await;
+    assert!(early.is_err(), "granted while held: {early:?}");
     leader
         .release(pb::ReleaseRequest {
             write_id: write_id(7, 4),

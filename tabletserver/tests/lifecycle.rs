@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tabula_common::{
@@ -511,6 +512,19 @@ async fn a_tablet_too_small_to_split_is_refused_and_keeps_serving() {
     assert_eq!(s.read_all().len(), 2);
 }
 
+/// Waits until `acks` reaches `at_least`, failing the test after 30 s.
+async fn wait_for_acks(acks: &AtomicU64, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.load(Ordering::Relaxed) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes acknowledged, waiting for {at_least}",
+            acks.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_racing_a_split_are_acknowledged_only_if_kept() {
     let env = Env::new();
@@ -523,10 +537,12 @@ async fn writes_racing_a_split_are_acknowledged_only_if_kept() {
         s.write(&row, &value).unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..4 {
         let s = s.clone();
         let stop = stop.clone();
+        let acks = acks.clone();
         writers.push(std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut refused = 0u32;
@@ -535,7 +551,10 @@ async fn writes_racing_a_split_are_acknowledged_only_if_kept() {
                 let row = format!("row{:05}", (i * 97 + w * 13) % 800);
                 let value = format!("w{w}-{i}");
                 match s.write(&row, &value) {
-                    Ok(()) => acked.push((row, value)),
+                    Ok(()) => {
+                        acked.push((row, value));
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => {
                         // The parent closed for the split, or the switch is under way.
                         assert!(
@@ -551,12 +570,13 @@ async fn writes_racing_a_split_are_acknowledged_only_if_kept() {
             (acked, refused)
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Writes are acknowledged before the split, and by the children after it.
+    wait_for_acks(&acks, 20).await;
     s.admin
         .split(split(7, Some("row00400"), 8, 9, 1))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    wait_for_acks(&acks, acks.load(Ordering::Relaxed) + 20).await;
     stop.store(true, Ordering::Relaxed);
     let mut last: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut total = 0;

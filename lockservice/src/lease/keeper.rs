@@ -235,11 +235,7 @@ impl LeaseKeeper {
         let state = &self.inner.state;
         let is_live = || state.read(|s| s.session_is_live(session));
         table.keep_alive(session, Instant::now(), is_live, || {
-            state.read(|s| {
-                s.sessions()
-                    .find(|(id, _)| *id == session)
-                    .map(|(_, v)| Duration::from_millis(v.ttl_ms))
-            })
+            state.read(|s| s.session(session).map(|v| Duration::from_millis(v.ttl_ms)))
         })
     }
 

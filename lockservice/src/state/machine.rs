@@ -149,6 +149,13 @@ impl LockState {
             .map(|(id, s)| (id, SessionView { ttl_ms: s.ttl_ms }))
     }
 
+    /// A live session, by id.
+    pub fn session(&self, session: u64) -> Option<SessionView> {
+        self.sessions
+            .get(session)
+            .map(|s| SessionView { ttl_ms: s.ttl_ms })
+    }
+
     /// Whether a session is live (opened, neither closed nor expired).
     pub fn session_is_live(&self, session: u64) -> bool {
         self.sessions.is_live(session)

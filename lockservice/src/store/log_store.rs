@@ -239,26 +239,15 @@ impl LogStore {
         if let Some(reason) = &index.failed {
             return Err(StoreError::Failed(reason.clone()));
         }
-        let purged = index.last_purged.map(|l| l.index);
-        let mut next = index.last_log_id().map(|l| l.index + 1);
-        let mut accepted = Vec::with_capacity(entries.len());
-        let mut encoded = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if purged.is_some_and(|p| entry.log_id.index <= p) {
-                // Already covered by the snapshot the purge point stands for: as if appended
-                // and purged at once.
-                continue;
-            }
-            if let Some(want) = next
-                && entry.log_id.index != want
-            {
-                return Err(StoreError::NotContiguous {
-                    expected: want,
-                    got: entry.log_id.index,
-                });
-            }
-            next = Some(entry.log_id.index + 1);
-            let body = postcard::to_stdvec(&entry).map_err(|source| StoreError::Encode {
+        let accepted = unpurged_and_contiguous(
+            entries,
+            |e| e.log_id.index,
+            index.last_log_id().map(|l| l.index + 1),
+            index.last_purged.map(|l| l.index),
+        )?;
+        let mut encoded = Vec::with_capacity(accepted.len());
+        for entry in &accepted {
+            let body = postcard::to_stdvec(entry).map_err(|source| StoreError::Encode {
                 what: "log entry",
                 source,
             })?;
@@ -276,7 +265,6 @@ impl LogStore {
                 log_id: entry.log_id,
                 body,
             });
-            accepted.push(entry);
         }
         for entry in accepted {
             index.pending.insert(entry.log_id.index, Arc::new(entry));
@@ -550,6 +538,34 @@ fn read_group(
         out.push(entry);
     }
     Ok(())
+}
+
+/// `items` without those at or below the purge point (already covered by the snapshot it stands
+/// for: as if appended and purged at once), checked to continue at `next` without a gap.
+pub(super) fn unpurged_and_contiguous<T>(
+    items: Vec<T>,
+    index_of: impl Fn(&T) -> u64,
+    mut next: Option<u64>,
+    purged: Option<u64>,
+) -> Result<Vec<T>, StoreError> {
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        let index = index_of(&item);
+        if purged.is_some_and(|p| index <= p) {
+            continue;
+        }
+        if let Some(want) = next
+            && index != want
+        {
+            return Err(StoreError::NotContiguous {
+                expected: want,
+                got: index,
+            });
+        }
+        next = Some(index + 1);
+        kept.push(item);
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]

@@ -42,7 +42,9 @@ use tokio::sync::mpsc;
 
 use super::durable::{self, DirLock};
 use super::error::StoreError;
-use super::log_store::{AppendCommand, Command, EncodedEntry, LogIndex, LogShared, Slot};
+use super::log_store::{
+    AppendCommand, Command, EncodedEntry, LogIndex, LogShared, Slot, unpurged_and_contiguous,
+};
 use super::record::{FRAME_HEADER_LEN, KIND_COMMITTED, KIND_ENTRY, encode_frame};
 use super::segment::{self, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use crate::types::{NodeId, TypeConfig};
@@ -171,31 +173,15 @@ impl Writer {
     /// Writes the entries of a batch (queued in order, so following each other unless a
     /// cancelled truncate or purge intervened) and moves them from pending to their slots.
     fn append(&mut self, entries: Vec<EncodedEntry>) -> Result<(), StoreError> {
-        let (mut next, purged) = {
+        let (next, purged) = {
             let index = self.shared.index.read();
             (
                 index.last_durable_log_id().map(|l| l.index + 1),
                 index.last_purged.map(|l| l.index),
             )
         };
-        let mut live = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if purged.is_some_and(|p| entry.log_id.index <= p) {
-                // Purged while queued (the purge dropped it from pending): as if appended and
-                // purged at once.
-                continue;
-            }
-            if let Some(want) = next
-                && entry.log_id.index != want
-            {
-                return Err(StoreError::NotContiguous {
-                    expected: want,
-                    got: entry.log_id.index,
-                });
-            }
-            next = Some(entry.log_id.index + 1);
-            live.push(entry);
-        }
+        // An entry purged while queued (the purge dropped it from pending) is skipped.
+        let live = unpurged_and_contiguous(entries, |e| e.log_id.index, next, purged)?;
         let batch_bytes: u64 = live
             .iter()
             .map(|e| (FRAME_HEADER_LEN + e.body.len()) as u64)
