@@ -40,6 +40,8 @@ struct Inner {
     state: StateHandle,
     options: LeaseOptions,
     table: Mutex<LeaseTable>,
+    /// The term and applied index of the last `sync` (taken after `table`).
+    synced: Mutex<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for LeaseKeeper {
@@ -70,6 +72,7 @@ impl LeaseKeeper {
                 state,
                 options,
                 table: Mutex::new(table),
+                synced: Mutex::new(None),
             }),
         }
     }
@@ -169,12 +172,23 @@ impl LeaseKeeper {
     fn sync(&self, term: u64) {
         let mut table = self.inner.table.lock();
         let was_ready = table.ready();
-        let live: Vec<(u64, Duration)> = self.inner.state.read(|s| {
-            s.sessions()
+        // The session set only changes when entries are applied: a ready table that has seen
+        // this applied index already has nothing to learn (and copying every session each tick
+        // would cost O(sessions) for nothing).
+        let applied = self.inner.state.read(|s| s.last_applied_index());
+        let mut synced = self.inner.synced.lock();
+        if was_ready && *synced == Some((term, applied)) {
+            return;
+        }
+        let (live, applied): (Vec<(u64, Duration)>, u64) = self.inner.state.read(|s| {
+            let live = s
+                .sessions()
                 .map(|(id, v)| (id, Duration::from_millis(v.ttl_ms)))
-                .collect()
+                .collect();
+            (live, s.last_applied_index())
         });
         let added = table.sync(term, live, Instant::now());
+        *synced = Some((term, applied));
         if !was_ready && table.ready() {
             tracing::info!(
                 term,

@@ -185,11 +185,13 @@ impl Registry {
     /// The tablet that serves `row` of `route.table`, checked against the route's tablet and
     /// epoch; `WrongTablet` otherwise.
     pub fn route_row(&self, route: &Route, row: &[u8]) -> Result<Arc<ServedTablet>, Error> {
+        // Built before taking the lock: the map needs an owned key.
+        let after_row = (route.table, EndKeyOrd::Row(Bytes::copy_from_slice(row)));
         let maps = self.maps.read();
         let found = maps
             .by_end
             .range((
-                Bound::Excluded((route.table, EndKeyOrd::Row(Bytes::copy_from_slice(row)))),
+                Bound::Excluded(after_row),
                 Bound::Included((route.table, EndKeyOrd::End)),
             ))
             .next()
