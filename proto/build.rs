@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "tabula/tablet.proto",
     "tabula/raft.proto",
     "tabula/lock.proto",
+    "tabula/master.proto",
 ];
 
 /// Vendored googleapis files compiled even if nothing of ours imports them yet.

@@ -65,6 +65,15 @@ pub mod tabula {
         }
     }
 
+    /// The master's admin API and the METADATA records it keeps.
+    pub mod master {
+        generated! {
+            /// Version 1 of `tabula/master.proto`: `MasterService` (tables, tablets, servers,
+            /// cluster status, split reports) and the METADATA / lock-service records.
+            v1 => "tabula.master.v1"
+        }
+    }
+
     /// Raft traffic between the nodes of a lock-service cell.
     pub mod raft {
         generated! {
