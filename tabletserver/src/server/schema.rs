@@ -8,45 +8,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tabula_common::Error;
+use tabula_common::schema::check_schema;
 use tabula_proto::tabula::tablet::v1 as pb;
 use tabula_proto::tabula::tablet::v1::gc_rule::Rule;
 
 use crate::engine::{GcPolicy, Schema};
 
-/// The longest family name.
-pub const MAX_FAMILY_NAME_LEN: usize = 64;
-/// The most families one table may have.
-pub const MAX_FAMILIES: usize = 1_000;
-/// How deep union/intersection rules may nest.
-pub const MAX_GC_RULE_DEPTH: usize = 8;
-/// The most child rules of one union or intersection.
-pub const MAX_GC_RULE_CHILDREN: usize = 64;
+pub use tabula_common::schema::{
+    MAX_FAMILIES, MAX_FAMILY_NAME_LEN, MAX_GC_RULE_CHILDREN, MAX_GC_RULE_DEPTH, check_family_name,
+};
 
 /// The engine schema a wire schema describes; `InvalidArgument` for a bad family name, a
-/// family named twice, or a bad GC rule.
+/// family named twice, or a bad GC rule (the checks of `tabula_common::schema`).
 pub fn schema_from_proto(schema: &pb::Schema) -> Result<Schema, Error> {
-    if schema.families.len() > MAX_FAMILIES {
-        return Err(Error::invalid_argument(format!(
-            "{} column families; at most {MAX_FAMILIES} are allowed",
-            schema.families.len()
-        )));
-    }
-    let mut families = BTreeMap::new();
-    for family in &schema.families {
-        check_family_name(&family.name)?;
-        let policy = match &family.gc_rule {
-            None => GcPolicy::KeepAll,
-            Some(rule) => gc_policy_from_proto(rule, 0)
-                .map_err(|e| Error::invalid_argument(format!("family {}: {e}", family.name)))?,
-        };
-        let name = Bytes::copy_from_slice(family.name.as_bytes());
-        if families.insert(name, policy).is_some() {
-            return Err(Error::invalid_argument(format!(
-                "column family {} is named twice",
-                family.name
-            )));
-        }
-    }
+    check_schema(schema)?;
+    let families = schema
+        .families
+        .iter()
+        .map(|family| {
+            let policy = family
+                .gc_rule
+                .as_ref()
+                .map_or(GcPolicy::KeepAll, gc_policy_from_proto);
+            (Bytes::copy_from_slice(family.name.as_bytes()), policy)
+        })
+        .collect::<BTreeMap<_, _>>();
     Ok(Schema { families })
 }
 
@@ -67,69 +53,19 @@ pub fn schema_to_proto(schema: &Schema) -> pb::Schema {
     }
 }
 
-/// `InvalidArgument` unless `name` is a valid column family name.
-pub fn check_family_name(name: &str) -> Result<(), Error> {
-    let bad = |why: &str| {
-        Error::invalid_argument(format!(
-            "column family name {name:?} {why}; names match [_a-zA-Z0-9][-_.a-zA-Z0-9]* and \
-             have at most {MAX_FAMILY_NAME_LEN} characters"
-        ))
-    };
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else {
-        return Err(bad("is empty"));
-    };
-    if name.len() > MAX_FAMILY_NAME_LEN {
-        return Err(bad("is too long"));
-    }
-    if !(first.is_ascii_alphanumeric() || first == '_') {
-        return Err(bad("starts with a character not allowed there"));
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        return Err(bad("has a character not allowed"));
-    }
-    Ok(())
-}
-
-/// A message saying what is wrong with a GC rule.
-fn gc_policy_from_proto(rule: &pb::GcRule, depth: usize) -> Result<GcPolicy, String> {
-    if depth > MAX_GC_RULE_DEPTH {
-        return Err(format!(
-            "GC rules nest deeper than {MAX_GC_RULE_DEPTH} levels"
-        ));
-    }
+/// The engine policy of a rule `check_schema` accepted.
+fn gc_policy_from_proto(rule: &pb::GcRule) -> GcPolicy {
     match &rule.rule {
-        // An empty rule is Cloud Bigtable's "no GC".
-        None => Ok(GcPolicy::KeepAll),
-        Some(Rule::MaxNumVersions(n)) => match u32::try_from(*n) {
-            Ok(n) if n > 0 => Ok(GcPolicy::MaxVersions(n)),
-            _ => Err(format!("max_num_versions must be positive, not {n}")),
-        },
-        Some(Rule::MaxAgeMicros(us)) => match u64::try_from(*us) {
-            Ok(us) if us > 0 => Ok(GcPolicy::MaxAge(Duration::from_micros(us))),
-            _ => Err(format!("max_age_micros must be positive, not {us}")),
-        },
-        Some(Rule::Intersection(i)) => {
-            children(&i.rules, depth, "intersection").map(GcPolicy::Intersection)
+        None => GcPolicy::KeepAll,
+        Some(Rule::MaxNumVersions(n)) => GcPolicy::MaxVersions(u32::try_from(*n).unwrap_or(1)),
+        Some(Rule::MaxAgeMicros(us)) => {
+            GcPolicy::MaxAge(Duration::from_micros(u64::try_from(*us).unwrap_or(1)))
         }
-        Some(Rule::Union(u)) => children(&u.rules, depth, "union").map(GcPolicy::Union),
+        Some(Rule::Intersection(i)) => {
+            GcPolicy::Intersection(i.rules.iter().map(gc_policy_from_proto).collect())
+        }
+        Some(Rule::Union(u)) => GcPolicy::Union(u.rules.iter().map(gc_policy_from_proto).collect()),
     }
-}
-
-fn children(rules: &[pb::GcRule], depth: usize, what: &str) -> Result<Vec<GcPolicy>, String> {
-    if rules.is_empty() {
-        return Err(format!("an empty {what} rule"));
-    }
-    if rules.len() > MAX_GC_RULE_CHILDREN {
-        return Err(format!(
-            "an {what} rule with {} children; at most {MAX_GC_RULE_CHILDREN}",
-            rules.len()
-        ));
-    }
-    rules
-        .iter()
-        .map(|r| gc_policy_from_proto(r, depth + 1))
-        .collect()
 }
 
 fn gc_rule_to_proto(policy: &GcPolicy) -> pb::GcRule {
