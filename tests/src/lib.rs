@@ -1,1 +1,9 @@
-//! Integration tests live in tests/.
+//! Shared harness of the integration tests (`tests/tests/`), and a home for tests that span
+//! crates (client, master, tablet servers, lock service) or start real processes.
+//!
+//! `cluster` starts the parts of a cluster in process: a lock cell (`LockCell`), tablet
+//! servers (`start_tablet_server`), and waits on conditions with a deadline (`eventually`).
+
+pub mod cluster;
+
+pub use cluster::{LockCell, eventually, start_tablet_server, tablet_server_config};
