@@ -32,7 +32,7 @@ pub(crate) struct ServeArgs {
     /// manifests).
     #[arg(long)]
     pub(crate) storage_root: PathBuf,
-    /// Address for /metrics and /healthz (not served yet).
+    /// Address for the plain-HTTP /metrics (Prometheus text) and /healthz endpoints.
     #[arg(long)]
     pub(crate) metrics: Option<SocketAddr>,
     /// This server's id; default a fresh one per start (a restarted server never reuses a

@@ -14,7 +14,8 @@
 //! Reading order: `key` (entries and their order), `mutation` (what a client asks), `memtable`,
 //! `commitlog` (durability), `sstable` (immutable files), `merge` and `read` (the read path),
 //! `manifest`, `compaction` (the picker), `gc_policy`, `options`, then `tablet`, which ties
-//! them together, and `gc` (deleting files no manifest names).
+//! them together, and `gc` (deleting files no manifest names); `stats` holds the counters
+//! the server's metrics read.
 
 pub mod commitlog;
 pub mod compaction;
@@ -29,6 +30,7 @@ pub mod mutation;
 pub mod options;
 pub mod read;
 pub mod sstable;
+pub mod stats;
 pub mod tablet;
 
 pub use error::EngineError;
@@ -37,4 +39,5 @@ pub use gc_policy::GcPolicy;
 pub use mutation::{Mutation, RowMutation};
 pub use options::{EngineOptions, Schema};
 pub use read::{Cell, CellFilter, Row};
+pub use stats::{CompactionKind, EngineStats, Histogram, HistogramSnapshot};
 pub use tablet::{Engine, RowIter, ScanOptions, Tablet};

@@ -552,9 +552,7 @@ pub fn status_of(served: &ServedTablet) -> pb::TabletStatus {
         tablet: Some(Descriptor::of(served).to_proto()),
         approximate_size_bytes: size,
         sstable_count: u32::try_from(served.tablet.sstable_count()).unwrap_or(u32::MAX),
-        // The engine reports memtables and SSTables together (`approximate_size_bytes`); the
-        // memtable share is not exposed yet, so it is not reported.
-        memtable_bytes: 0,
+        memtable_bytes: served.tablet.memtable_bytes(),
         reads: served.reads.load(std::sync::atomic::Ordering::Relaxed),
         writes: served.writes.load(std::sync::atomic::Ordering::Relaxed),
     }

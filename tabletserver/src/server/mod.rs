@@ -2,12 +2,14 @@
 //! serve at all (`gate`), and the gRPC services — `TabletService` for clients (`data`) and
 //! `TabletAdmin` for the master (`admin`) — plus its lock-service membership and metrics.
 //!
-//! Reading order: `registry`, `gate`, then the services.
+//! Reading order: `registry`, `gate`, then the services; `metrics` counts requests (a tower
+//! layer on the gRPC server) and serves `/metrics` and `/healthz`.
 
 pub mod admin;
 pub mod data;
 pub mod gate;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod schema;

@@ -28,6 +28,7 @@ use super::admin::TabletAdminService;
 use super::data::{DataOptions, TabletDataService};
 use super::gate::Gate;
 use super::membership::{Membership, MembershipError};
+use super::metrics::{self, Metrics, RequestMetrics, RequestMetricsLayer};
 use super::registry::Registry;
 use crate::engine::commitlog::{CommitLog, CommitLogError, CommitLogOptions};
 use crate::engine::{Engine, EngineError, EngineOptions, GcHandle};
@@ -51,7 +52,8 @@ pub struct TabletServerConfig {
     /// The server id; `None` makes a fresh one for this start (a restarted server must never
     /// reuse a dead server's identity).
     pub server_id: Option<String>,
-    /// Where `/metrics` and `/healthz` would be served (not implemented yet).
+    /// Where `/metrics` and `/healthz` are served over plain HTTP (`None`: not served; port 0
+    /// picks a free port, see `TabletServer::metrics_addr`).
     pub metrics: Option<SocketAddr>,
     /// Engine settings.
     pub engine: EngineOptions,
@@ -163,6 +165,7 @@ pub enum ServerError {
 pub struct TabletServer {
     server_id: ServerId,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
     gate: Arc<Gate>,
     engine: Arc<Engine>,
@@ -212,6 +215,14 @@ impl TabletServer {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics {
+            Some(at) => Some(
+                metrics::http::bind(at)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr: at, source })?,
+            ),
+            None => None,
+        };
         let membership = Arc::new(
             Membership::join(
                 &config.lock,
@@ -231,12 +242,25 @@ impl TabletServer {
         };
         let gate = Arc::new(Gate::new(membership.safety_check()));
         let registry = Arc::new(Registry::new());
-        if let Some(metrics) = config.metrics {
-            warn!(%metrics, "--metrics is not implemented yet; no metrics endpoint is served");
-        }
 
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let requests = Arc::new(RequestMetrics::default());
+        let metrics_addr = metrics_listener.map(|(listener, bound)| {
+            let scrape = Metrics::new(engine.clone(), registry.clone(), requests.clone());
+            let router = metrics::http::router(scrape, gate.clone());
+            let stop = cancel.clone();
+            tasks.spawn(
+                async move {
+                    metrics::http::serve(listener, router, stop)
+                        .await
+                        .map_err(|e| ServerError::Task(format!("metrics endpoint: {e}")))
+                }
+                .in_current_span(),
+            );
+            info!(metrics = %bound, "serving /metrics and /healthz");
+            bound
+        });
         let admin =
             TabletAdminService::new(engine.clone(), registry.clone(), gate.clone()).into_server();
         let data = TabletDataService::new(registry.clone(), gate.clone(), DataOptions::default())
@@ -247,6 +271,7 @@ impl TabletServer {
         tasks.spawn(
             async move {
                 tonic::transport::Server::builder()
+                    .layer(RequestMetricsLayer::new(requests))
                     .add_service(data)
                     .add_service(admin)
                     .serve_with_incoming_shutdown(incoming, stop)
@@ -277,6 +302,7 @@ impl TabletServer {
         Ok(TabletServer {
             server_id,
             addr,
+            metrics_addr,
             registry,
             gate,
             engine,
@@ -291,6 +317,11 @@ impl TabletServer {
     /// The address the services listen on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` and `/healthz` are served on, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// This server's id (its file in the lock service, its commit-log directory).

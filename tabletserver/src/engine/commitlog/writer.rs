@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tabula_common::{AppendFile, ServerId, StorageRoot, TabletId};
@@ -36,6 +37,7 @@ use super::group::{Batch, Group, Turn};
 use super::header::{encode_header, header_len};
 use super::naming::{check_server_id, parse_segment_file_name, segment_path, server_log_dir};
 use super::record::{self, MAX_PAYLOAD_BYTES, check_fields};
+use crate::engine::stats::{Histogram, HistogramSnapshot};
 
 /// How a commit log behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,8 @@ pub struct CommitLog {
     header_len: u64,
     state: Mutex<State>,
     wake: Condvar,
+    /// How long each fdatasync took.
+    sync_latency: Histogram,
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -197,8 +201,9 @@ impl CommitLog {
             .create_append(&path)
             .map_err(CommitLogError::io(&path))?;
         let header = encode_header(&server, number, true);
+        let sync_latency = Histogram::latency();
         file.append(&header)
-            .and_then(|()| file.sync())
+            .and_then(|()| timed_sync(file.as_mut(), &sync_latency))
             .map_err(CommitLogError::io(&path))?;
 
         let mut segments: BTreeMap<u64, Option<HashMap<TabletId, u64>>> =
@@ -235,6 +240,7 @@ impl CommitLog {
             header_len,
             state: Mutex::new(state),
             wake: Condvar::new(),
+            sync_latency,
         })
     }
 
@@ -364,7 +370,8 @@ impl CommitLog {
         }
         if (self.opts.sync || force_sync) && file.unsynced {
             counts.syncs += 1;
-            file.file.sync().map_err(CommitLogError::io(&file.path))?;
+            timed_sync(file.file.as_mut(), &self.sync_latency)
+                .map_err(CommitLogError::io(&file.path))?;
             file.unsynced = false;
         }
         Ok(file)
@@ -379,7 +386,8 @@ impl CommitLog {
     ) -> Result<OpenSegment, CommitLogError> {
         if old.unsynced {
             counts.syncs += 1;
-            old.file.sync().map_err(CommitLogError::io(&old.path))?;
+            timed_sync(old.file.as_mut(), &self.sync_latency)
+                .map_err(CommitLogError::io(&old.path))?;
         }
         drop(old);
         let path = segment_path(&self.dir, number);
@@ -461,6 +469,19 @@ impl CommitLog {
     pub fn stats(&self) -> CommitLogStats {
         self.state.lock().stats
     }
+
+    /// How long the fdatasyncs since `open` took (failed ones included).
+    pub fn sync_latency(&self) -> HistogramSnapshot {
+        self.sync_latency.snapshot()
+    }
+}
+
+/// Syncs `file`, recording how long it took.
+fn timed_sync(file: &mut dyn AppendFile, latency: &Histogram) -> std::io::Result<()> {
+    let started = Instant::now();
+    let synced = file.sync();
+    latency.observe(started.elapsed());
+    synced
 }
 
 impl Drop for CommitLog {

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tabula_common::FileId;
 use tracing::{debug, warn};
@@ -19,6 +19,7 @@ use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
 use crate::engine::read::{CompactionRules, compact_row};
 use crate::engine::sstable::{Sstable, SstableWriter};
+use crate::engine::stats::CompactionKind;
 
 use super::core::{Inner, State, Tablet, sstable_path};
 
@@ -125,12 +126,37 @@ impl Inner {
                     .filter(|s| merge.contains(&s.id()))
                     .cloned()
                     .collect();
+                let kind = if inputs.is_empty() {
+                    CompactionKind::Minor
+                } else {
+                    CompactionKind::Merging
+                };
+                let started = Instant::now();
                 self.compact(Some(mem), inputs, false)?;
+                self.engine.stats.compaction_done(kind, started.elapsed());
                 self.stall_cv.notify_all();
                 Ok(())
             }
-            Choice::Major => self.compact(None, state.sstables.clone(), true),
+            Choice::Major => {
+                let started = Instant::now();
+                self.compact(None, state.sstables.clone(), true)?;
+                let took = started.elapsed();
+                self.engine
+                    .stats
+                    .compaction_done(CompactionKind::Major, took);
+                Ok(())
+            }
         }
+    }
+
+    /// Whether the background thread has work now or is doing it: what the picker would
+    /// choose is not `Idle` (for metrics: the compaction queue).
+    pub(crate) fn has_pending_work(&self) -> bool {
+        let major_requested = self.work.lock().major_requested;
+        choose(
+            &self.picker_input(major_requested),
+            &self.engine.opts.picker,
+        ) != Choice::Idle
     }
 
     /// Merges `mem` (a frozen memtable, oldest) and `inputs` into one SSTable and installs it.

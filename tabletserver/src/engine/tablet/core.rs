@@ -230,6 +230,16 @@ impl Tablet {
         mem as u64 + state.sstables.iter().map(|s| s.size_bytes()).sum::<u64>()
     }
 
+    /// Bytes in the active and frozen memtables, approximately.
+    pub fn memtable_bytes(&self) -> u64 {
+        let state = self.inner.state.read().clone();
+        let mem: usize = std::iter::once(&state.active)
+            .chain(state.frozen.iter())
+            .map(|m| m.approximate_bytes())
+            .sum();
+        mem as u64
+    }
+
     /// Number of SSTables.
     pub fn sstable_count(&self) -> usize {
         self.inner.state.read().sstables.len()

@@ -12,6 +12,7 @@ use crate::engine::commitlog::CommitLog;
 use crate::engine::error::EngineError;
 use crate::engine::options::{EngineOptions, Schema};
 use crate::engine::sstable::BlockCache;
+use crate::engine::stats::EngineStats;
 
 use super::core::{Inner, Tablet};
 
@@ -26,6 +27,8 @@ pub struct Engine {
     pub(crate) writing: Mutex<HashSet<FileId>>,
     /// Tablets open on this engine, for commit-log garbage collection.
     pub(crate) open_tablets: Mutex<HashMap<TabletId, Weak<Inner>>>,
+    /// Compaction counters, for metrics.
+    pub(crate) stats: EngineStats,
 }
 
 impl Engine {
@@ -45,6 +48,7 @@ impl Engine {
             opts,
             writing: Mutex::new(HashSet::new()),
             open_tablets: Mutex::new(HashMap::new()),
+            stats: EngineStats::default(),
         })
     }
 
@@ -66,6 +70,23 @@ impl Engine {
     /// The shared block cache.
     pub fn block_cache(&self) -> &Arc<BlockCache> {
         &self.cache
+    }
+
+    /// Compaction counters since the engine was created.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// How many open tablets have background work pending or running now (frozen memtables
+    /// to flush, SSTables to merge, a major compaction asked for): the compaction queue.
+    pub fn tablets_with_pending_work(&self) -> usize {
+        let open: Vec<Arc<Inner>> = self
+            .open_tablets
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        open.iter().filter(|t| t.has_pending_work()).count()
     }
 
     /// Creates a new, empty tablet for rows `[start, end)` and writes its first manifest.
