@@ -42,6 +42,35 @@ pub(crate) struct ServeArgs {
     /// Lease of the lock-service session, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) session_ttl_ms: u64,
+    /// Split a tablet automatically once it holds this much data: bytes, or with a suffix
+    /// KiB, MiB, GiB (also KB, MB, GB as powers of 1000).
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub(crate) split_threshold: u64,
+}
+
+/// `1048576`, `1MiB`, `1 GiB`, `64KB`: a byte count, with an optional binary (KiB, MiB, GiB)
+/// or decimal (KB, MB, GB) suffix.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 64MiB, 1GiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown byte unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Runs one tablet command; the cell is `lock` (`--lock`).
@@ -72,6 +101,7 @@ pub(crate) fn server_config(
         server_id: args.server_id,
         metrics: args.metrics,
         session_ttl: Duration::from_millis(args.session_ttl_ms),
+        split_threshold_bytes: args.split_threshold,
         ..TabletServerConfig::new(lock, args.listen, args.storage_root)
     };
     match config.validate() {
@@ -147,6 +177,23 @@ mod tests {
         assert_eq!(config.server_id.as_deref(), Some("ts-1"));
         assert_eq!(config.session_ttl, Duration::from_secs(3));
         assert_eq!(config.lock, ["127.0.0.1:7001"]);
+        assert_eq!(config.split_threshold_bytes, 1 << 30);
+        let args = serve_args(&["--split-threshold", "64MiB"]);
+        let config = server_config(args, &["127.0.0.1:7001".to_owned()]).unwrap();
+        assert_eq!(config.split_threshold_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn byte_counts_take_plain_numbers_and_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("3kb"), Ok(3_000));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+        assert!(parse_bytes("0").is_ok_and(|n| n == 0));
     }
 
     #[test]

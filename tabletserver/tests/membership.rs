@@ -3,7 +3,8 @@
 //! runs and go when it stops; a second server cannot take the same id; session jeopardy stops
 //! serving before the lease can run out at the cell, and a safe session serves again;
 //! deleting the file (what the master does to a server it declared dead) stops the server
-//! for good.
+//! for good; a stopped gate fences manifest writes (flushes requested or in the background
+//! store nothing).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,13 +13,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tabula_common::Code;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tabula_common::{Code, LocalDir, StorageRoot, TabletId};
 use tabula_lockservice::client::{ClientOptions, LockClient, SessionState};
 use tabula_lockservice::node::{LockNode, NodeConfig, RaftTuning};
 use tabula_lockservice::state::LockMode;
 use tabula_proto::tabula::tablet::v1 as pb;
 use tabula_proto::tabula::tablet::v1::tablet_admin_client::TabletAdminClient;
-use tabula_tabletserver::engine::EngineOptions;
+use tabula_tabletserver::engine::manifest::Manifest;
+use tabula_tabletserver::engine::{EngineError, EngineOptions, Mutation, RowMutation};
 use tabula_tabletserver::server::membership::server_path;
 use tabula_tabletserver::server::{MembershipError, ServerError, TabletServer, TabletServerConfig};
 use tempfile::TempDir;
@@ -171,7 +176,7 @@ async fn the_server_file_and_lock_exist_while_it_runs_and_go_when_it_stops() {
     // The admin service answers over gRPC.
     let list = admin(server.addr())
         .await
-        .list_tablets(pb::ListTabletsRequest {})
+        .list_tablets(pb::ListTabletsRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -316,5 +321,94 @@ async fn deleting_the_server_file_stops_the_server_for_good() {
     assert_eq!(refused.code, Code::Unavailable);
     assert!(refused.message.contains("membership lost"), "{refused}");
     server.shutdown().await.unwrap();
+    cell.shutdown().await;
+}
+
+fn put(row: &str, value: &[u8]) -> RowMutation {
+    RowMutation {
+        row: Bytes::copy_from_slice(row.as_bytes()),
+        mutations: vec![Mutation::SetCell {
+            family: Bytes::from_static(b"cf"),
+            qualifier: Bytes::from_static(b"q"),
+            timestamp: 1_000,
+            value: Bytes::copy_from_slice(value),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_gate_fences_flushes_and_background_manifest_writes() {
+    let cell = Cell::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(root.path()).unwrap());
+    let server = TabletServer::start(config(&cell, &root, Duration::from_secs(3)))
+        .await
+        .unwrap();
+    let mut admin = admin(server.addr()).await;
+    admin
+        .load_tablet(pb::LoadTabletRequest {
+            master_epoch: Some(pb::MasterEpoch { epoch: 1 }),
+            tablet: Some(pb::TabletDescriptor {
+                table_id: 2,
+                tablet_id: 1,
+                start_row: vec![],
+                end_row: None,
+                tablet_epoch: 1,
+            }),
+            schema: Some(pb::Schema {
+                families: vec![pb::ColumnFamily {
+                    name: "cf".into(),
+                    gc_rule: None,
+                }],
+            }),
+            create: true,
+        })
+        .await
+        .unwrap();
+    let served = server.registry().get(TabletId(1)).unwrap();
+    let tablet = served.clone();
+    tokio::task::spawn_blocking(move || {
+        tablet.tablet.apply(put("a", b"1")).unwrap();
+        tablet.tablet.flush().unwrap();
+    })
+    .await
+    .unwrap();
+    let path = Manifest::path(TabletId(1));
+    let before = storage.read_all(&path).unwrap();
+
+    server.gate().stop("test: fenced");
+    let engine = server.engine().clone();
+    let refused = engine.manifest_writes_refused();
+    let tablet = served.clone();
+    let flushed = tokio::task::spawn_blocking(move || {
+        // Enough to freeze memtables (64 KiB in tests): the background thread wants to flush.
+        let big = vec![b'x'; 1024];
+        for i in 0..200 {
+            tablet.tablet.apply(put(&format!("r{i:03}"), &big)).unwrap();
+        }
+        tablet.tablet.flush()
+    })
+    .await
+    .unwrap();
+    let e = flushed.unwrap_err();
+    assert!(matches!(e, EngineError::NotPermitted(_)), "{e}");
+    assert_eq!(tabula_common::Error::from(e).code, Code::Unavailable);
+    // The background thread tried too (it is kicked by the frozen memtables) and was refused.
+    eventually("a refused background flush", || async {
+        (engine.manifest_writes_refused() > refused + 1).then_some(())
+    })
+    .await;
+    assert_eq!(storage.read_all(&path).unwrap(), before);
+    // The writes are still in memory, readable.
+    let row = served
+        .tablet
+        .read_row(b"r199", &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.cells[0].value.len(), 1024);
+    drop(served);
+    // Shutting down a fenced server stores nothing either (its final flush is refused).
+    server.shutdown().await.unwrap();
+    assert_eq!(storage.read_all(&path).unwrap(), before);
     cell.shutdown().await;
 }

@@ -44,6 +44,11 @@ pub enum EngineError {
     /// The tablet is closed or has failed.
     #[error("tablet is closed")]
     Closed,
+    /// The engine's `ManifestWritePermit` refused a manifest store (this server may no longer
+    /// own the tablet); nothing was stored, the tablet's data stays in memory and the commit
+    /// log, and the work is retried once permitted.
+    #[error("tablet {0}: manifest writes are not permitted now (this server may not own it)")]
+    NotPermitted(String),
 }
 
 impl From<EngineError> for Error {
@@ -54,7 +59,9 @@ impl From<EngineError> for Error {
             EngineError::OutOfRange { .. } => Code::WrongTablet {
                 hint: e.to_string(),
             },
-            EngineError::Closed | EngineError::CommitLog(_) => Code::Unavailable,
+            EngineError::Closed | EngineError::CommitLog(_) | EngineError::NotPermitted(_) => {
+                Code::Unavailable
+            }
             EngineError::Stalled(_) => Code::ResourceExhausted,
             EngineError::Sstable(_)
             | EngineError::Manifest(_)

@@ -1,6 +1,7 @@
 //! Engine and tablet settings, with production defaults and the tiny ones tests use.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,40 @@ pub struct EngineOptions {
     /// An SSTable no manifest names is deleted once it is this old (files being written by
     /// another server are not in any manifest yet).
     pub file_gc_grace: Duration,
+    /// Asked immediately before every manifest store (flushes, compactions, splits, tablet
+    /// create and open); `None` permits every store. See `ManifestWritePermit`.
+    pub manifest_write_permit: Option<ManifestWritePermit>,
+}
+
+/// Whether this engine may replace manifests on the shared storage root *right now*.
+///
+/// A tablet server that is no longer sure it owns its tablets (its lock-service session is in
+/// jeopardy or lost, or it stopped serving) must not rewrite `tablets/<id>/manifest`: the master
+/// may already have given the tablet to a new owner writing the same file. The closure is
+/// evaluated at the moment of every store, never cached. When it says no, the store is not
+/// made: background flushes and compactions are postponed (retried on the background thread's
+/// next tick), and a caller's flush, split, create or open fails with
+/// `EngineError::NotPermitted`. Residual window: a process paused between the check and the
+/// rename still writes once; epoch-named manifests close it (left for the master issue).
+#[derive(Clone)]
+pub struct ManifestWritePermit(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl ManifestWritePermit {
+    /// A permit that asks `allowed` at every manifest store.
+    pub fn new(allowed: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        ManifestWritePermit(Arc::new(allowed))
+    }
+
+    /// Whether a manifest store is permitted now.
+    pub fn allows(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ManifestWritePermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ManifestWritePermit(..)")
+    }
 }
 
 impl Default for EngineOptions {
@@ -39,6 +74,7 @@ impl Default for EngineOptions {
             block_cache_bytes: 256 * 1024 * 1024,
             picker: PickerOptions::default(),
             file_gc_grace: Duration::from_secs(3600),
+            manifest_write_permit: None,
         }
     }
 }
@@ -62,6 +98,7 @@ impl EngineOptions {
                 major_trigger_files: 8,
             },
             file_gc_grace: Duration::ZERO,
+            manifest_write_permit: None,
         }
     }
 }

@@ -71,7 +71,13 @@ impl TabletAdminService {
 
     /// The tonic service, with explicit message-size limits.
     pub fn into_server(self) -> TabletAdminServer<TabletAdminService> {
-        TabletAdminServer::new(self)
+        Self::shared_server(Arc::new(self))
+    }
+
+    /// The tonic service over a service shared with other callers (the automatic splitter),
+    /// with explicit message-size limits.
+    pub fn shared_server(this: Arc<Self>) -> TabletAdminServer<TabletAdminService> {
+        TabletAdminServer::from_arc(this)
             .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
     }
@@ -206,10 +212,35 @@ impl TabletAdminService {
         req: pb::SplitTabletRequest,
     ) -> Result<(pb::TabletStatus, pb::TabletStatus), Error> {
         self.accept(req.master_epoch)?;
-        let parent_id = TabletId(req.tablet_id);
-        let left_id = TabletId(req.left_tablet_id);
-        let right_id = TabletId(req.right_tablet_id);
-        let child_epoch = Epoch(req.child_epoch);
+        let (left, right) = self
+            .split_tablet(SplitPlan {
+                parent: TabletId(req.tablet_id),
+                tablet_epoch: Epoch(req.tablet_epoch),
+                left: TabletId(req.left_tablet_id),
+                right: TabletId(req.right_tablet_id),
+                child_epoch: Epoch(req.child_epoch),
+                at: req.split_row.map(Bytes::from),
+            })
+            .await?;
+        Ok((status_of(&left), status_of(&right)))
+    }
+
+    /// Splits a served tablet as `plan` says and serves the children instead: the one split
+    /// path of `SplitTablet` and the automatic splitter (`super::splitter`). Needs the gate
+    /// open; runs one at a time with the other lifecycle commands. A retry of a split done
+    /// already answers the children.
+    pub async fn split_tablet(
+        &self,
+        plan: SplitPlan,
+    ) -> Result<(Arc<ServedTablet>, Arc<ServedTablet>), Error> {
+        let SplitPlan {
+            parent: parent_id,
+            tablet_epoch,
+            left: left_id,
+            right: right_id,
+            child_epoch,
+            at: split_row,
+        } = plan;
         if left_id.0 == 0 || right_id.0 == 0 || left_id == right_id {
             return Err(Error::invalid_argument(
                 "SplitTablet needs two distinct non-zero child tablet ids",
@@ -228,7 +259,7 @@ impl TabletAdminService {
         let Some(parent) = self.registry.get(parent_id) else {
             return self.split_done_already(parent_id, left_id, right_id, child_epoch);
         };
-        check_epoch(&parent, req.tablet_epoch)?;
+        check_epoch(&parent, tablet_epoch.0)?;
         if self.registry.get(left_id).is_some() || self.registry.get(right_id).is_some() {
             return Err(Error::new(
                 Code::AlreadyExists,
@@ -236,7 +267,6 @@ impl TabletAdminService {
             ));
         }
         let probe = parent.clone();
-        let split_row = req.split_row.map(Bytes::from);
         let at = blocking(move || {
             let at = match split_row {
                 Some(row) => row,
@@ -281,12 +311,11 @@ impl TabletAdminService {
         let table = parent.table;
         let left = Arc::new(ServedTablet::new(table, child_epoch, left));
         let right = Arc::new(ServedTablet::new(table, child_epoch, right));
-        let statuses = (status_of(&left), status_of(&right));
         // The switch: the parent takes no writes since the engine's split; from here on its
         // rows are routed to the children.
         self.registry.remove(parent_id);
-        self.registry.insert(left)?;
-        self.registry.insert(right)?;
+        self.registry.insert(left.clone())?;
+        self.registry.insert(right.clone())?;
         info!(
             tablet_id = %parent_id,
             left = %left_id,
@@ -296,7 +325,7 @@ impl TabletAdminService {
             "tablet split"
         );
         drop(parent);
-        Ok(statuses)
+        Ok((left, right))
     }
 
     /// A split whose parent is gone: answered from the children if a retry of it already
@@ -307,11 +336,9 @@ impl TabletAdminService {
         left: TabletId,
         right: TabletId,
         epoch: Epoch,
-    ) -> Result<(pb::TabletStatus, pb::TabletStatus), Error> {
+    ) -> Result<(Arc<ServedTablet>, Arc<ServedTablet>), Error> {
         match (self.registry.get(left), self.registry.get(right)) {
-            (Some(l), Some(r)) if l.epoch == epoch && r.epoch == epoch => {
-                Ok((status_of(&l), status_of(&r)))
-            }
+            (Some(l), Some(r)) if l.epoch == epoch && r.epoch == epoch => Ok((l, r)),
             _ => Err(Error::new(
                 Code::NotFound,
                 format!("this server does not serve tablet {parent}"),
@@ -409,6 +436,23 @@ impl TabletAdminService {
             }
         }
     }
+}
+
+/// One split to make (`TabletAdminService::split_tablet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitPlan {
+    /// The tablet to split.
+    pub parent: TabletId,
+    /// The epoch the parent must be served at.
+    pub tablet_epoch: Epoch,
+    /// The child with the rows before the split row; non-zero, not in use.
+    pub left: TabletId,
+    /// The child with the split row and the rows after it; non-zero, not in use.
+    pub right: TabletId,
+    /// The children's tablet epoch.
+    pub child_epoch: Epoch,
+    /// The split row; `None` splits at the parent's middle row.
+    pub at: Option<Bytes>,
 }
 
 /// A tablet descriptor, checked.

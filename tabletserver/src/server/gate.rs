@@ -8,6 +8,11 @@
 //! sync, before acknowledging: a write that reached the log after the lease ran out may already
 //! be missed by the tablet's next owner, so it is answered `Unavailable` (outcome unknown), never
 //! OK.
+//!
+//! The same check fences manifest writes (`may_write_manifests`, the engine's
+//! `ManifestWritePermit`): a server that may have lost its tablets must not rewrite their
+//! manifests on the shared storage root. `drain` (shutdown) refuses requests but still lets the
+//! final flushes store manifests while the session is safe; `stop` refuses both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +26,8 @@ pub type SafetyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 /// See the module documentation.
 pub struct Gate {
     safe: SafetyCheck,
+    /// Requests refused; manifest writes still allowed (a clean shutdown's final flushes).
+    draining: AtomicBool,
     stopped: AtomicBool,
     stop_reason: Mutex<String>,
     master_epoch: AtomicU64,
@@ -40,6 +47,7 @@ impl Gate {
     pub fn new(safe: SafetyCheck) -> Gate {
         Gate {
             safe,
+            draining: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             stop_reason: Mutex::new(String::new()),
             master_epoch: AtomicU64::new(0),
@@ -53,7 +61,7 @@ impl Gate {
 
     /// `Unavailable` unless the server may serve now.
     pub fn check_serving(&self) -> Result<(), Error> {
-        if self.stopped.load(Ordering::Acquire) {
+        if self.stopped.load(Ordering::Acquire) || self.draining.load(Ordering::Acquire) {
             let reason = self.stop_reason.lock().clone();
             return Err(Error::new(
                 Code::Unavailable,
@@ -70,10 +78,24 @@ impl Gate {
         Ok(())
     }
 
-    /// Stops serving for good (shutdown, lost membership).
+    /// Stops serving for good (lost membership, or the end of a shutdown): requests and
+    /// manifest writes are refused.
     pub fn stop(&self, reason: impl Into<String>) {
         *self.stop_reason.lock() = reason.into();
         self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Refuses every request from now on, but leaves manifest writes to the safety check (a
+    /// shutting-down server flushes its tablets before it leaves); `stop` ends those too.
+    pub fn drain(&self, reason: impl Into<String>) {
+        *self.stop_reason.lock() = reason.into();
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether this server may store tablet manifests now: not stopped, and the session is
+    /// safe at the moment of the call. The tablet server's `ManifestWritePermit`.
+    pub fn may_write_manifests(&self) -> bool {
+        !self.stopped.load(Ordering::Acquire) && (self.safe)()
     }
 
     /// Accepts a lifecycle command from a master at `epoch`, unless a newer master has been
@@ -114,7 +136,15 @@ mod tests {
         assert_eq!(gate.check_serving().unwrap_err().code, Code::Unavailable);
         safe.store(true, Ordering::SeqCst);
         gate.check_serving().unwrap();
+        assert!(gate.may_write_manifests());
+        safe.store(false, Ordering::SeqCst);
+        assert!(!gate.may_write_manifests());
+        safe.store(true, Ordering::SeqCst);
+        gate.drain("draining");
+        assert!(gate.check_serving().is_err());
+        assert!(gate.may_write_manifests());
         gate.stop("shutting down");
+        assert!(!gate.may_write_manifests());
         let e = gate.check_serving().unwrap_err();
         assert_eq!(e.code, Code::Unavailable);
         assert!(e.message.contains("shutting down"));

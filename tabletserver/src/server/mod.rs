@@ -13,10 +13,12 @@ pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod schema;
+pub mod splitter;
 
-pub use admin::TabletAdminService;
+pub use admin::{SplitPlan, TabletAdminService};
 pub use data::{DataOptions, TabletDataService};
 pub use gate::{Gate, SafetyCheck};
 pub use membership::{Membership, MembershipError};
 pub use node::{ServerError, TabletServer, TabletServerConfig, serve};
 pub use registry::{Registry, Route, ServedTablet};
+pub use splitter::{SplitEvent, SplitterOptions, TabletDescriptor};

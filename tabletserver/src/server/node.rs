@@ -10,16 +10,23 @@
 //! must exit, and a new process comes back under a new id. `shutdown` stops serving, flushes
 //! every tablet while the session is still safe (so their next owners replay almost nothing),
 //! and leaves the cluster.
+//!
+//! Manifest fencing: the engine may store a tablet manifest only while the gate allows it
+//! (`Gate::may_write_manifests`: not stopped, session safe at that moment), so background
+//! flushes, compactions and splits of a server in jeopardy or out of the cluster are postponed
+//! instead of overwriting what a new owner writes. The splitter (`splitter`) splits tablets past
+//! `split_threshold_bytes` while the gate is open.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tabula_common::{LocalDir, ServerId, StorageRoot, SystemClock};
 use tabula_lockservice::client::SessionState;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -30,8 +37,12 @@ use super::gate::Gate;
 use super::membership::{Membership, MembershipError};
 use super::metrics::{self, Metrics, RequestMetrics, RequestMetricsLayer};
 use super::registry::Registry;
+use super::splitter::{
+    DEFAULT_SPLIT_CHECK_INTERVAL, DEFAULT_SPLIT_THRESHOLD_BYTES, SplitEvent, Splitter,
+    SplitterOptions,
+};
 use crate::engine::commitlog::{CommitLog, CommitLogError, CommitLogOptions};
-use crate::engine::{Engine, EngineError, EngineOptions, GcHandle};
+use crate::engine::{Engine, EngineError, EngineOptions, GcHandle, ManifestWritePermit};
 
 /// How often unreferenced SSTables and commit-log segments are collected.
 const GC_INTERVAL: Duration = Duration::from_secs(60);
@@ -59,6 +70,13 @@ pub struct TabletServerConfig {
     pub engine: EngineOptions,
     /// The lock-service session lease.
     pub session_ttl: Duration,
+    /// A tablet at least this large (approximately) is split automatically.
+    pub split_threshold_bytes: u64,
+    /// How often tablet sizes are checked against `split_threshold_bytes`.
+    pub split_check_interval: Duration,
+    /// Told of every automatic split (bounded; a full channel drops events). The master issue
+    /// commits them to METADATA and notifies the master.
+    pub split_listener: Option<mpsc::Sender<SplitEvent>>,
 }
 
 impl TabletServerConfig {
@@ -72,6 +90,9 @@ impl TabletServerConfig {
             metrics: None,
             engine: EngineOptions::default(),
             session_ttl: DEFAULT_SESSION_TTL,
+            split_threshold_bytes: DEFAULT_SPLIT_THRESHOLD_BYTES,
+            split_check_interval: DEFAULT_SPLIT_CHECK_INTERVAL,
+            split_listener: None,
         }
     }
 
@@ -89,6 +110,12 @@ impl TabletServerConfig {
                 "session ttl {:?} is too short (at least 300 ms)",
                 self.session_ttl
             ));
+        }
+        if self.split_threshold_bytes == 0 {
+            return bad("the split threshold must be positive".to_owned());
+        }
+        if self.split_check_interval.is_zero() {
+            return bad("the split check interval must be positive".to_owned());
         }
         if let Some(id) = &self.server_id
             && !valid_server_id(id)
@@ -175,6 +202,8 @@ pub struct TabletServer {
     tasks: JoinSet<Result<(), ServerError>>,
     /// Set (once) when membership is lost, with the reason.
     lost: watch::Receiver<Option<String>>,
+    /// Split checks the splitter has finished.
+    split_passes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for TabletServer {
@@ -232,7 +261,10 @@ impl TabletServer {
             )
             .await?,
         );
-        let opened = open_engine(&config, &server_id).await;
+        let gate = Arc::new(Gate::new(membership.safety_check()));
+        let fence = gate.clone();
+        let permit = ManifestWritePermit::new(move || fence.may_write_manifests());
+        let opened = open_engine(&config, &server_id, permit).await;
         let (engine, gc) = match opened {
             Ok(parts) => parts,
             Err(e) => {
@@ -240,7 +272,6 @@ impl TabletServer {
                 return Err(e);
             }
         };
-        let gate = Arc::new(Gate::new(membership.safety_check()));
         let registry = Arc::new(Registry::new());
 
         let cancel = CancellationToken::new();
@@ -261,8 +292,33 @@ impl TabletServer {
             info!(metrics = %bound, "serving /metrics and /healthz");
             bound
         });
-        let admin =
-            TabletAdminService::new(engine.clone(), registry.clone(), gate.clone()).into_server();
+        let admin = Arc::new(TabletAdminService::new(
+            engine.clone(),
+            registry.clone(),
+            gate.clone(),
+        ));
+        let split_passes = Arc::new(AtomicU64::new(0));
+        let splitter = Splitter {
+            admin: admin.clone(),
+            registry: registry.clone(),
+            gate: gate.clone(),
+            storage: engine.storage().clone(),
+            options: SplitterOptions {
+                threshold_bytes: config.split_threshold_bytes,
+                interval: config.split_check_interval,
+            },
+            listener: config.split_listener.clone(),
+            passes: split_passes.clone(),
+        };
+        let stop_splitting = cancel.clone();
+        tasks.spawn(
+            async move {
+                splitter.run(stop_splitting).await;
+                Ok(())
+            }
+            .in_current_span(),
+        );
+        let admin = TabletAdminService::shared_server(admin);
         let data = TabletDataService::new(registry.clone(), gate.clone(), DataOptions::default())
             .into_server();
         let incoming =
@@ -311,6 +367,7 @@ impl TabletServer {
             cancel,
             tasks,
             lost,
+            split_passes,
         })
     }
 
@@ -342,6 +399,11 @@ impl TabletServer {
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// How many split checks the splitter has finished (tests wait for it to have looked).
+    pub fn split_checks(&self) -> u64 {
+        self.split_passes.load(Ordering::Acquire)
     }
 
     /// The lock-service membership.
@@ -386,7 +448,8 @@ impl TabletServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let span = tracing::info_span!("tablet_server", server_id = %self.server_id);
         async move {
-            self.gate.stop("the tablet server is shutting down");
+            // Requests stop now; manifest writes only after the final flushes below.
+            self.gate.drain("the tablet server is shutting down");
             self.cancel.cancel();
             let mut first_error = None;
             let drained = tokio::time::timeout(SHUTDOWN_WAIT, async {
@@ -426,6 +489,7 @@ impl TabletServer {
                 }
             })
             .await;
+            self.gate.stop("the tablet server is shutting down");
             if let Err(e) = closed {
                 first_error.get_or_insert(ServerError::Task(format!("closing tablets: {e}")));
             }
@@ -448,10 +512,14 @@ impl TabletServer {
 async fn open_engine(
     config: &TabletServerConfig,
     server_id: &ServerId,
+    permit: ManifestWritePermit,
 ) -> Result<(Arc<Engine>, GcHandle), ServerError> {
     let root = config.storage_root.clone();
     let id = server_id.clone();
-    let opts = config.engine.clone();
+    let opts = EngineOptions {
+        manifest_write_permit: Some(permit),
+        ..config.engine.clone()
+    };
     tokio::task::spawn_blocking(move || {
         let storage: Arc<dyn StorageRoot> =
             Arc::new(

@@ -126,6 +126,24 @@ impl Sstable {
         self.meta.file_size_bytes
     }
 
+    /// The share of the file's bytes holding rows of `range`, estimated by data blocks: the
+    /// whole file if all its rows are in `range`, else the blocks that may hold rows of it. A
+    /// split child names its parent's SSTables and counts only its own half of them.
+    pub fn approximate_bytes_in(&self, range: &RowRange) -> u64 {
+        if range.contains(&self.meta.smallest_row) && range.contains(&self.meta.largest_row) {
+            return self.size_bytes();
+        }
+        let blocks = self.block_count();
+        if blocks == 0 {
+            return 0;
+        }
+        let from = self.first_block_from(range);
+        // The first block past the end may still start with rows of the range.
+        let to = (self.first_block_after(range) + 1).min(blocks);
+        let share = to.saturating_sub(from) as u64;
+        self.size_bytes().saturating_mul(share) / blocks as u64
+    }
+
     /// Memory held while open (index and filters), not counting cached blocks.
     pub fn resident_bytes(&self) -> usize {
         let index: usize = self

@@ -73,13 +73,26 @@ impl Inner {
                 if choice == Choice::Idle {
                     break;
                 }
-                if choice == Choice::Major {
+                let was_major = choice == Choice::Major;
+                if was_major {
                     major = false;
                 }
-                if let Err(e) = self.run(choice) {
-                    // Retried on the next kick or tick; reads and writes go on meanwhile.
-                    warn!(tablet = %self.id, error = %e, "background compaction failed");
-                    break;
+                match self.run(choice) {
+                    Ok(()) => {}
+                    Err(EngineError::NotPermitted(_)) => {
+                        // Postponed, not failed: retried on the next kick or tick, once the
+                        // server may write manifests again.
+                        if was_major || major {
+                            self.work.lock().major_requested = true;
+                        }
+                        debug!(tablet = %self.id, "background compaction postponed: manifest writes not permitted");
+                        break;
+                    }
+                    Err(e) => {
+                        // Retried on the next kick or tick; reads and writes go on meanwhile.
+                        warn!(tablet = %self.id, error = %e, "background compaction failed");
+                        break;
+                    }
                 }
                 if self.work.lock().stop {
                     return;
@@ -113,6 +126,11 @@ impl Inner {
 
     /// Runs one compaction (caller holds `compaction`).
     pub(crate) fn run(&self, choice: Choice) -> Result<(), EngineError> {
+        if choice == Choice::Idle {
+            return Ok(());
+        }
+        // Asked early too, so a fenced server does not write SSTables nobody will name.
+        self.engine.permit_manifest_write(self.id)?;
         let state = self.state.read().clone();
         match choice {
             Choice::Idle => Ok(()),
@@ -281,6 +299,14 @@ impl Inner {
             .last_seq
             .max(flushed_max_seq)
             .max(manifest.redo_seq);
+        if let Err(e) = self.engine.permit_manifest_write(self.id) {
+            // Not a failure of the tablet: the flushed memtable stays frozen and readable, and
+            // the output (named by no manifest) is deleted now rather than by file GC.
+            if let Some(out) = &output {
+                let _ = self.engine.storage.delete(&sstable_path(out.id()));
+            }
+            return Err(e);
+        }
         if let Err(e) = manifest.store(self.engine.storage.as_ref()) {
             self.fail(format!("manifest write failed: {e}"));
             return Err(e.into());

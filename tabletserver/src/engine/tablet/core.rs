@@ -93,6 +93,7 @@ impl Tablet {
             sstables: Vec::new(),
             log_dirs: vec![engine.log.server_dir()],
         };
+        engine.permit_manifest_write(id)?;
         manifest.store(engine.storage.as_ref())?;
         Tablet::start(engine, manifest, Vec::new(), Memtable::new(), schema, 0)
     }
@@ -132,6 +133,7 @@ impl Tablet {
         let own_dir = engine.log.server_dir();
         if !manifest.log_dirs.contains(&own_dir) {
             manifest.log_dirs.push(own_dir);
+            engine.permit_manifest_write(id)?;
             manifest.store(engine.storage.as_ref())?;
         }
         let tablet = Tablet::start(engine, manifest, sstables, memtable, schema, last)?;
@@ -220,14 +222,21 @@ impl Tablet {
         self.inner.manifest.lock().clone()
     }
 
-    /// Bytes in memtables and SSTables, approximately.
+    /// Bytes in memtables and SSTables, approximately; of an SSTable shared with a split
+    /// sibling only the blocks that may hold this tablet's rows count.
     pub fn approximate_size_bytes(&self) -> u64 {
         let state = self.inner.state.read().clone();
         let mem: usize = std::iter::once(&state.active)
             .chain(state.frozen.iter())
             .map(|m| m.approximate_bytes())
             .sum();
-        mem as u64 + state.sstables.iter().map(|s| s.size_bytes()).sum::<u64>()
+        let range = &self.inner.range;
+        mem as u64
+            + state
+                .sstables
+                .iter()
+                .map(|s| s.approximate_bytes_in(range))
+                .sum::<u64>()
     }
 
     /// Bytes in the active and frozen memtables, approximately.
@@ -302,6 +311,7 @@ impl Inner {
         if nothing_unflushed && manifest.log_dirs != [own.clone()] {
             let mut next = manifest.clone();
             next.log_dirs = vec![own];
+            self.engine.permit_manifest_write(self.id)?;
             next.store(self.engine.storage.as_ref())?;
             *manifest = next;
         }

@@ -3,6 +3,7 @@
 //! garbage collection must not delete.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -29,6 +30,8 @@ pub struct Engine {
     pub(crate) open_tablets: Mutex<HashMap<TabletId, Weak<Inner>>>,
     /// Compaction counters, for metrics.
     pub(crate) stats: EngineStats,
+    /// Manifest stores the permit refused, for tests and operators.
+    manifest_writes_refused: AtomicU64,
 }
 
 impl Engine {
@@ -49,6 +52,7 @@ impl Engine {
             writing: Mutex::new(HashSet::new()),
             open_tablets: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
+            manifest_writes_refused: AtomicU64::new(0),
         })
     }
 
@@ -107,6 +111,23 @@ impl Engine {
         schema: Schema,
     ) -> Result<Tablet, EngineError> {
         Tablet::open(self.clone(), id, schema)
+    }
+
+    /// How many manifest stores the `ManifestWritePermit` has refused since the engine started.
+    pub fn manifest_writes_refused(&self) -> u64 {
+        self.manifest_writes_refused.load(Ordering::Relaxed)
+    }
+
+    /// `NotPermitted` unless the options' `ManifestWritePermit` allows a manifest store of
+    /// `tablet` now. Called immediately before every `Manifest::store`.
+    pub(crate) fn permit_manifest_write(&self, tablet: TabletId) -> Result<(), EngineError> {
+        match &self.opts.manifest_write_permit {
+            Some(permit) if !permit.allows() => {
+                self.manifest_writes_refused.fetch_add(1, Ordering::Relaxed);
+                Err(EngineError::NotPermitted(tablet.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Registers an SSTable being written, so garbage collection leaves it alone until

@@ -46,6 +46,8 @@ impl Tablet {
             });
         }
         inner.check_open()?;
+        // Refused before the parent is closed to writes, so a fenced server keeps it as it was.
+        inner.engine.permit_manifest_write(inner.id)?;
         inner.closed.store(true, Ordering::Release);
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while inner.seqs.lowest_unfinished() <= inner.seqs.last_assigned() {
@@ -69,7 +71,9 @@ impl Tablet {
         };
         let l = child(left, parent.start_row.clone(), Some(at.clone()));
         let r = child(right, at, parent.end_row.clone());
+        inner.engine.permit_manifest_write(left)?;
         l.store(inner.engine.storage.as_ref())?;
+        inner.engine.permit_manifest_write(right)?;
         r.store(inner.engine.storage.as_ref())?;
         Ok((l, r))
     }
