@@ -46,6 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_with_config(config, &protos, &includes)?;
 
+    // Each file as well as the directories: a directory's own mtime does not move when a file
+    // in it is edited in place.
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
     println!("cargo:rerun-if-changed=tabula");
     println!("cargo:rerun-if-changed=vendor");
     Ok(())

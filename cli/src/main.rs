@@ -8,9 +8,12 @@
 //! such as `bench`.
 
 mod bench;
+mod daemon;
 mod exit;
 mod lock;
+mod master;
 mod output;
+mod signal;
 mod tablet;
 
 use std::process::ExitCode;
@@ -27,7 +30,7 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
 
-    /// The lock-service cell the `lock` commands and `tablet serve` talk to: HOST:PORT of its
+    /// The lock-service cell the `lock` commands and the servers talk to: HOST:PORT of its
     /// nodes, comma-separated.
     #[arg(
         long,
@@ -50,6 +53,9 @@ enum Command {
     /// The lock service: run a node of a cell; read, write, lock and watch its files.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// The master: run one until Ctrl-C or SIGTERM (one of several is active).
+    #[command(subcommand)]
+    Master(master::MasterCommand),
     /// The tablet server: run one until Ctrl-C or SIGTERM.
     #[command(subcommand)]
     Tablet(tablet::TabletCommand),
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
         Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
+        Command::Master(command) => master::run(command, &cli.lock),
         Command::Tablet(command) => tablet::run(command, &cli.lock),
     };
     match result {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tabula_tabletserver::server::{ServerError, TabletServerConfig, serve};
-use tokio::signal::unix::{SignalKind, signal};
 
+use crate::daemon::run_until_signal;
 use crate::exit::UsageError;
 
 /// The tablet-server commands.
@@ -113,34 +113,10 @@ pub(crate) fn server_config(
 
 fn run_serve(args: ServeArgs, lock: &[String]) -> anyhow::Result<()> {
     let config = server_config(args, lock)?;
-    // A subscriber may already be installed (tests); logging then goes there.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tabula-tablet")
-        .build()
-        .context("start the async runtime")?;
-    runtime
-        .block_on(async {
-            let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
-            let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
-            let stop = async move {
-                let which = tokio::select! {
-                    _ = interrupt.recv() => "SIGINT",
-                    _ = terminate.recv() => "SIGTERM",
-                };
-                tracing::info!(signal = which, "stopping");
-            };
-            serve(config, stop).await.map_err(anyhow::Error::from)
-        })
-        .context("tablet server")
+    run_until_signal("tabula-tablet", "info", |stop| async move {
+        serve(config, stop).await.map_err(anyhow::Error::from)
+    })
+    .context("tablet server")
 }
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ mod tests {
         let channels = Channels::default();
         let mut admin = channels.admin(&addr.to_string()).unwrap();
         let e = admin
-            .list_tablets(tabula_proto::tabula::tablet::v1::ListTabletsRequest {})
+            .list_tablets(tabula_proto::tabula::tablet::v1::ListTabletsRequest::default())
             .await
             .err()
             .map(|s| Error::from(s).code);

@@ -179,6 +179,7 @@ fn expected_manifest() -> Manifest {
         last_seq: redo,
         sstables: vec![SSTABLE],
         log_dirs: vec![LOG_DIR.into()],
+        split_into: Vec::new(),
     }
 }
 

@@ -226,6 +226,31 @@ async fn commands_need_a_master_epoch_no_older_than_the_newest_seen() {
     assert_eq!(stale.code, Code::FailedPrecondition, "{stale}");
     assert_eq!(s.registry.len(), 1, "the stale unload changed nothing");
     assert_eq!(s.admin.list().master_epoch, 5);
+
+    // A listing carrying a master epoch fences older masters, and is itself fenced.
+    use tabula_proto::tabula::tablet::v1::tablet_admin_server::TabletAdmin;
+    let listed = |epoch: Option<u64>| {
+        TabletAdmin::list_tablets(
+            &s.admin,
+            tonic::Request::new(pb::ListTabletsRequest {
+                master_epoch: epoch.and_then(master),
+            }),
+        )
+    };
+    assert_eq!(listed(None).await.unwrap().into_inner().master_epoch, 5);
+    assert_eq!(listed(Some(8)).await.unwrap().into_inner().master_epoch, 8);
+    let stale = listed(Some(7)).await.unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition, "{stale:?}");
+    let e = s
+        .admin
+        .unload(pb::UnloadTabletRequest {
+            master_epoch: master(7),
+            tablet_id: 7,
+            tablet_epoch: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::FailedPrecondition, "{e}");
 }
 
 #[tokio::test]
@@ -476,6 +501,57 @@ async fn split_at_a_row_and_at_the_middle_serves_the_children() {
     expected.insert("row00700".into(), "right".into());
     assert_eq!(s.read_all(), expected);
     assert_eq!(s.registry.len(), 3);
+}
+
+#[tokio::test]
+async fn a_split_parent_is_never_loaded_again_and_names_its_children() {
+    let env = Env::new();
+    let s = env.server("ts-a");
+    s.admin
+        .load(load(descriptor(7, "", None, 1), true, 1))
+        .await
+        .unwrap();
+    let data = rows(400);
+    for (row, value) in &data {
+        s.write(row, value).unwrap();
+    }
+    s.admin
+        .split(split(7, Some("row00200"), 8, 9, 1))
+        .await
+        .unwrap();
+    let served = s.admin.list();
+    let parents: Vec<u64> = served.tablets.iter().map(|t| t.split_parent).collect();
+    assert_eq!(parents, vec![7, 7], "children name their parent");
+    drop(s);
+
+    // Another server (the splitter died) is asked for the parent: it answers the children
+    // and serves nothing; each child then loads with every row.
+    let other = env.server("ts-b");
+    let answer = other
+        .admin
+        .load_or_children(load(descriptor(7, "", None, 3), false, 2))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, None);
+    assert_eq!(
+        answer.split_into,
+        vec![
+            descriptor(8, "", Some("row00200"), 3),
+            descriptor(9, "row00200", None, 3)
+        ]
+    );
+    assert_eq!(other.registry.len(), 0);
+    let e = other
+        .admin
+        .load(load(descriptor(7, "", None, 3), false, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::FailedPrecondition);
+    for child in answer.split_into {
+        other.admin.load(load(child, false, 2)).await.unwrap();
+    }
+    let expected: BTreeMap<String, String> = data.iter().cloned().collect();
+    assert_eq!(other.read_all(), expected);
 }
 
 #[tokio::test]

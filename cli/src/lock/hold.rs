@@ -34,9 +34,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::cell;
 use super::files::mode_name;
-use super::signal::StopSignals;
 use crate::exit::UsageError;
 use crate::output::{OutputFormat, print_flushed};
+use crate::signal::StopSignals;
 
 /// Longest single blocking Acquire; the command loops on them while it waits.
 const ACQUIRE_CHUNK: Duration = Duration::from_secs(5);

@@ -10,7 +10,6 @@ mod cell;
 mod files;
 mod hold;
 mod serve;
-mod signal;
 mod status;
 mod watch;
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tabula_lockservice::node::{NodeConfig, NodeError, RaftTuning, serve};
 
-use super::signal::StopSignals;
+use crate::daemon::run_until_signal;
 use crate::exit::UsageError;
 
 /// `tabula lock serve`.
@@ -71,29 +71,9 @@ pub(crate) fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
 /// Runs the node the flags describe until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = node_config(args)?;
-    // A subscriber may already be installed (tests); logging then goes there.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tabula-lock")
-        .build()
-        .context("start the async runtime")?;
     let id = config.id;
-    runtime
-        .block_on(async {
-            let mut signals = StopSignals::install()?;
-            let stop = async move {
-                let which = signals.recv().await;
-                tracing::info!(signal = which, "stopping");
-            };
-            serve(config, stop).await.map_err(anyhow::Error::from)
-        })
-        .with_context(|| format!("lock node {id}"))
+    run_until_signal("tabula-lock", "info,openraft=warn", |stop| async move {
+        serve(config, stop).await.map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("lock node {id}"))
 }

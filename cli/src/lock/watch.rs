@@ -9,8 +9,8 @@ use tabula_lockservice::state::{Event, EventKind};
 
 use super::cell;
 use super::files::mode_name;
-use super::signal::StopSignals;
 use crate::output::{OutputFormat, print_flushed};
+use crate::signal::StopSignals;
 
 /// `tabula lock watch`.
 #[derive(Debug, Args)]

@@ -49,6 +49,14 @@ pub enum EngineError {
     /// log, and the work is retried once permitted.
     #[error("tablet {0}: manifest writes are not permitted now (this server may not own it)")]
     NotPermitted(String),
+    /// The tablet was split: its manifest names its children, and it is never opened again.
+    #[error("tablet {tablet} was split into {children:?}")]
+    WasSplit {
+        /// The tablet asked for.
+        tablet: tabula_common::TabletId,
+        /// Its children, left then right.
+        children: Vec<tabula_common::TabletId>,
+    },
 }
 
 impl From<EngineError> for Error {
@@ -63,6 +71,7 @@ impl From<EngineError> for Error {
                 Code::Unavailable
             }
             EngineError::Stalled(_) => Code::ResourceExhausted,
+            EngineError::WasSplit { .. } => Code::FailedPrecondition,
             EngineError::Sstable(_)
             | EngineError::Manifest(_)
             | EngineError::Payload(_)

@@ -3,13 +3,18 @@
 //! `tablets/<tablet-id>/manifest` on the storage root.
 //!
 //! ```text
-//! magic "TBMF" | version:u32le (=1) | body_len:u32le | body | crc32c(body):u32le
+//! magic "TBMF" | version:u32le (=2; 1 is read too) | body_len:u32le | body | crc32c(body):u32le
 //! body = tablet_id:u64le | start_row:lenbytes | has_end:u8 | [end_row:lenbytes]
 //!      | redo_seq:u64le | last_seq:u64le
 //!      | sstable_count:u32le | file_id:u128le*
 //!      | log_dir_count:u32le | log_dir:lenbytes*
+//!      | split_count:u32le | child_tablet_id:u64le*     (version 2 only)
 //! lenbytes = len:u32le | bytes
 //! ```
+//!
+//! A manifest naming children (`split_into`) is the commit point of a split: the children's
+//! manifests were stored first, and the tablet can never be opened again — loading it answers
+//! its children instead.
 //!
 //! Invariants: every entry with `seq <= redo_seq` is in one of the SSTables; no SSTable holds
 //! an entry with `seq > last_seq`; `redo_seq <= last_seq`. The tablet's range is `[start, end)`
@@ -24,7 +29,9 @@ use super::key::Seq;
 use super::sstable::RowRange;
 
 const MAGIC: &[u8; 4] = b"TBMF";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The first version, without `split_into`; still read.
+const VERSION_1: u32 = 1;
 /// Largest manifest accepted (a tablet with ~100k SSTables would be a bug anyway).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -66,6 +73,8 @@ pub struct Manifest {
     pub sstables: Vec<FileId>,
     /// Commit-log directories that may hold this tablet's entries beyond `redo_seq`.
     pub log_dirs: Vec<String>,
+    /// The children this tablet was split into (left, right); empty for a live tablet.
+    pub split_into: Vec<TabletId>,
 }
 
 impl Manifest {
@@ -116,6 +125,10 @@ impl Manifest {
         for dir in &self.log_dirs {
             put_bytes(&mut body, dir.as_bytes());
         }
+        body.put_u32_le(self.split_into.len() as u32);
+        for child in &self.split_into {
+            body.put_u64_le(child.0);
+        }
         let mut out = BytesMut::with_capacity(body.len() + 16);
         out.put_slice(MAGIC);
         out.put_u32_le(VERSION);
@@ -135,7 +148,8 @@ impl Manifest {
             return Err(corrupt("bad magic"));
         }
         buf.advance(4);
-        if buf.get_u32_le() != VERSION {
+        let version = buf.get_u32_le();
+        if version != VERSION && version != VERSION_1 {
             return Err(corrupt("unsupported version"));
         }
         let len = buf.get_u32_le() as usize;
@@ -166,6 +180,14 @@ impl Manifest {
             for _ in 0..n {
                 log_dirs.push(String::from_utf8(get_bytes(body)?.to_vec()).ok()?);
             }
+            let mut split_into = Vec::new();
+            if version == VERSION {
+                let n = get_u32(body)? as usize;
+                if n.checked_mul(8)? > body.remaining() {
+                    return None;
+                }
+                split_into = (0..n).map(|_| TabletId(body.get_u64_le())).collect();
+            }
             body.is_empty().then_some(Manifest {
                 tablet,
                 start_row,
@@ -174,6 +196,7 @@ impl Manifest {
                 last_seq,
                 sstables,
                 log_dirs,
+                split_into,
             })
         };
         let m = parse(&mut body).ok_or(corrupt("malformed body"))?;
@@ -239,7 +262,26 @@ mod tests {
             last_seq: 12,
             sstables: vec![FileId(7), FileId(u128::MAX)],
             log_dirs: vec!["logs/s1".into(), "logs/s2".into()],
+            split_into: vec![TabletId(43), TabletId(44)],
         }
+    }
+
+    #[test]
+    fn version_1_manifests_are_read_without_children() {
+        let m = Manifest {
+            split_into: Vec::new(),
+            ..sample()
+        };
+        let v2 = m.encode();
+        // A version-1 file: the same body without the trailing (empty) child list.
+        let body = &v2[12..v2.len() - 4 - 4];
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.extend_from_slice(&VERSION_1.to_le_bytes());
+        v1.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v1.extend_from_slice(body);
+        v1.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        assert_eq!(Manifest::decode("x", Bytes::from(v1)).unwrap(), m);
     }
 
     #[test]

@@ -82,8 +82,25 @@ impl TabletAdminService {
             .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
     }
 
-    /// `LoadTablet`: see the module documentation.
+    /// `LoadTablet` of a tablet known not to be a split parent; a split parent is
+    /// `FailedPrecondition` (use [`TabletAdminService::load_or_children`] to learn its children).
     pub async fn load(&self, req: pb::LoadTabletRequest) -> Result<pb::TabletStatus, Error> {
+        let id = req.tablet.as_ref().map_or(0, |t| t.tablet_id);
+        let answer = self.load_or_children(req).await?;
+        answer.status.ok_or_else(|| {
+            Error::new(
+                Code::FailedPrecondition,
+                format!("tablet {} was split", TabletId(id)),
+            )
+        })
+    }
+
+    /// `LoadTablet`: see the module documentation. A tablet that was split is not loaded: the
+    /// answer names its children instead.
+    pub async fn load_or_children(
+        &self,
+        req: pb::LoadTabletRequest,
+    ) -> Result<pb::LoadTabletResponse, Error> {
         self.accept(req.master_epoch)?;
         let desc = req
             .tablet
@@ -93,12 +110,28 @@ impl TabletAdminService {
         self.gate.check_serving()?;
         let _one_at_a_time = self.lifecycle.lock().await;
         if let Some(existing) = self.registry.get(want.id) {
-            return self.reload(existing, &want).await;
+            return self
+                .reload(existing, &want)
+                .await
+                .map(|status| pb::LoadTabletResponse {
+                    status: Some(status),
+                    split_into: Vec::new(),
+                });
         }
         let engine = self.engine.clone();
         let create = req.create;
         let checked = want.clone();
-        let tablet = blocking(move || open_checked(&engine, &checked, schema, create)).await?;
+        let tablet = match blocking(move || open_checked(&engine, &checked, schema, create)).await?
+        {
+            Opened::Tablet(tablet) => tablet,
+            Opened::SplitInto(children) => {
+                info!(tablet_id = %want.id, ?children, "asked to load a split parent");
+                return Ok(pb::LoadTabletResponse {
+                    status: None,
+                    split_into: children.iter().map(Descriptor::to_proto).collect(),
+                });
+            }
+        };
         let served = Arc::new(ServedTablet::new(want.table, want.epoch, tablet));
         let status = status_of(&served);
         self.registry.insert(served)?;
@@ -109,7 +142,10 @@ impl TabletAdminService {
             create,
             "tablet loaded"
         );
-        Ok(status)
+        Ok(pb::LoadTabletResponse {
+            status: Some(status),
+            split_into: Vec::new(),
+        })
     }
 
     /// The answer to loading a tablet that is served already: its status at the same epoch;
@@ -309,8 +345,8 @@ impl TabletAdminService {
             }
         };
         let table = parent.table;
-        let left = Arc::new(ServedTablet::new(table, child_epoch, left));
-        let right = Arc::new(ServedTablet::new(table, child_epoch, right));
+        let left = Arc::new(ServedTablet::child_of(parent_id, table, child_epoch, left));
+        let right = Arc::new(ServedTablet::child_of(parent_id, table, child_epoch, right));
         // The switch: the parent takes no writes since the engine's split; from here on its
         // rows are routed to the children.
         self.registry.remove(parent_id);
@@ -530,15 +566,23 @@ fn describe_rows(start: &[u8], end: Option<&Bytes>) -> String {
     )
 }
 
+/// What opening a tablet found.
+enum Opened {
+    /// The tablet, open.
+    Tablet(Tablet),
+    /// A split parent: its children (left, right), at the epoch asked for.
+    SplitInto(Vec<Descriptor>),
+}
+
 /// Creates or opens the tablet `want` names, refusing a manifest whose rows differ. A
 /// `create` for a tablet whose manifest exists opens it (a retried create must not wipe
-/// the tablet's data).
+/// the tablet's data). A split parent is not opened: its children are answered.
 fn open_checked(
     engine: &Arc<Engine>,
     want: &Descriptor,
     schema: Schema,
     create: bool,
-) -> Result<Tablet, Error> {
+) -> Result<Opened, Error> {
     let path = Manifest::path(want.id);
     let exists = engine
         .storage()
@@ -546,12 +590,12 @@ fn open_checked(
         .map_err(|e| Error::internal(format!("checking {path}: {e}")))?;
     if !exists {
         if create {
-            return Ok(engine.create_tablet(
+            return Ok(Opened::Tablet(engine.create_tablet(
                 want.id,
                 want.start.clone(),
                 want.end.clone(),
                 schema,
-            )?);
+            )?));
         }
         return Err(Error::new(
             Code::NotFound,
@@ -571,7 +615,22 @@ fn open_checked(
             ),
         ));
     }
-    Ok(engine.open_tablet(want.id, schema)?)
+    if !manifest.split_into.is_empty() {
+        let mut children = Vec::with_capacity(manifest.split_into.len());
+        for child in &manifest.split_into {
+            let m = Manifest::load(engine.storage().as_ref(), *child)
+                .map_err(|e| Error::from(crate::engine::EngineError::from(e)))?;
+            children.push(Descriptor {
+                table: want.table,
+                id: *child,
+                start: m.start_row,
+                end: m.end_row,
+                epoch: want.epoch,
+            });
+        }
+        return Ok(Opened::SplitInto(children));
+    }
+    Ok(Opened::Tablet(engine.open_tablet(want.id, schema)?))
 }
 
 /// `FailedPrecondition` unless `served` is served at `epoch`.
@@ -599,6 +658,7 @@ pub fn status_of(served: &ServedTablet) -> pb::TabletStatus {
         memtable_bytes: served.tablet.memtable_bytes(),
         reads: served.reads.load(std::sync::atomic::Ordering::Relaxed),
         writes: served.writes.load(std::sync::atomic::Ordering::Relaxed),
+        split_parent: served.split_parent.map_or(0, |p| p.0),
     }
 }
 
@@ -617,10 +677,9 @@ impl TabletAdmin for TabletAdminService {
         &self,
         request: Request<pb::LoadTabletRequest>,
     ) -> Result<Response<pb::LoadTabletResponse>, Status> {
-        let status = self.load(request.into_inner()).await?;
-        Ok(Response::new(pb::LoadTabletResponse {
-            status: Some(status),
-        }))
+        Ok(Response::new(
+            self.load_or_children(request.into_inner()).await?,
+        ))
     }
 
     async fn unload_tablet(
@@ -652,8 +711,11 @@ impl TabletAdmin for TabletAdminService {
 
     async fn list_tablets(
         &self,
-        _request: Request<pb::ListTabletsRequest>,
+        request: Request<pb::ListTabletsRequest>,
     ) -> Result<Response<pb::ListTabletsResponse>, Status> {
+        if let Some(epoch) = request.into_inner().master_epoch {
+            self.accept(Some(epoch))?;
+        }
         Ok(Response::new(self.list()))
     }
 }

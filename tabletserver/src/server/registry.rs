@@ -28,6 +28,9 @@ pub struct ServedTablet {
     pub reads: AtomicU64,
     /// Write requests served since it was loaded.
     pub writes: AtomicU64,
+    /// For a child of a split made here: its parent (reported so the master records the
+    /// split in METADATA).
+    pub split_parent: Option<TabletId>,
 }
 
 impl ServedTablet {
@@ -39,6 +42,20 @@ impl ServedTablet {
             tablet,
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            split_parent: None,
+        }
+    }
+
+    /// A child of a split of `parent`, with zeroed counters.
+    pub fn child_of(
+        parent: TabletId,
+        table: TableId,
+        epoch: Epoch,
+        tablet: Tablet,
+    ) -> ServedTablet {
+        ServedTablet {
+            split_parent: Some(parent),
+            ..ServedTablet::new(table, epoch, tablet)
         }
     }
 

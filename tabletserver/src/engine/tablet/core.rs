@@ -92,6 +92,7 @@ impl Tablet {
             last_seq: 0,
             sstables: Vec::new(),
             log_dirs: vec![engine.log.server_dir()],
+            split_into: Vec::new(),
         };
         engine.permit_manifest_write(id)?;
         manifest.store(engine.storage.as_ref())?;
@@ -104,6 +105,12 @@ impl Tablet {
         schema: Schema,
     ) -> Result<Tablet, EngineError> {
         let mut manifest = Manifest::load(engine.storage.as_ref(), id)?;
+        if !manifest.split_into.is_empty() {
+            return Err(EngineError::WasSplit {
+                tablet: id,
+                children: manifest.split_into,
+            });
+        }
         let mut sstables = Vec::with_capacity(manifest.sstables.len());
         for file in &manifest.sstables {
             let path = sstable_path(*file);

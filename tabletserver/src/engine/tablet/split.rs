@@ -32,7 +32,8 @@ impl Tablet {
     }
 
     /// Splits at `at` into `left` (`[start, at)`) and `right` (`[at, end)`), storing both
-    /// children's manifests. The tablet takes no more writes; open the children to serve them.
+    /// children's manifests, then the parent's naming them (the commit point). The tablet
+    /// takes no more writes; open the children to serve them.
     pub fn split(
         &self,
         at: Bytes,
@@ -68,6 +69,7 @@ impl Tablet {
             last_seq: parent.last_seq,
             sstables: parent.sstables.clone(),
             log_dirs: parent.log_dirs.clone(),
+            split_into: Vec::new(),
         };
         let l = child(left, parent.start_row.clone(), Some(at.clone()));
         let r = child(right, at, parent.end_row.clone());
@@ -75,6 +77,13 @@ impl Tablet {
         l.store(inner.engine.storage.as_ref())?;
         inner.engine.permit_manifest_write(right)?;
         r.store(inner.engine.storage.as_ref())?;
+        // The commit point: the parent's manifest names its children, so it is never opened
+        // again (loading it answers the children) and the split survives any crash from here.
+        let mut done = parent.clone();
+        done.split_into = vec![left, right];
+        inner.engine.permit_manifest_write(inner.id)?;
+        done.store(inner.engine.storage.as_ref())?;
+        *inner.manifest.lock() = done;
         Ok((l, r))
     }
 }

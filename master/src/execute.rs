@@ -1,0 +1,246 @@
+//! Carrying out the planner's actions against METADATA and the tablet servers.
+//!
+//! Order of effects, so that a master dying between any two steps leaves a state the next
+//! master's planner repairs, and no tablet is ever served by two servers:
+//!
+//! - **Assign**: record `Assigned(server, epoch + 1)` by compare-and-set on the record read
+//!   this round (a deposed master's stale record matches nothing), then `LoadTablet` at that
+//!   epoch; a tablet loaded for the first time is then recorded `created`. A failed load leaves
+//!   the record naming a server that does not serve it, which the planner assigns again.
+//! - **Unload**: `UnloadTablet` at the epoch the server serves.
+//! - **Move**: record `Moving`, unload on the source (which minor-compacts first, so the target
+//!   replays almost nothing), then assign to the target. The target loads only after the
+//!   source stopped serving.
+//!
+//! Every command carries the master epoch and is sent only while the leadership is safe.
+
+use std::time::Duration;
+
+use tabula_client::Channels;
+use tabula_client::meta::{MetaTable, TabletRecord, TabletState, write_root};
+use tabula_common::{Code, Epoch, Error, ServerId, TableId};
+use tabula_lockservice::client::LockClient;
+use tabula_proto::tabula::tablet::v1 as tpb;
+use tracing::info;
+
+use crate::election::Leadership;
+use crate::tables::meta_schema;
+use crate::view::Snapshot;
+
+/// How long a tablet server has to load or unload a tablet.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The parts an action needs.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// The lock service.
+    pub lock: LockClient,
+    /// METADATA access.
+    pub meta: MetaTable,
+    /// Connections to tablet servers.
+    pub channels: Channels,
+    /// The leadership every command rests on.
+    pub leadership: Leadership,
+}
+
+impl Executor {
+    fn master_epoch(&self) -> tpb::MasterEpoch {
+        tpb::MasterEpoch {
+            epoch: self.leadership.epoch().0,
+        }
+    }
+
+    /// `Unavailable` unless the leadership is safe now.
+    pub fn check_safe(&self) -> Result<(), Error> {
+        if self.leadership.is_safe() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Code::Unavailable,
+                "the master's lock-service session is not safe: it issues no commands",
+            ))
+        }
+    }
+
+    /// Replaces `old` with `new` in METADATA (or `/tabula/root` for the root tablet);
+    /// `Aborted` if `old` is no longer what is stored.
+    pub async fn record(
+        &self,
+        snapshot: &Snapshot,
+        old: &TabletRecord,
+        new: &TabletRecord,
+    ) -> Result<(), Error> {
+        self.check_safe()?;
+        let written = if new.table == TableId::ROOT {
+            write_root(&self.lock, new, Some(snapshot.root_generation))
+                .await
+                .map(|_| true)
+                .or_else(|e| {
+                    if e.code == Code::Aborted {
+                        Ok(false)
+                    } else {
+                        Err(e)
+                    }
+                })?
+        } else {
+            self.meta.compare_and_set(Some(old), new).await?
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Code::Aborted,
+                format!(
+                    "the record of tablet {} changed since it was read",
+                    new.tablet
+                ),
+            ))
+        }
+    }
+
+    /// Assigns `old`'s tablet to `server` at `epoch` and has the server load it; answers the
+    /// record as it now stands.
+    pub async fn assign(
+        &self,
+        snapshot: &Snapshot,
+        old: &TabletRecord,
+        server: &ServerId,
+        epoch: Epoch,
+    ) -> Result<TabletRecord, Error> {
+        let addr = snapshot.addr_of(server).ok_or_else(|| {
+            Error::new(Code::Unavailable, format!("tablet server {server} is gone"))
+        })?;
+        let mut new = old.clone();
+        new.state = TabletState::Assigned;
+        new.server = Some(server.clone());
+        new.server_addr = addr.clone();
+        new.epoch = epoch;
+        new.master_epoch = self.leadership.epoch();
+        self.record(snapshot, old, &new).await?;
+        let schema = self.schema_of(snapshot, new.table)?;
+        self.check_safe()?;
+        let request = tpb::LoadTabletRequest {
+            master_epoch: Some(self.master_epoch()),
+            tablet: Some(new.descriptor()),
+            schema: Some(schema),
+            create: !old.created,
+        };
+        let mut admin = self.channels.admin(&addr)?;
+        let mut call = tonic::Request::new(request);
+        call.set_timeout(LIFECYCLE_TIMEOUT);
+        let answer = admin
+            .load_tablet(call)
+            .await
+            .map_err(Error::from)?
+            .into_inner();
+        if let [left, right] = &answer.split_into[..] {
+            // The tablet was split before it could be recorded: record its children; the
+            // planner assigns them.
+            let left = crate::servers::child_of(left);
+            let right = crate::servers::child_of(right);
+            crate::splits::record_split(self, snapshot, &new, &left, &right, None).await?;
+            return Ok(new);
+        }
+        info!(
+            tablet = %new.tablet,
+            table = new.table.0,
+            %server,
+            epoch = epoch.0,
+            "tablet assigned"
+        );
+        if !old.created {
+            let mut created = new.clone();
+            created.created = true;
+            // The root's generation moved with the assignment: reread it for this write.
+            let snapshot = if new.table == TableId::ROOT {
+                let generation = tabula_client::meta::read_root(&self.lock)
+                    .await?
+                    .map_or(0, |(_, g)| g);
+                Snapshot {
+                    root_generation: generation,
+                    ..Snapshot::default()
+                }
+            } else {
+                Snapshot::default()
+            };
+            self.record(&snapshot, &new, &created).await?;
+            return Ok(created);
+        }
+        Ok(new)
+    }
+
+    /// Tells `server` to stop serving `tablet` at `epoch`.
+    pub async fn unload(
+        &self,
+        snapshot: &Snapshot,
+        tablet: tabula_common::TabletId,
+        server: &ServerId,
+        epoch: Epoch,
+    ) -> Result<(), Error> {
+        let addr = snapshot.addr_of(server).ok_or_else(|| {
+            Error::new(Code::Unavailable, format!("tablet server {server} is gone"))
+        })?;
+        self.check_safe()?;
+        let mut admin = self.channels.admin(&addr)?;
+        let mut call = tonic::Request::new(tpb::UnloadTabletRequest {
+            master_epoch: Some(self.master_epoch()),
+            tablet_id: tablet.0,
+            tablet_epoch: epoch.0,
+        });
+        call.set_timeout(LIFECYCLE_TIMEOUT);
+        match admin.unload_tablet(call).await.map_err(Error::from) {
+            Ok(_) => {}
+            // Not served there (any more): the goal is reached.
+            Err(e) if e.code == Code::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        info!(%tablet, %server, epoch = epoch.0, "tablet unloaded");
+        Ok(())
+    }
+
+    /// Moves `old`'s tablet from its server to `to` at `epoch`.
+    pub async fn move_tablet(
+        &self,
+        snapshot: &Snapshot,
+        old: &TabletRecord,
+        to: &ServerId,
+        epoch: Epoch,
+    ) -> Result<TabletRecord, Error> {
+        let from = old.server.clone().ok_or_else(|| {
+            Error::new(
+                Code::FailedPrecondition,
+                format!("tablet {} is not assigned", old.tablet),
+            )
+        })?;
+        let mut moving = old.clone();
+        moving.state = TabletState::Moving;
+        moving.master_epoch = self.leadership.epoch();
+        self.record(snapshot, old, &moving).await?;
+        if snapshot.servers.listed(&from) {
+            self.unload(snapshot, old.tablet, &from, old.epoch).await?;
+        }
+        let snapshot = if old.table == TableId::ROOT {
+            let generation = tabula_client::meta::read_root(&self.lock)
+                .await?
+                .map_or(0, |(_, g)| g);
+            Snapshot {
+                root_generation: generation,
+                ..snapshot.clone()
+            }
+        } else {
+            snapshot.clone()
+        };
+        self.assign(&snapshot, &moving, to, epoch).await
+    }
+
+    fn schema_of(&self, snapshot: &Snapshot, table: TableId) -> Result<tpb::Schema, Error> {
+        if table == TableId::ROOT || table == TableId::METADATA {
+            return Ok(meta_schema());
+        }
+        snapshot
+            .tables
+            .get(&table)
+            .map(|t| t.schema.clone())
+            .ok_or_else(|| Error::new(Code::NotFound, format!("table {} is gone", table.0)))
+    }
+}
