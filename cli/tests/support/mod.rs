@@ -621,3 +621,65 @@ impl Drop for Holder {
         }
     }
 }
+
+/// Any other `tabula` server role as a child process (`tablet serve`, `master serve`), logging
+/// to a file in `dir`; SIGKILLed when dropped, its log tail printed if the test panics.
+pub(crate) struct Daemon {
+    name: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `tabula <args>` named `name` (the log file's name).
+    pub(crate) fn spawn(dir: &Path, name: &str, args: &[String]) -> Daemon {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = command(args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Daemon {
+            name: name.to_owned(),
+            log,
+            child: Some(child),
+        }
+    }
+
+    /// A free `127.0.0.1:port` for a daemon to listen on.
+    pub(crate) fn free_addr() -> String {
+        format!("127.0.0.1:{}", free_ports(1)[0])
+    }
+
+    /// SIGKILL and reap.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&mut child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// The exit status, if it has exited.
+    pub(crate) fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "===== {} (last {LOG_TAIL_LINES} lines) =====\n{}",
+                self.name,
+                tail(&self.log, LOG_TAIL_LINES)
+            );
+        }
+    }
+}
