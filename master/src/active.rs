@@ -90,6 +90,11 @@ impl Active {
         self.wake.notify_one();
     }
 
+    /// Takes the operation lock: rounds and admin operations run one at a time.
+    pub(crate) async fn lock_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ops.lock().await
+    }
+
     /// Runs rounds until the leadership is lost or `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let leadership = self.exec.leadership.clone();
@@ -140,7 +145,8 @@ impl Active {
         Ok(done)
     }
 
-    async fn gather(&self) -> Result<Arc<Snapshot>, Error> {
+    /// A fresh picture of the cluster, kept as the latest.
+    pub(crate) async fn gather(&self) -> Result<Arc<Snapshot>, Error> {
         let snapshot = Arc::new(
             view::gather(
                 &self.exec.lock,

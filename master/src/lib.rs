@@ -6,7 +6,8 @@
 //! `bootstrap` (a new cluster's first records), `servers` and `view` (one round's picture of the
 //! cluster), `execute` (carrying out actions in a crash-safe order), `splits` (recording splits servers
 //! made), `active` (rounds and admin
-//! operations while leading), `service` (`MasterService`) and `node` (`Master`: serving and
+//! operations while leading), `tablet_ops` (`SplitTablet`; `MergeTablets` is not built yet),
+//! `service` (`MasterService`) and `node` (`Master`: serving and
 //! the campaign loop).
 
 pub mod active;
@@ -19,6 +20,7 @@ pub mod servers;
 pub mod service;
 pub mod splits;
 pub mod tables;
+pub mod tablet_ops;
 pub mod view;
 
 pub use node::{Master, MasterConfig, serve};

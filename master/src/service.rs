@@ -181,12 +181,17 @@ impl MasterService for MasterApi {
 
     async fn split_tablet(
         &self,
-        _request: Request<pb::SplitTabletRequest>,
+        request: Request<pb::SplitTabletRequest>,
     ) -> Result<Response<pb::SplitTabletResponse>, Status> {
-        self.active().await?;
-        Err(Status::unimplemented(
-            "SplitTablet is not built yet (it needs the split commit through METADATA)",
-        ))
+        let active = self.active().await?;
+        let req = request.into_inner();
+        let (left, right) = active
+            .split_tablet(&req.table, Bytes::from(req.row), req.at_row)
+            .await?;
+        Ok(Response::new(pb::SplitTabletResponse {
+            left: Some(left.to_proto()),
+            right: Some(right.to_proto()),
+        }))
     }
 
     async fn merge_tablets(
@@ -194,7 +199,7 @@ impl MasterService for MasterApi {
         _request: Request<pb::MergeTabletsRequest>,
     ) -> Result<Response<pb::MergeTabletsResponse>, Status> {
         self.active().await?;
-        Err(Status::unimplemented("MergeTablets is not built yet"))
+        Err(Status::unimplemented(crate::tablet_ops::MERGE_MISSING))
     }
 
     async fn move_tablet(

@@ -2,8 +2,11 @@
 //! crates (client, master, tablet servers, lock service) or start real processes.
 //!
 //! `cluster` starts the parts of a cluster in process: a lock cell (`LockCell`), tablet
-//! servers (`start_tablet_server`), and waits on conditions with a deadline (`eventually`).
+//! servers (`start_tablet_server`), and waits on conditions with a deadline (`eventually`);
+//! `master_helpers` holds what the master tests share (configuration, status,
+//! tables, single-cell reads and writes).
 
 pub mod cluster;
+pub mod master_helpers;
 
 pub use cluster::{LockCell, eventually, start_tablet_server, tablet_server_config};
