@@ -18,8 +18,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::key::{CellKey, Entry, Seq, Value};
 
-/// Longest row key.
+/// Longest row key of a user table.
 pub const MAX_ROW_BYTES: usize = 4 * 1024;
+/// Longest row key of the root and METADATA tables, whose keys are a user table's end row
+/// behind a 9-byte prefix (`tabula_common::meta::row_key`); also the engine's own limit.
+pub const MAX_SYSTEM_ROW_BYTES: usize = MAX_ROW_BYTES + 64;
 /// Longest qualifier.
 pub const MAX_QUALIFIER_BYTES: usize = 16 * 1024;
 /// Largest value.
@@ -76,7 +79,7 @@ pub struct RowMutation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidMutation {
     /// Row key empty or too long.
-    #[error("row key must be 1..={MAX_ROW_BYTES} bytes, got {0}")]
+    #[error("row key must be 1..={MAX_SYSTEM_ROW_BYTES} bytes, got {0}")]
     RowKeyLength(usize),
     /// No mutations.
     #[error("a row mutation needs at least one mutation")]
@@ -176,7 +179,7 @@ impl Mutation {
 impl RowMutation {
     /// Checks every limit; a mutation that passes can be logged and applied.
     pub fn validate(&self) -> Result<(), InvalidMutation> {
-        if self.row.is_empty() || self.row.len() > MAX_ROW_BYTES {
+        if self.row.is_empty() || self.row.len() > MAX_SYSTEM_ROW_BYTES {
             return Err(InvalidMutation::RowKeyLength(self.row.len()));
         }
         if self.mutations.is_empty() {
@@ -446,7 +449,7 @@ mod tests {
         let mut m = sample();
         m.row = Bytes::new();
         assert_eq!(m.validate(), Err(InvalidMutation::RowKeyLength(0)));
-        m.row = Bytes::from(vec![b'x'; MAX_ROW_BYTES + 1]);
+        m.row = Bytes::from(vec![b'x'; MAX_SYSTEM_ROW_BYTES + 1]);
         assert!(m.validate().is_err());
         let set = |family: &str, ts: i64| RowMutation {
             row: b("r"),

@@ -20,7 +20,7 @@ pub(super) async fn check_and_mutate_row(
 ) -> Result<bool, Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key)?;
+    let row = convert::row_key("row_key", req.row_key, route.table)?;
     let predicate = req
         .predicate_filter
         .map(|f| {

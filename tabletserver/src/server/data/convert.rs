@@ -7,21 +7,32 @@
 //! engine does. Pure code: bytes move out of the request, nothing is copied.
 
 use bytes::Bytes;
-use tabula_common::{Code, Error};
+use tabula_common::{Code, Error, TableId};
 use tabula_proto::google::bigtable::v2 as pb;
 use tabula_proto::google::bigtable::v2::mutation::Mutation as PbMutation;
 use tabula_proto::google::bigtable::v2::read_modify_write_rule::Rule as PbRule;
 
 use crate::engine::Schema;
 use crate::engine::mutation::{
-    MAX_MUTATIONS, MAX_QUALIFIER_BYTES, MAX_ROW_BYTES, MAX_VALUE_BYTES, Mutation, valid_family_name,
+    MAX_MUTATIONS, MAX_QUALIFIER_BYTES, MAX_ROW_BYTES, MAX_SYSTEM_ROW_BYTES, MAX_VALUE_BYTES,
+    Mutation, valid_family_name,
 };
 
-/// A row key from the wire, checked: 1..=4 KiB.
-pub(super) fn row_key(field: &str, key: Vec<u8>) -> Result<Bytes, Error> {
-    if key.is_empty() || key.len() > MAX_ROW_BYTES {
+/// The longest row key of `table`: 4 KiB, a little more for the root and METADATA tables.
+pub(super) fn max_row_bytes(table: TableId) -> usize {
+    if table < TableId::FIRST_USER {
+        MAX_SYSTEM_ROW_BYTES
+    } else {
+        MAX_ROW_BYTES
+    }
+}
+
+/// A row key of `table` from the wire, checked: 1..=4 KiB (see [`max_row_bytes`]).
+pub(super) fn row_key(field: &str, key: Vec<u8>, table: TableId) -> Result<Bytes, Error> {
+    let max = max_row_bytes(table);
+    if key.is_empty() || key.len() > max {
         return Err(Error::invalid_argument(format!(
-            "{field}: a row key must be 1..={MAX_ROW_BYTES} bytes, got {}",
+            "{field}: a row key must be 1..={max} bytes, got {}",
             key.len()
         )));
     }
@@ -269,13 +280,20 @@ mod tests {
     #[test]
     fn row_keys_are_one_byte_to_four_kib() {
         assert_eq!(
-            row_key("row_key", vec![]).unwrap_err().code,
+            row_key("row_key", vec![], TableId(2)).unwrap_err().code,
             Code::InvalidArgument
         );
-        let e = row_key("entries[4].row_key", vec![b'x'; MAX_ROW_BYTES + 1]).unwrap_err();
+        let e = row_key(
+            "entries[4].row_key",
+            vec![b'x'; MAX_ROW_BYTES + 1],
+            TableId(2),
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("entries[4].row_key"), "{e}");
         assert_eq!(
-            row_key("r", vec![b'x'; MAX_ROW_BYTES]).unwrap().len(),
+            row_key("r", vec![b'x'; MAX_ROW_BYTES], TableId(2))
+                .unwrap()
+                .len(),
             MAX_ROW_BYTES
         );
     }

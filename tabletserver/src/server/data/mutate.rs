@@ -30,7 +30,7 @@ const MAX_LANES: usize = 32;
 pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> Result<(), Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key)?;
+    let row = convert::row_key("row_key", req.row_key, route.table)?;
     let mutations = convert::mutations("mutations", req.mutations, false)?;
     let served = shared.registry.route_row(&route, &row)?;
     convert::check_families("mutations", &mutations, &served.tablet.schema())?;
@@ -65,7 +65,7 @@ pub(super) async fn mutate_rows(
     for (i, entry) in req.entries.into_iter().enumerate() {
         let field = format!("entries[{i}]");
         let checked = (|| {
-            let row = convert::row_key(&format!("{field}.row_key"), entry.row_key)?;
+            let row = convert::row_key(&format!("{field}.row_key"), entry.row_key, route.table)?;
             let field = format!("{field}.mutations");
             let mutations = convert::mutations(&field, entry.mutations, false)?;
             let served = shared.registry.route_row(&route, &row)?;

@@ -40,7 +40,7 @@ pub(super) async fn read_modify_write_row(
 ) -> Result<Option<pb::Row>, Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key)?;
+    let row = convert::row_key("row_key", req.row_key, route.table)?;
     let rules = convert::rmw_rules(req.rules)?;
     let served = shared.registry.route_row(&route, &row)?;
     convert::check_rule_families(&rules, &served.tablet.schema())?;

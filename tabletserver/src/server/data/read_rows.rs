@@ -60,7 +60,7 @@ pub(super) async fn read_rows(
         }
         None => Filter::pass_all(),
     };
-    let (served, mut ranges) = match row_set::rows(req.rows)? {
+    let (served, mut ranges) = match row_set::rows(req.rows, route.table)? {
         Rows::All => {
             let served = shared.route_whole_tablet(&route)?;
             let range = served.tablet.range().clone();

@@ -8,11 +8,10 @@ use std::cmp::Ordering;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use tabula_common::Error;
+use tabula_common::{Error, TableId};
 use tabula_proto::google::bigtable::v2 as pb;
 use tabula_proto::google::bigtable::v2::row_range::{EndKey, StartKey};
 
-use crate::engine::mutation::MAX_ROW_BYTES;
 use crate::engine::sstable::RowRange;
 
 /// What a `ReadRows` row set asks for.
@@ -25,16 +24,17 @@ pub(super) enum Rows {
 }
 
 /// Checks and normalizes a row set (`rows` in `ReadRowsRequest`).
-pub(super) fn rows(set: Option<pb::RowSet>) -> Result<Rows, Error> {
+pub(super) fn rows(set: Option<pb::RowSet>, table: TableId) -> Result<Rows, Error> {
+    let max = super::convert::max_row_bytes(table);
     let set = set.unwrap_or_default();
     if set.row_keys.is_empty() && set.row_ranges.is_empty() {
         return Ok(Rows::All);
     }
     let mut ranges = Vec::with_capacity(set.row_keys.len() + set.row_ranges.len());
     for (i, key) in set.row_keys.into_iter().enumerate() {
-        if key.is_empty() || key.len() > MAX_ROW_BYTES {
+        if key.is_empty() || key.len() > max {
             return Err(Error::invalid_argument(format!(
-                "rows.row_keys[{i}]: a row key must be 1..={MAX_ROW_BYTES} bytes, got {}",
+                "rows.row_keys[{i}]: a row key must be 1..={max} bytes, got {}",
                 key.len()
             )));
         }
@@ -158,6 +158,7 @@ mod tests {
     use tabula_common::Code;
 
     use super::*;
+    use crate::engine::mutation::{MAX_ROW_BYTES, MAX_SYSTEM_ROW_BYTES};
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -184,6 +185,11 @@ mod tests {
 
     fn end_closed(s: &str) -> Option<EndKey> {
         Some(EndKey::EndKeyClosed(s.as_bytes().to_vec()))
+    }
+
+    /// `super::rows` for a user table.
+    fn rows(set: Option<pb::RowSet>) -> Result<Rows, Error> {
+        super::rows(set, TableId(2))
     }
 
     fn set(keys: &[&str], ranges: Vec<pb::RowRange>) -> Option<pb::RowSet> {
@@ -269,6 +275,10 @@ mod tests {
         assert!(e.message.starts_with("rows.row_keys[1]"), "{e}");
         let long = "x".repeat(MAX_ROW_BYTES + 1);
         assert!(rows(set(&[&long], vec![])).is_err());
+        // METADATA keys are a user row behind a 9-byte prefix: longer keys are fine there.
+        assert!(super::rows(set(&[&long], vec![]), TableId::METADATA).is_ok());
+        let too_long = "x".repeat(MAX_SYSTEM_ROW_BYTES + 1);
+        assert!(super::rows(set(&[&too_long], vec![]), TableId::METADATA).is_err());
         // Equal ends are not inverted: an empty range reads nothing.
         assert_eq!(
             rows(set(&[], vec![pr(open("k"), end_closed("k"))])).unwrap(),
