@@ -2,8 +2,9 @@
 //!
 //! SSTables: a file no tablet manifest names is deleted once it is older than the grace period
 //! and no tablet of this engine is writing it.
-//! Every manifest under `tablets/` counts, including those of tablets served elsewhere and of
-//! split parents, so a file shared by split children lives until no child names it. If any
+//! Every live manifest under `tablets/` counts, including those of tablets served elsewhere, so
+//! a file shared by split children lives until no child names it; a split parent's manifest
+//! (naming its children) is not a root, as it is never opened again. If any
 //! manifest cannot be read, nothing is deleted.
 //!
 //! Commit-log segments (this server's own): a segment may go once every tablet with records in
@@ -98,7 +99,11 @@ impl Engine {
             }
             let manifest = Manifest::load(storage, id)?;
             stats.manifests += 1;
-            live.extend(manifest.sstables);
+            // A split (or merged-away) tablet is never opened again: its children's manifests,
+            // stored before its own named them, are the roots of whatever it still shares.
+            if manifest.split_into.is_empty() {
+                live.extend(manifest.sstables);
+            }
         }
         stats.live = live.len();
         let now_millis = (self.clock.now().micros() / 1000).max(0) as u128;
