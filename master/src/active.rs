@@ -95,6 +95,11 @@ impl Active {
         self.ops.lock().await
     }
 
+    /// The table catalog.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// Runs rounds until the leadership is lost or `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let leadership = self.exec.leadership.clone();

@@ -6,9 +6,9 @@
 //! `bootstrap` (a new cluster's first records), `servers` and `view` (one round's picture of the
 //! cluster), `execute` (carrying out actions in a crash-safe order), `splits` (recording splits servers
 //! made), `active` (rounds and admin
-//! operations while leading), `tablet_ops` (`SplitTablet`; `MergeTablets` is not built yet),
-//! `service` (`MasterService`) and `node` (`Master`: serving and
-//! the campaign loop).
+//! operations while leading), `table_ops` (flushes, compactions and row drops of a table),
+//! `tablet_ops` (`SplitTablet`; `MergeTablets` is not built yet), `service` (`MasterService`)
+//! and `node` (`Master`: serving and the campaign loop).
 
 pub mod active;
 pub mod bootstrap;
@@ -19,6 +19,7 @@ pub mod plan;
 pub mod servers;
 pub mod service;
 pub mod splits;
+pub mod table_ops;
 pub mod tables;
 pub mod tablet_ops;
 pub mod view;

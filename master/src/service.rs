@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::active::Active;
 use crate::election::{active_master, announced_masters};
+use crate::table_ops::DropTarget;
 use crate::view::Snapshot;
 
 /// The largest request or answer.
@@ -171,12 +172,25 @@ impl MasterService for MasterApi {
 
     async fn drop_row_range(
         &self,
-        _request: Request<pb::DropRowRangeRequest>,
+        request: Request<pb::DropRowRangeRequest>,
     ) -> Result<Response<pb::DropRowRangeResponse>, Status> {
-        self.active().await?;
-        Err(Status::unimplemented(
-            "DropRowRange is not built yet (it needs a range delete on the tablet server)",
-        ))
+        use pb::drop_row_range_request::Target;
+        let active = self.active().await?;
+        let req = request.into_inner();
+        let target = match req.target {
+            Some(Target::RowKeyPrefix(prefix)) if !prefix.is_empty() => {
+                DropTarget::Prefix(Bytes::from(prefix))
+            }
+            Some(Target::DeleteAllDataFromTable(true)) => DropTarget::All,
+            _ => {
+                return Err(Error::invalid_argument(
+                    "DropRowRange needs a non-empty row_key_prefix or delete_all_data_from_table",
+                )
+                .into());
+            }
+        };
+        active.drop_row_range(&req.name, target).await?;
+        Ok(Response::new(pb::DropRowRangeResponse {}))
     }
 
     async fn split_tablet(
@@ -218,22 +232,23 @@ impl MasterService for MasterApi {
 
     async fn flush(
         &self,
-        _request: Request<pb::FlushRequest>,
+        request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
-        self.active().await?;
-        Err(Status::unimplemented(
-            "Flush is not built yet (the tablet server has no flush command)",
-        ))
+        let active = self.active().await?;
+        active
+            .flush_table(&request.into_inner().table, false)
+            .await?;
+        Ok(Response::new(pb::FlushResponse {}))
     }
 
     async fn compact(
         &self,
-        _request: Request<pb::CompactRequest>,
+        request: Request<pb::CompactRequest>,
     ) -> Result<Response<pb::CompactResponse>, Status> {
-        self.active().await?;
-        Err(Status::unimplemented(
-            "Compact is not built yet (the tablet server has no compact command)",
-        ))
+        let active = self.active().await?;
+        let req = request.into_inner();
+        active.flush_table(&req.table, req.major).await?;
+        Ok(Response::new(pb::CompactResponse {}))
     }
 
     async fn list_tablets(

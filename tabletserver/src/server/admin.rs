@@ -1,5 +1,6 @@
 //! `TabletAdmin`: the tablet lifecycle the master drives — load, unload, split, schema
-//! updates — and the list of what this server serves.
+//! updates — the master's flushes, compactions and row drops (`CompactTablet`, `DropRows`),
+//! and the list of what this server serves.
 //!
 //! Fencing: every command but `ListTablets` carries a master epoch, checked first
 //! (`Gate::accept_master_epoch`; a missing one is `InvalidArgument`). A tablet is served only
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use super::drop_rows::{DropTarget, drop_rows};
 use super::gate::Gate;
 use super::registry::{Registry, ServedTablet};
 use super::schema::schema_from_proto;
@@ -425,6 +427,64 @@ impl TabletAdminService {
         Ok(())
     }
 
+    /// `CompactTablet`: flushes the tablet's memtable into an SSTable (minor) or compacts
+    /// everything into one SSTable (major), and answers its status once done. Not a lifecycle
+    /// change: it runs beside loads and unloads (an unload waits for it, at most
+    /// `DRAIN_WAIT`).
+    pub async fn compact(&self, req: pb::CompactTabletRequest) -> Result<pb::TabletStatus, Error> {
+        self.accept(req.master_epoch)?;
+        self.gate.check_serving()?;
+        let served = self.served_at(TabletId(req.tablet_id), req.tablet_epoch)?;
+        let major = req.major;
+        let compacting = served.clone();
+        blocking(move || {
+            if major {
+                compacting.tablet.major_compact()?;
+            } else {
+                compacting.tablet.flush()?;
+            }
+            Ok(())
+        })
+        .await?;
+        info!(tablet_id = %served.id(), epoch = served.epoch.0, major, "tablet compacted");
+        Ok(status_of(&served))
+    }
+
+    /// `DropRows`: deletes every row of the tablet with the prefix, or all of them, through
+    /// the write path (`super::drop_rows`); answers how many rows were deleted.
+    pub async fn drop_rows(&self, req: pb::DropRowsRequest) -> Result<u64, Error> {
+        use pb::drop_rows_request::Target;
+        self.accept(req.master_epoch)?;
+        let target = match req.target {
+            Some(Target::RowKeyPrefix(prefix)) if !prefix.is_empty() => {
+                DropTarget::Prefix(Bytes::from(prefix))
+            }
+            Some(Target::DeleteAllDataFromTable(true)) => DropTarget::All,
+            _ => {
+                return Err(Error::invalid_argument(
+                    "DropRows needs a non-empty row_key_prefix or delete_all_data_from_table",
+                ));
+            }
+        };
+        let id = TabletId(req.tablet_id);
+        let rows = drop_rows(&self.gate, || self.served_at(id, req.tablet_epoch), &target).await?;
+        info!(tablet_id = %id, ?target, rows, "rows dropped");
+        Ok(rows)
+    }
+
+    /// The tablet `id` served here at `epoch`: `NotFound` if it is not served here,
+    /// `FailedPrecondition` at another epoch.
+    fn served_at(&self, id: TabletId, epoch: u64) -> Result<Arc<ServedTablet>, Error> {
+        let served = self.registry.get(id).ok_or_else(|| {
+            Error::new(
+                Code::NotFound,
+                format!("this server does not serve tablet {id}"),
+            )
+        })?;
+        check_epoch(&served, epoch)?;
+        Ok(served)
+    }
+
     /// `ListTablets`: this server, the newest master epoch it accepted, and every tablet it
     /// serves with sizes and request counts.
     pub fn list(&self) -> pb::ListTabletsResponse {
@@ -707,6 +767,24 @@ impl TabletAdmin for TabletAdminService {
     ) -> Result<Response<pb::UpdateSchemaResponse>, Status> {
         TabletAdminService::update_schema(self, request.into_inner()).await?;
         Ok(Response::new(pb::UpdateSchemaResponse {}))
+    }
+
+    async fn compact_tablet(
+        &self,
+        request: Request<pb::CompactTabletRequest>,
+    ) -> Result<Response<pb::CompactTabletResponse>, Status> {
+        let status = self.compact(request.into_inner()).await?;
+        Ok(Response::new(pb::CompactTabletResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn drop_rows(
+        &self,
+        request: Request<pb::DropRowsRequest>,
+    ) -> Result<Response<pb::DropRowsResponse>, Status> {
+        let rows = TabletAdminService::drop_rows(self, request.into_inner()).await?;
+        Ok(Response::new(pb::DropRowsResponse { rows }))
     }
 
     async fn list_tablets(

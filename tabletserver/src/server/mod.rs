@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod data;
+pub mod drop_rows;
 pub mod gate;
 pub mod membership;
 pub mod metrics;
