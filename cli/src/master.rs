@@ -30,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// The storage root shared by every server of the cluster.
     #[arg(long)]
     pub(crate) storage_root: PathBuf,
-    /// Address for /metrics and /healthz (accepted; the master's endpoints are not built yet).
+    /// Address for the plain-HTTP /metrics (Prometheus text) and /healthz endpoints.
     #[arg(long)]
     pub(crate) metrics: Option<SocketAddr>,
     /// This master's id; default a fresh one per start.
@@ -84,6 +84,7 @@ pub(crate) fn master_config(args: ServeArgs, lock: &[String]) -> anyhow::Result<
     }
     Ok(MasterConfig {
         master_id: args.master_id,
+        metrics: args.metrics,
         session_ttl: Duration::from_millis(args.session_ttl_ms),
         round_interval: Duration::from_millis(args.round_interval_ms.max(10)),
         balancer: BalancerOptions {

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::bootstrap::{first_meta_tablet, fresh_tablet_id, new_tablet};
 use crate::execute::Executor;
+use crate::metrics::MasterMetrics;
 use crate::plan::{Action, BalancerOptions, plan};
 use crate::splits::{Child, record_split};
 use crate::tables::{Catalog, Table};
@@ -47,6 +48,7 @@ pub struct Active {
     wake: Notify,
     latest: RwLock<Arc<Snapshot>>,
     cluster_id: String,
+    metrics: Arc<MasterMetrics>,
 }
 
 impl Active {
@@ -57,6 +59,7 @@ impl Active {
         balancer: BalancerOptions,
         round_interval: Duration,
         cluster_id: String,
+        metrics: Arc<MasterMetrics>,
     ) -> Active {
         Active {
             exec,
@@ -67,6 +70,7 @@ impl Active {
             wake: Notify::new(),
             latest: RwLock::new(Arc::new(Snapshot::default())),
             cluster_id,
+            metrics,
         }
     }
 
@@ -122,6 +126,7 @@ impl Active {
     /// One round: see the module documentation. Answers how many actions it executed.
     pub async fn round(&self) -> Result<usize, Error> {
         let _one = self.ops.lock().await;
+        self.metrics.round();
         let snapshot = self.gather().await?;
         self.finish_bootstrap(&snapshot).await?;
         self.finish_table_operations(&snapshot).await;
@@ -138,7 +143,9 @@ impl Active {
             if !self.exec.leadership.is_safe() {
                 break;
             }
-            match self.execute(&snapshot, action).await {
+            let result = self.execute(&snapshot, action).await;
+            self.metrics.action(action, result.is_ok());
+            match result {
                 Ok(()) => done += 1,
                 Err(e) => warn!(?action, error = %e, "action failed"),
             }
@@ -233,6 +240,8 @@ impl Active {
             .await
             {
                 warn!(%parent, error = %e, "could not record a split");
+            } else {
+                self.metrics.split_recorded();
             }
         }
         pending

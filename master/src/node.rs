@@ -21,6 +21,7 @@ use crate::active::Active;
 use crate::bootstrap::{ensure_cluster, ensure_root};
 use crate::election::{self, MasterIdentity};
 use crate::execute::Executor;
+use crate::metrics::MasterMetrics;
 use crate::plan::BalancerOptions;
 use crate::service::{Leader, MasterApi};
 use crate::tables::Catalog;
@@ -51,6 +52,8 @@ pub struct MasterConfig {
     pub round_interval: Duration,
     /// Balancer settings.
     pub balancer: BalancerOptions,
+    /// Where `/metrics` and `/healthz` are served (plain HTTP), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl MasterConfig {
@@ -64,6 +67,7 @@ impl MasterConfig {
             session_ttl: DEFAULT_SESSION_TTL,
             round_interval: DEFAULT_ROUND_INTERVAL,
             balancer: BalancerOptions::default(),
+            metrics: None,
         }
     }
 
@@ -95,6 +99,7 @@ pub struct Master {
     addr: SocketAddr,
     id: String,
     leader: Arc<Leader>,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -120,10 +125,30 @@ impl Master {
                 ..ClientOptions::default()
             },
         )?;
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(crate::metrics::bind(addr).await.map_err(|e| {
+                Error::new(
+                    tabula_common::Code::Unavailable,
+                    format!("cannot listen on {addr} for metrics: {e}"),
+                )
+            })?),
+            None => None,
+        };
         election::prepare(&lock).await?;
         let leader = Arc::new(Leader::default());
+        let metrics = Arc::new(MasterMetrics::default());
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = metrics_listener {
+            let router = crate::metrics::router(metrics.clone(), leader.clone());
+            let stop = cancel.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::metrics::serve(listener, router, stop).await {
+                    error!(error = %e, "the metrics endpoint stopped");
+                }
+            });
+        }
         let api = MasterApi::new(leader.clone(), lock.clone(), id.clone()).into_server();
         let stop = cancel.clone();
         tasks.spawn(async move {
@@ -145,6 +170,7 @@ impl Master {
             lock,
             me,
             leader.clone(),
+            metrics,
             cancel.clone(),
         ));
         info!(master = %id, %addr, "master started");
@@ -152,6 +178,7 @@ impl Master {
             addr,
             id,
             leader,
+            metrics_addr,
             cancel,
             tasks,
         })
@@ -160,6 +187,11 @@ impl Master {
     /// The address `MasterService` listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The master id.
@@ -204,11 +236,12 @@ async fn campaign_loop(
     lock: LockClient,
     me: MasterIdentity,
     leader: Arc<Leader>,
+    metrics: Arc<MasterMetrics>,
     cancel: CancellationToken,
 ) {
     let channels = Channels::default();
     while !cancel.is_cancelled() {
-        match lead_once(&config, &lock, &me, &leader, &channels, &cancel).await {
+        match lead_once(&config, &lock, &me, &leader, &channels, &metrics, &cancel).await {
             Ok(()) => info!(master = %me.id, "no longer the active master"),
             Err(e) => warn!(master = %me.id, error = %e, "campaign failed"),
         }
@@ -227,6 +260,7 @@ async fn lead_once(
     me: &MasterIdentity,
     leader: &Leader,
     channels: &Channels,
+    metrics: &Arc<MasterMetrics>,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
     let session = Arc::new(lock.open_session().await?);
@@ -249,7 +283,9 @@ async fn lead_once(
             config.balancer,
             config.round_interval,
             cluster_id,
+            metrics.clone(),
         ));
+        metrics.became_active();
         leader.set(Some(active.clone()));
         active.run(cancel.clone()).await;
         Ok(())

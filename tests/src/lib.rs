@@ -4,9 +4,10 @@
 //! `cluster` starts the parts of a cluster in process: a lock cell (`LockCell`), tablet
 //! servers (`start_tablet_server`), and waits on conditions with a deadline (`eventually`);
 //! `master_helpers` holds what the master tests share (configuration, status,
-//! tables, single-cell reads and writes).
+//! tables, single-cell reads and writes); `http` is a one-shot GET for `/metrics` and `/healthz`.
 
 pub mod cluster;
+pub mod http;
 pub mod master_helpers;
 
 pub use cluster::{LockCell, eventually, start_tablet_server, tablet_server_config};

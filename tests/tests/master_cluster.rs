@@ -12,7 +12,7 @@ use std::time::Duration;
 use tabula_client::Channels;
 use tabula_client::meta::{MetaTable, TabletRecord};
 use tabula_common::{Code, Error, TableId};
-use tabula_master::Master;
+use tabula_master::{Master, MasterConfig};
 use tabula_proto::tabula::master::v1 as mpb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 use tabula_tests::master_helpers::{
@@ -264,5 +264,77 @@ async fn a_split_made_by_a_tablet_server_is_recorded_in_metadata_and_survives_it
 
     master.shutdown().await;
     other.shutdown().await.unwrap();
+    cell.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_masters_serve_metrics_and_health() {
+    let cell = LockCell::start(1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let server = start_tablet_server(&cell, root.path()).await.unwrap();
+    let with_metrics = || MasterConfig {
+        metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..master_config(&cell, root.path())
+    };
+    let active = Master::start(with_metrics()).await.unwrap();
+    let channels = Channels::default();
+    all_served(&channels, &active, 2).await;
+    let standby = Master::start(with_metrics()).await.unwrap();
+    let metrics = active.metrics_addr().unwrap();
+    let scrape = eventually("a scrape after a round", WAIT, || async {
+        let (status, body) = tabula_tests::http::http_get(metrics, "/metrics")
+            .await
+            .ok()?;
+        assert_eq!(status, 200);
+        (body.contains("tabula_master_tablets_not_serving 0\n")
+            && body.contains("tabula_master_tablets{state=\"assigned\"} 2\n"))
+        .then_some(body)
+    })
+    .await;
+    assert!(scrape.contains("tabula_master_active 1\n"), "{scrape}");
+    assert!(
+        scrape.contains("tabula_master_servers_live 1\n"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("tabula_master_leaderships_total 1\n"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("tabula_master_actions_total{kind=\"assign\",result=\"ok\"} 2\n"),
+        "{scrape}"
+    );
+    let epoch = active.epoch().unwrap().0;
+    assert!(
+        scrape.contains(&format!("tabula_master_epoch {epoch}\n")),
+        "{scrape}"
+    );
+    let (status, body) = tabula_tests::http::http_get(metrics, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, format!("active epoch {epoch}\n")));
+    let (status, _) = tabula_tests::http::http_get(metrics, "/nope")
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    let standby_metrics = standby.metrics_addr().unwrap();
+    let (status, body) = tabula_tests::http::http_get(standby_metrics, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "standby\n"));
+    let (_, scrape) = tabula_tests::http::http_get(standby_metrics, "/metrics")
+        .await
+        .unwrap();
+    assert!(scrape.contains("tabula_master_active 0\n"), "{scrape}");
+
+    standby.shutdown().await;
+    active.shutdown().await;
+    assert!(
+        tabula_tests::http::http_get(metrics, "/healthz")
+            .await
+            .is_err()
+    );
+    server.shutdown().await.unwrap();
     cell.shutdown().await.unwrap();
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::gate::Gate;
 use super::scrape::Metrics;
-use super::text::CONTENT_TYPE;
+use tabula_common::metrics::CONTENT_TYPE;
 
 /// The routes, over `metrics` and `gate`.
 pub fn router(metrics: Metrics, gate: Arc<Gate>) -> Router {

@@ -1,16 +1,15 @@
 //! The tablet server's metrics: a tower layer on the gRPC server counts requests and their
 //! latencies per RPC (`layer`, into `requests`), a scrape gathers those and the engine's
-//! counters and gauges at scrape time (`scrape`) into the Prometheus text format (`text`), and
+//! counters and gauges at scrape time (`scrape`) into the Prometheus text format (`tabula_common::metrics::text`), and
 //! a plain-HTTP endpoint serves `/metrics` and `/healthz` (`http`) when
 //! `TabletServerConfig::metrics` names an address.
 //!
-//! Reading order: `text`, `requests`, `layer`, `scrape`, `http`.
+//! Reading order: `requests`, `layer`, `scrape`, `http`.
 
 pub mod http;
 pub mod layer;
 pub mod requests;
 pub mod scrape;
-pub mod text;
 
 pub use layer::{RequestMetricsLayer, RequestMetricsService};
 pub use requests::RequestMetrics;

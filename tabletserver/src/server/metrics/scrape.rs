@@ -10,7 +10,7 @@ use crate::engine::{CompactionKind, Engine};
 
 use super::super::registry::Registry;
 use super::requests::RequestMetrics;
-use super::text::{Exposition, Kind};
+use tabula_common::metrics::{Exposition, Kind};
 
 /// Everything a scrape reads; cheap to clone.
 #[derive(Debug, Clone)]

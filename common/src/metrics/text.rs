@@ -4,14 +4,14 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::HistogramSnapshot;
+use super::HistogramSnapshot;
 
 /// The `Content-Type` of a scrape answer in this format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -29,13 +29,13 @@ impl Kind {
 
 /// Writes metric families in the text format.
 #[derive(Debug, Default)]
-pub(crate) struct Exposition {
+pub struct Exposition {
     out: String,
 }
 
 impl Exposition {
     /// Starts a family: its help and type lines. Its samples follow.
-    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let _ = writeln!(
             self.out,
             "# HELP {name} {}\n# TYPE {name} {}",
@@ -45,7 +45,7 @@ impl Exposition {
     }
 
     /// One sample of a counter or gauge.
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.out.push_str(name);
         self.labels(labels, None);
         let _ = writeln!(self.out, " {}", number(value));
@@ -53,12 +53,7 @@ impl Exposition {
 
     /// The samples of one histogram series: cumulative `_bucket`s (with `le`), the `+Inf`
     /// bucket, `_sum` and `_count`.
-    pub(crate) fn histogram(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        snapshot: &HistogramSnapshot,
-    ) {
+    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], snapshot: &HistogramSnapshot) {
         let bucket = format!("{name}_bucket");
         for (bound, count) in &snapshot.buckets {
             self.out.push_str(&bucket);
@@ -73,7 +68,7 @@ impl Exposition {
     }
 
     /// The text written so far.
-    pub(crate) fn finish(self) -> String {
+    pub fn finish(self) -> String {
         self.out
     }
 
