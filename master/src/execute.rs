@@ -8,6 +8,8 @@
 //!   epoch; a tablet loaded for the first time is then recorded `created`. A failed load leaves
 //!   the record naming a server that does not serve it, which the planner assigns again.
 //! - **Unload**: `UnloadTablet` at the epoch the server serves.
+//! - A `LoadTablet` answering `split_into` finishes what replaced the tablet: two children
+//!   are a split (`splits`), one is a merge (`merge_ops::finish_merge`).
 //! - **Move**: record `Moving`, unload on the source (which minor-compacts first, so the target
 //!   replays almost nothing), then assign to the target. The target loads only after the
 //!   source stopped serving.
@@ -139,6 +141,12 @@ impl Executor {
             let left = crate::servers::child_of(left);
             let right = crate::servers::child_of(right);
             crate::splits::record_split(self, snapshot, &new, &left, &right, None).await?;
+            return Ok(new);
+        }
+        if let [merged] = &answer.split_into[..] {
+            // The tablet was merged with its neighbour before METADATA knew: finish that.
+            let merged = crate::servers::child_of(merged);
+            crate::merge_ops::finish_merge(self, snapshot, &new, &merged, &addr).await?;
             return Ok(new);
         }
         info!(

@@ -7,13 +7,14 @@
 //! cluster), `execute` (carrying out actions in a crash-safe order), `splits` (recording splits servers
 //! made), `active` (rounds and admin
 //! operations while leading), `table_ops` (flushes, compactions and row drops of a table),
-//! `tablet_ops` (`SplitTablet`; `MergeTablets` is not built yet), `metrics` (`/metrics` and `/healthz`), `service` (`MasterService`)
+//! `tablet_ops` (`SplitTablet`), `merge_ops` (`MergeTablets`), `metrics` (`/metrics` and `/healthz`), `service` (`MasterService`)
 //! and `node` (`Master`: serving and the campaign loop).
 
 pub mod active;
 pub mod bootstrap;
 pub mod election;
 pub mod execute;
+pub mod merge_ops;
 pub mod metrics;
 pub mod node;
 pub mod plan;

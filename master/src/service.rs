@@ -210,10 +210,16 @@ impl MasterService for MasterApi {
 
     async fn merge_tablets(
         &self,
-        _request: Request<pb::MergeTabletsRequest>,
+        request: Request<pb::MergeTabletsRequest>,
     ) -> Result<Response<pb::MergeTabletsResponse>, Status> {
-        self.active().await?;
-        Err(Status::unimplemented(crate::tablet_ops::MERGE_MISSING))
+        let active = self.active().await?;
+        let req = request.into_inner();
+        let merged = active
+            .merge_tablets(&req.table, Bytes::from(req.row))
+            .await?;
+        Ok(Response::new(pb::MergeTabletsResponse {
+            merged: Some(merged.to_proto()),
+        }))
     }
 
     async fn move_tablet(

@@ -1,4 +1,4 @@
-//! Admin operations on single tablets: `SplitTablet` (and `MergeTablets`, not built yet).
+//! Admin operations on single tablets: `SplitTablet` (`MergeTablets` is `merge_ops`).
 //!
 //! `SplitTablet(table, row, at_row)` runs under the operation lock like every admin command:
 //! gather a fresh picture, find the tablet holding `row` ([`split_target`], pure), ask its
@@ -34,12 +34,6 @@ const SPLIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The names `ListTablets` shows for the two system tables, accepted by `SplitTablet`.
 const ROOT_NAME: &str = "(root)";
 const METADATA_NAME: &str = "(metadata)";
-
-/// What `MergeTablets` answers until the engine can merge.
-pub const MERGE_MISSING: &str = "MergeTablets is not built yet: it needs an engine-level \
-     merge of two adjacent tablets' manifests (one manifest naming both tablets' SSTables, \
-     clipped to the merged range, and both commit-log redo points) and a TabletAdmin command \
-     that performs it; neither the tablet server's engine nor TabletAdmin has one";
 
 /// The tablet `SplitTablet(table, row, at_row)` splits: the record in `snapshot` of the table
 /// named `table` whose range holds `row`. Checks everything that can be checked without the

@@ -541,16 +541,22 @@ async fn refused_splits_and_merges_answer_the_right_codes() {
     assert_eq!(tablets[0].end_row.as_deref(), Some(&b"m"[..]));
     assert_eq!(status(&channels, &master).await.unwrap().tablets, 4);
 
+    // The last tablet has no right neighbour; an unknown table is not found.
     let mut client = channels.master(&master.addr().to_string()).unwrap();
-    let merge = client
-        .merge_tablets(mpb::MergeTabletsRequest {
-            table: "c".into(),
-            row: b"a".to_vec(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(merge.code(), tonic::Code::Unimplemented);
-    assert!(merge.message().contains("merge of two"), "{merge:?}");
+    for (table, row, want) in [
+        ("c", b"x", tonic::Code::FailedPrecondition),
+        ("nope", b"a", tonic::Code::NotFound),
+    ] {
+        let merge = client
+            .merge_tablets(mpb::MergeTabletsRequest {
+                table: table.into(),
+                row: row.to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(merge.code(), want, "{merge:?}");
+    }
+    assert_eq!(meta.scan_table(table_id).await.unwrap().len(), 2);
 
     master.shutdown().await;
     server.shutdown().await.unwrap();

@@ -49,6 +49,9 @@ pub enum EngineError {
     /// log, and the work is retried once permitted.
     #[error("tablet {0}: manifest writes are not permitted now (this server may not own it)")]
     NotPermitted(String),
+    /// A merge of two tablets was refused: a precondition does not hold (nothing was stored).
+    #[error("merge refused: {0}")]
+    MergeRefused(String),
     /// The tablet was split: its manifest names its children, and it is never opened again.
     #[error("tablet {tablet} was split into {children:?}")]
     WasSplit {
@@ -71,7 +74,7 @@ impl From<EngineError> for Error {
                 Code::Unavailable
             }
             EngineError::Stalled(_) => Code::ResourceExhausted,
-            EngineError::WasSplit { .. } => Code::FailedPrecondition,
+            EngineError::WasSplit { .. } | EngineError::MergeRefused(_) => Code::FailedPrecondition,
             EngineError::Sstable(_)
             | EngineError::Manifest(_)
             | EngineError::Payload(_)

@@ -796,4 +796,19 @@ impl TabletAdmin for TabletAdminService {
         }
         Ok(Response::new(self.list()))
     }
+
+    async fn merge_tablets(
+        &self,
+        request: Request<pb::MergeTabletsRequest>,
+    ) -> Result<Response<pb::MergeTabletsResponse>, Status> {
+        let parts = super::merge::MergeParts {
+            engine: &self.engine,
+            registry: &self.registry,
+            gate: &self.gate,
+            lifecycle: &self.lifecycle,
+        };
+        Ok(Response::new(
+            super::merge::merge_tablets(parts, request.into_inner()).await?,
+        ))
+    }
 }

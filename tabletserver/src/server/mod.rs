@@ -10,6 +10,7 @@ pub mod data;
 pub mod drop_rows;
 pub mod gate;
 pub mod membership;
+pub mod merge;
 pub mod metrics;
 pub mod node;
 pub mod registry;

@@ -1,12 +1,14 @@
 //! A tablet: a row range's memtables and SSTables, its write path (commit log, then memtable),
-//! its read path (merge at a snapshot), its background compactions and its split.
+//! its read path (merge at a snapshot), its background compactions, its split and the merge of two
+//! tablets.
 //!
 //! Reading order: `engine` (what tablets of one server share), `seq` (sequence numbers and
-//! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact`, `split`.
+//! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact`, `split`, `merge`.
 
 mod compact;
 mod core;
 mod engine;
+mod merge;
 mod read;
 mod seq;
 mod split;
