@@ -21,7 +21,7 @@ use tabula_tabletserver::engine::manifest::Manifest;
 use tabula_tabletserver::engine::{
     CellFilter, Engine, EngineError, EngineOptions, Mutation, RowMutation, ScanOptions,
 };
-use tabula_tabletserver::server::{Gate, Registry, Route, TabletAdminService};
+use tabula_tabletserver::server::{Gate, Registry, Route, ServedTablet, TabletAdminService};
 
 const TABLE: u64 = 2;
 
@@ -743,6 +743,53 @@ async fn update_schema_reaches_every_tablet_of_the_table() {
     assert!(
         matches!(e, Err(EngineError::UnknownFamily(_))),
         "another table keeps its schema: {e:?}"
+    );
+
+    // Dropping a family hides its cells at once and a major compaction removes them: created
+    // again, the family starts empty.
+    let t7 = s.registry.get(TabletId(7)).unwrap();
+    t7.tablet.apply(put("a", "kept")).unwrap();
+    t7.tablet.flush().unwrap();
+    let families = |t: &ServedTablet| -> Vec<Bytes> {
+        let row = t
+            .tablet
+            .read_row(b"a", &CellFilter::default())
+            .unwrap()
+            .unwrap();
+        let mut f: Vec<Bytes> = row.cells.iter().map(|c| c.family.clone()).collect();
+        f.dedup();
+        f
+    };
+    assert_eq!(
+        families(&t7),
+        vec![Bytes::from_static(b"cf"), Bytes::from_static(b"new")]
+    );
+    s.admin
+        .update_schema(pb::UpdateSchemaRequest {
+            master_epoch: master(1),
+            table_id: TABLE,
+            schema: Some(schema(&["cf"])),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        families(&t7),
+        vec![Bytes::from_static(b"cf")],
+        "the dropped family is hidden"
+    );
+    t7.tablet.major_compact().unwrap();
+    s.admin
+        .update_schema(pb::UpdateSchemaRequest {
+            master_epoch: master(1),
+            table_id: TABLE,
+            schema: Some(schema(&["cf", "new"])),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        families(&t7),
+        vec![Bytes::from_static(b"cf")],
+        "the family created again starts empty"
     );
 }
 

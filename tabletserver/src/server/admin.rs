@@ -419,7 +419,18 @@ impl TabletAdminService {
         let mut updated = 0usize;
         for served in self.registry.list() {
             if served.table == table {
+                let dropped = served
+                    .tablet
+                    .schema()
+                    .families
+                    .keys()
+                    .any(|f| !schema.families.contains_key(f));
                 served.tablet.set_schema(schema.clone());
+                if dropped {
+                    // The dropped family's cells are hidden from reads at once; a major
+                    // compaction removes them, so a family created again later starts empty.
+                    served.tablet.request_major_compaction();
+                }
                 updated += 1;
             }
         }

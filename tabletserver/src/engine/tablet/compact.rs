@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::engine::compaction::{Choice, PickerInput, choose};
 use crate::engine::error::EngineError;
+use crate::engine::gc_policy::GcPolicy;
 use crate::engine::key::{Entry, Seq};
 use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
@@ -197,7 +198,15 @@ impl Inner {
         }
         let merged = MergeIter::new(sources, false, Seq::MAX);
         let schema = self.schema.read().clone();
-        let policy = |family: &[u8]| schema.policy(family);
+        // A family the schema no longer has was dropped: its cells go (at major compactions,
+        // which alone apply policies).
+        let policy = |family: &[u8]| {
+            if schema.families.contains_key(family) {
+                schema.policy(family)
+            } else {
+                GcPolicy::MaxVersions(0)
+            }
+        };
         let rules = CompactionRules {
             major,
             tombstone_gc_below,

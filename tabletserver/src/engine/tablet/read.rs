@@ -59,6 +59,7 @@ impl Tablet {
     /// Scans rows in order (or reverse order), all at one snapshot.
     pub fn scan(&self, opts: ScanOptions) -> Result<RowIter, EngineError> {
         self.inner.check_open()?;
+        let filter = self.inner.within_schema(&opts.filter);
         let snapshot = self.inner.seqs.visible();
         let state = self.inner.state.read().clone();
         let Some(range) = opts.range.intersect(&self.inner.range) else {
@@ -74,7 +75,7 @@ impl Tablet {
             pending: None,
             row: Vec::new(),
             reverse: opts.reverse,
-            filter: opts.filter,
+            filter,
             remaining: opts.limit.unwrap_or(usize::MAX),
             snapshot,
         })
@@ -127,8 +128,26 @@ impl Inner {
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         entries.dedup_by(|a, b| a.key == b.key);
-        let cells = resolve_row(&mut entries, filter);
+        let cells = resolve_row(&mut entries, &self.within_schema(filter));
         Ok((!cells.is_empty()).then_some(Row { key, cells }))
+    }
+
+    /// `filter` restricted to the schema's families: cells of a family the schema no longer
+    /// has (dropped by `ModifyColumnFamilies`) are never read; major compactions remove them.
+    fn within_schema(&self, filter: &CellFilter) -> CellFilter {
+        let schema = self.schema.read().clone();
+        let families = match &filter.families {
+            None => schema.families.keys().cloned().collect(),
+            Some(wanted) => wanted
+                .iter()
+                .filter(|f| schema.families.contains_key(*f))
+                .cloned()
+                .collect(),
+        };
+        CellFilter {
+            families: Some(families),
+            ..filter.clone()
+        }
     }
 }
 
