@@ -382,6 +382,7 @@ impl Active {
                     .await?;
             }
             self.exec.meta.compare_and_delete(&deleting).await?;
+            self.exec.forget_manifest(record).await?;
         }
         self.catalog.remove(&table).await?;
         info!(table = %table.name, id = table.id.0, "table deleted");

@@ -16,11 +16,12 @@
 //!
 //! Every command carries the master epoch and is sent only while the leadership is safe.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tabula_client::Channels;
 use tabula_client::meta::{MetaTable, TabletRecord, TabletState, write_root};
-use tabula_common::{Code, Epoch, Error, ServerId, TableId};
+use tabula_common::{Code, Epoch, Error, ServerId, StorageRoot, TableId};
 use tabula_lockservice::client::LockClient;
 use tabula_proto::tabula::tablet::v1 as tpb;
 use tracing::info;
@@ -43,6 +44,9 @@ pub struct Executor {
     pub channels: Channels,
     /// The leadership every command rests on.
     pub leadership: Leadership,
+    /// The cluster's storage root (the master only deletes the manifests of deleted tablets
+    /// there; the tablet servers' collection then removes their files).
+    pub storage: Arc<dyn StorageRoot>,
 }
 
 impl Executor {
@@ -239,6 +243,22 @@ impl Executor {
             snapshot.clone()
         };
         self.assign(&snapshot, &moving, to, epoch).await
+    }
+
+    /// Deletes the manifest of a tablet METADATA no longer names, so its files stop being
+    /// garbage-collection roots.
+    pub async fn forget_manifest(&self, record: &TabletRecord) -> Result<(), Error> {
+        let storage = self.storage.clone();
+        let path = record.manifest_path.clone();
+        tokio::task::spawn_blocking(move || storage.delete(&path))
+            .await
+            .map_err(|e| Error::internal(format!("deleting a manifest: {e}")))?
+            .map_err(|e| {
+                Error::new(
+                    Code::Unavailable,
+                    format!("deleting {}: {e}", record.manifest_path),
+                )
+            })
     }
 
     fn schema_of(&self, snapshot: &Snapshot, table: TableId) -> Result<tpb::Schema, Error> {

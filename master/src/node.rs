@@ -271,11 +271,21 @@ async fn lead_once(
         ensure_root(lock).await?;
         let catalog = Catalog::new(lock.clone());
         catalog.prepare().await?;
+        let storage = tabula_common::LocalDir::open(&config.storage_root).map_err(|e| {
+            Error::new(
+                tabula_common::Code::Unavailable,
+                format!(
+                    "cannot open the storage root {}: {e}",
+                    config.storage_root.display()
+                ),
+            )
+        })?;
         let exec = Executor {
             lock: lock.clone(),
             meta: MetaTable::new(lock.clone(), channels.clone()),
             channels: channels.clone(),
             leadership,
+            storage: Arc::new(storage),
         };
         let active = Arc::new(Active::new(
             exec,

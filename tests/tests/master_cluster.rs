@@ -338,3 +338,73 @@ async fn the_masters_serve_metrics_and_health() {
     server.shutdown().await.unwrap();
     cell.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_table_leaves_no_tablets_records_or_manifests() {
+    let cell = LockCell::start(1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let server = start_tablet_server(&cell, root.path()).await.unwrap();
+    let master = Master::start(master_config(&cell, root.path()))
+        .await
+        .unwrap();
+    let channels = Channels::default();
+    all_served(&channels, &master, 2).await;
+    let table = create_table(&channels, &master, "gone", &[b"m"]).await;
+    let table_id = TableId(table.table_id);
+    all_served(&channels, &master, 4).await;
+    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    put(&meta, table_id, b"k", b"v").await.unwrap();
+    let manifests: Vec<String> = tablets_of(&meta, table_id)
+        .await
+        .iter()
+        .map(|t| t.manifest_path.clone())
+        .collect();
+    assert_eq!(manifests.len(), 2);
+    for m in &manifests {
+        assert!(root.path().join(m).exists(), "{m}");
+    }
+
+    let mut client = channels.master(&master.addr().to_string()).unwrap();
+    client
+        .delete_table(mpb::DeleteTableRequest {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap();
+    let tables = client
+        .list_tables(mpb::ListTablesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .tables;
+    assert!(tables.is_empty(), "{tables:?}");
+    assert!(meta.scan_table(table_id).await.unwrap().is_empty());
+    for m in &manifests {
+        assert!(!root.path().join(m).exists(), "{m} still there");
+    }
+    let served = server.registry().list();
+    assert!(
+        served.iter().all(|t| t.table != table_id),
+        "a tablet of the deleted table is still served"
+    );
+    let e = client
+        .delete_table(mpb::DeleteTableRequest {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // The name can be used again, for a new, empty table.
+    let again = create_table(&channels, &master, "gone", &[]).await;
+    assert_ne!(again.table_id, table.table_id);
+    all_served(&channels, &master, 3).await;
+    assert_eq!(
+        get(&meta, TableId(again.table_id), b"k").await.unwrap(),
+        None
+    );
+
+    master.shutdown().await;
+    server.shutdown().await.unwrap();
+    cell.shutdown().await.unwrap();
+}
