@@ -10,4 +10,5 @@ mod table;
 
 pub use record::{TabletRecord, TabletState};
 pub use root::{ROOT_PATH, read_root, write_root};
+pub(crate) use table::from_status;
 pub use table::{MetaOptions, MetaTable};

@@ -131,6 +131,22 @@ impl MetaTable {
         })
     }
 
+    /// Up to `n` records of `table` in row order, beginning with the tablet holding `row`
+    /// (the neighbours after it are the prefetch a location cache keeps). Empty if METADATA
+    /// has none.
+    pub async fn locate_many(
+        &self,
+        table: TableId,
+        row: &[u8],
+        n: usize,
+    ) -> Result<Vec<TabletRecord>, Error> {
+        if table == TableId::ROOT {
+            return Ok(vec![self.locate(table, row).await?]);
+        }
+        let from = Bound::Excluded(meta::lookup_key(table, row));
+        self.walk(table, from, n.max(1)).await
+    }
+
     /// Every record of `table`, in row order (an empty list for a table METADATA does not
     /// know). For table 0 the root record alone.
     pub async fn scan_table(&self, table: TableId) -> Result<Vec<TabletRecord>, Error> {
@@ -484,7 +500,7 @@ impl Backoff {
 /// The public error of a failed call. A status with no `tabula-code` and gRPC code `Unknown`
 /// did not come from a Tabula handler (they all answer with a code) but from the transport
 /// (a connection reset mid-call): `Unavailable`, so it is retried.
-fn from_status(status: tonic::Status) -> Error {
+pub(crate) fn from_status(status: tonic::Status) -> Error {
     if status.code() == tonic::Code::Unknown && status.metadata().get("tabula-code").is_none() {
         return Error::new(
             Code::Unavailable,

@@ -1,0 +1,111 @@
+//! `Row` and `Cell`: what reads answer, converted from Cloud Bigtable v2's `Row` (families ->
+//! columns -> cells) into one flat, ordered list of cells.
+
+use bytes::Bytes;
+use tabula_proto::google::bigtable::v2 as bt;
+
+/// One cell of a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// Its column family.
+    pub family: String,
+    /// Its qualifier.
+    pub qualifier: Bytes,
+    /// Microseconds.
+    pub timestamp_micros: i64,
+    /// Its value.
+    pub value: Bytes,
+    /// Labels a filter attached.
+    pub labels: Vec<String>,
+}
+
+/// A row as a read returned it: its key and cells, ordered by family, qualifier, then
+/// timestamp (newest first), as the server sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The row key.
+    pub key: Bytes,
+    /// Its cells.
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    /// From the wire form.
+    pub fn from_proto(row: bt::Row) -> Row {
+        let mut cells = Vec::new();
+        for family in row.families {
+            for column in family.columns {
+                let qualifier = Bytes::from(column.qualifier);
+                for cell in column.cells {
+                    cells.push(Cell {
+                        family: family.name.clone(),
+                        qualifier: qualifier.clone(),
+                        timestamp_micros: cell.timestamp_micros,
+                        value: Bytes::from(cell.value),
+                        labels: cell.labels,
+                    });
+                }
+            }
+        }
+        Row {
+            key: Bytes::from(row.key),
+            cells,
+        }
+    }
+
+    /// The cells of `family:qualifier`, newest first.
+    pub fn cells_of<'a>(
+        &'a self,
+        family: &'a str,
+        qualifier: &'a [u8],
+    ) -> impl Iterator<Item = &'a Cell> + 'a {
+        self.cells
+            .iter()
+            .filter(move |c| c.family == family && c.qualifier.as_ref() == qualifier)
+    }
+
+    /// The newest value of `family:qualifier`, if any.
+    pub fn value(&self, family: &str, qualifier: &[u8]) -> Option<&Bytes> {
+        self.cells
+            .iter()
+            .find(|c| c.family == family && c.qualifier.as_ref() == qualifier)
+            .map(|c| &c.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wire_row_flattens_in_order() {
+        let cell = |ts, v: &[u8]| bt::Cell {
+            timestamp_micros: ts,
+            value: v.to_vec(),
+            labels: vec![],
+        };
+        let wire = bt::Row {
+            key: b"r".to_vec(),
+            families: vec![bt::Family {
+                name: "cf".into(),
+                columns: vec![
+                    bt::Column {
+                        qualifier: b"a".to_vec(),
+                        cells: vec![cell(2, b"new"), cell(1, b"old")],
+                    },
+                    bt::Column {
+                        qualifier: b"b".to_vec(),
+                        cells: vec![cell(5, b"x")],
+                    },
+                ],
+            }],
+        };
+        let row = Row::from_proto(wire);
+        assert_eq!(row.key, Bytes::from("r"));
+        assert_eq!(row.cells.len(), 3);
+        assert_eq!(row.value("cf", b"a"), Some(&Bytes::from("new")));
+        assert_eq!(row.cells_of("cf", b"a").count(), 2);
+        assert_eq!(row.value("cf", b"b"), Some(&Bytes::from("x")));
+        assert_eq!(row.value("cf", b"c"), None);
+    }
+}
