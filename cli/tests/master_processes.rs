@@ -11,12 +11,11 @@ mod support;
 
 use std::time::Duration;
 
-use tabula_client::Channels;
 use tabula_client::meta::MetaTable;
-use tabula_common::{Error, TableId};
+use tabula_client::{Channels, Client, Mutation};
+use tabula_common::TableId;
 use tabula_lockservice::client::ClientOptions;
 use tabula_master::election::{ActiveMaster, MASTER_LOCK};
-use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::tabula::master::v1 as mpb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 
@@ -86,57 +85,6 @@ async fn status(channels: &Channels, addr: &str) -> Option<mpb::ClusterStatusRes
         .map(|r| r.into_inner())
 }
 
-async fn put(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<(), Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    data.mutate_row(tpb::MutateRowRequest {
-        tablet: Some(record.tablet_ref()),
-        row_key: row.to_vec(),
-        mutations: vec![bt::Mutation {
-            mutation: Some(bt::mutation::Mutation::SetCell(bt::mutation::SetCell {
-                family_name: "cf".into(),
-                column_qualifier: b"q".to_vec(),
-                timestamp_micros: -1,
-                value: row.to_vec(),
-            })),
-        }],
-    })
-    .await
-    .map_err(Error::from)?;
-    Ok(())
-}
-
-async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    let mut stream = data
-        .read_rows(tpb::ReadRowsRequest {
-            tablet: Some(record.tablet_ref()),
-            rows: Some(bt::RowSet {
-                row_keys: vec![row.to_vec()],
-                row_ranges: vec![],
-            }),
-            filter: None,
-            rows_limit: 0,
-            reversed: false,
-        })
-        .await
-        .map_err(Error::from)?
-        .into_inner();
-    while let Some(msg) = stream.message().await.map_err(Error::from)? {
-        if let Some(r) = msg.rows.first() {
-            let value = r
-                .families
-                .first()
-                .and_then(|f| f.columns.first())
-                .and_then(|c| c.cells.first())
-                .map(|c| c.value.clone());
-            return Ok(value);
-        }
-    }
-    Ok(None)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_standby_master_leads_after_a_kill_and_a_dead_servers_tablets_move() {
     let cell = Cell::start(3);
@@ -184,11 +132,19 @@ async fn the_standby_master_leads_after_a_kill_and_a_dead_servers_tablets_move()
     })
     .await;
     let meta = MetaTable::new(lock.clone(), channels.clone());
+    let client = Client::connect(&cell.addrs()).await.unwrap();
+    let t = client.table("t").await.unwrap();
+    assert_eq!(t.id(), table_id);
     let rows: Vec<Vec<u8>> = (0..30u8)
         .map(|i| vec![b'a' + (i % 26), b'0' + i / 26])
         .collect();
     for row in &rows {
-        put(&meta, table_id, row).await.unwrap();
+        t.mutate_row(
+            row.clone(),
+            vec![Mutation::set_cell("cf", "q", row.clone())],
+        )
+        .await
+        .unwrap();
     }
 
     // SIGKILL the active master: the standby leads at a higher epoch.
@@ -219,12 +175,11 @@ async fn the_standby_master_leads_after_a_kill_and_a_dead_servers_tablets_move()
         .then_some(())
     })
     .await;
+    // The client's cached locations are stale now: it finds the tablets' new server itself.
     for row in &rows {
-        let got = eventually("a read after the failovers", DEADLINE, || async {
-            get(&meta, table_id, row).await.ok()
-        })
-        .await;
-        assert_eq!(got.as_deref(), Some(&row[..]), "row {row:?} lost");
+        let got = t.read_row(row.clone(), None).await.unwrap();
+        let value = got.as_ref().and_then(|r| r.value("cf", b"q"));
+        assert_eq!(value.map(|v| &v[..]), Some(&row[..]), "row {row:?} lost");
     }
     assert!(servers[1].try_exit().is_none(), "ts-b exited");
     assert!(

@@ -6,94 +6,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use tabula_client::Channels;
 use tabula_client::meta::MetaTable;
 use tabula_common::{Code, Error, TableId};
-use tabula_master::{Master, MasterConfig};
-use tabula_proto::google::bigtable::v2 as bt;
+use tabula_master::Master;
 use tabula_proto::tabula::master::v1 as mpb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 use tabula_tabletserver::server::TabletServer;
+use tabula_tests::master_helpers::{WAIT, all_served, get, master_config, put};
 use tabula_tests::{LockCell, eventually, start_tablet_server};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn master_config(cell: &LockCell, root: &std::path::Path) -> MasterConfig {
-    MasterConfig {
-        session_ttl: Duration::from_secs(3),
-        round_interval: Duration::from_millis(100),
-        ..MasterConfig::new(
-            cell.addrs(),
-            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            root.to_path_buf(),
-        )
-    }
-}
-
-async fn all_served(channels: &Channels, master: &Master, tablets: u32) {
-    eventually("every tablet served", WAIT, || async {
-        let mut client = channels.master(&master.addr().to_string()).ok()?;
-        let s = client
-            .cluster_status(mpb::ClusterStatusRequest {})
-            .await
-            .ok()?
-            .into_inner();
-        (s.tablets >= tablets && s.tablets_not_serving == 0).then_some(())
-    })
-    .await;
-}
-
-async fn put(meta: &MetaTable, table: TableId, row: &[u8], value: &[u8]) -> Result<(), Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    data.mutate_row(tpb::MutateRowRequest {
-        tablet: Some(record.tablet_ref()),
-        row_key: row.to_vec(),
-        mutations: vec![bt::Mutation {
-            mutation: Some(bt::mutation::Mutation::SetCell(bt::mutation::SetCell {
-                family_name: "cf".into(),
-                column_qualifier: b"q".to_vec(),
-                timestamp_micros: -1,
-                value: value.to_vec(),
-            })),
-        }],
-    })
-    .await
-    .map_err(Error::from)?;
-    Ok(())
-}
-
-async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    let mut stream = data
-        .read_rows(tpb::ReadRowsRequest {
-            tablet: Some(record.tablet_ref()),
-            rows: Some(bt::RowSet {
-                row_keys: vec![row.to_vec()],
-                row_ranges: vec![],
-            }),
-            filter: None,
-            rows_limit: 0,
-            reversed: false,
-        })
-        .await
-        .map_err(Error::from)?
-        .into_inner();
-    while let Some(msg) = stream.message().await.map_err(Error::from)? {
-        if let Some(r) = msg.rows.first() {
-            let cell = r
-                .families
-                .first()
-                .and_then(|f| f.columns.first())
-                .and_then(|c| c.cells.first());
-            return Ok(cell.map(|c| c.value.clone()));
-        }
-    }
-    Ok(None)
-}
 
 /// Writes every row (value = the row key and `round`), retrying while a location moves.
 async fn write_all(meta: &MetaTable, table: TableId, rows: &[Vec<u8>], round: u8) {
