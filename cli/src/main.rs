@@ -10,6 +10,7 @@
 mod bench;
 mod daemon;
 mod exit;
+mod local;
 mod lock;
 mod master;
 mod output;
@@ -50,6 +51,9 @@ enum Command {
     /// Measure parts of Tabula in isolation.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a whole cluster on this machine (lock service, tablet servers, masters) as child
+    /// processes until Ctrl-C or SIGTERM; data and logs under --dir.
+    Local(local::LocalArgs),
     /// The lock service: run a node of a cell; read, write, lock and watch its files.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
+        Command::Local(args) => local::run(args),
         Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
         Command::Master(command) => master::run(command, &cli.lock),
         Command::Tablet(command) => tablet::run(command, &cli.lock),

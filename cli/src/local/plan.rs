@@ -1,0 +1,392 @@
+//! The pure part of `tabula local`: which processes, on which ports, with which arguments.
+//!
+//! Port layout from the base port `B`: lock node `n` (1-based) on `B + n - 1`, tablet server
+//! `i` on `B + 10 + i - 1` with its metrics on `B + 20 + i - 1`, master `i` on `B + 30 + i - 1`.
+//! A restart on the same directory takes `B` and the lock-node count from `cluster.json`, so
+//! every lock node comes back with the same id, port and peers (its Raft membership names
+//! them). Tablet-server ids carry the run's start time and a per-run start counter: a server id
+//! is never reused, not after a crash and not in a later run.
+
+use std::path::{Path, PathBuf};
+
+/// Most lock nodes, tablet servers or masters: each role has a block of ten ports.
+pub(crate) const MAX_PER_ROLE: u32 = 9;
+/// Ports used above the base port.
+pub(crate) const PORT_SPAN: u16 = 40;
+
+/// A server role of the cluster, in start order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Role {
+    Lock,
+    Tablet,
+    Master,
+}
+
+impl Role {
+    /// Its name in `cluster.json`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Lock => "lock",
+            Role::Tablet => "tablet",
+            Role::Master => "master",
+        }
+    }
+}
+
+/// The shape of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) base_port: u16,
+    pub(crate) lock_nodes: u32,
+    pub(crate) tablet_servers: u32,
+    pub(crate) masters: u32,
+}
+
+/// Checks a shape; the message is a usage error.
+pub(crate) fn validate(shape: &Shape) -> Result<(), String> {
+    let n = shape.lock_nodes;
+    if n.is_multiple_of(2) || n > MAX_PER_ROLE {
+        return Err(format!(
+            "--lock-nodes {n}: a lock-service cell needs an odd number of nodes, 1 to \
+             {MAX_PER_ROLE} (1, 3 or 5 are usual), so that a majority survives a failure"
+        ));
+    }
+    for (flag, count) in [
+        ("--tablet-servers", shape.tablet_servers),
+        ("--masters", shape.masters),
+    ] {
+        if count == 0 || count > MAX_PER_ROLE {
+            return Err(format!("{flag} {count}: must be 1 to {MAX_PER_ROLE}"));
+        }
+    }
+    if shape.base_port == 0 || shape.base_port.checked_add(PORT_SPAN).is_none() {
+        return Err(format!(
+            "--base-port {}: must be 1 to {} (the cluster uses the {PORT_SPAN} ports above it)",
+            shape.base_port,
+            u16::MAX - PORT_SPAN
+        ));
+    }
+    Ok(())
+}
+
+/// One process to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spec {
+    pub(crate) role: Role,
+    /// Its name among the cluster's processes (`lock-1`, `ts-2`, `m-1`); names its log.
+    pub(crate) name: String,
+    /// Its number among its role's processes, from 1.
+    pub(crate) n: u32,
+    /// Its id in the system (lock node id, server id, master id).
+    pub(crate) id: String,
+    pub(crate) addr: String,
+    pub(crate) metrics: Option<String>,
+    pub(crate) log: PathBuf,
+    /// The arguments of the `tabula` binary.
+    pub(crate) args: Vec<String>,
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// `port(base, block, i)`: the `i`-th (0-based) port of ten-port block `block`.
+fn port(base: u16, block: u16, i: u32) -> u16 {
+    // validate() bounds base + 39 and i < 10.
+    base + block * 10 + u16::try_from(i).unwrap_or(0)
+}
+
+/// The lock cell's addresses, in node-id order.
+pub(crate) fn lock_addrs(shape: &Shape) -> Vec<String> {
+    (0..shape.lock_nodes)
+        .map(|i| addr(port(shape.base_port, 0, i)))
+        .collect()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("logs").join(format!("{name}.log"))
+}
+
+/// Lock node `n` (1-based).
+pub(crate) fn lock_node(dir: &Path, shape: &Shape, n: u32) -> Spec {
+    let addrs = lock_addrs(shape);
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let me = addr(port(shape.base_port, 0, n - 1));
+    let name = format!("lock-{n}");
+    let data_dir = dir.join(&name).display().to_string();
+    Spec {
+        role: Role::Lock,
+        n,
+        id: n.to_string(),
+        addr: me.clone(),
+        metrics: None,
+        log: log_path(dir, &name),
+        args: strings(&[
+            "lock",
+            "serve",
+            "--id",
+            &n.to_string(),
+            "--listen",
+            &me,
+            "--peers",
+            &peers,
+            "--data-dir",
+            &data_dir,
+        ]),
+        name,
+    }
+}
+
+/// Tablet server `n` (1-based), started for the `start`-th time in the run that began at
+/// `run_unix_ms`.
+pub(crate) fn tablet_server(
+    dir: &Path,
+    shape: &Shape,
+    n: u32,
+    run_unix_ms: u64,
+    start: u32,
+) -> Spec {
+    let me = addr(port(shape.base_port, 1, n - 1));
+    let metrics = addr(port(shape.base_port, 2, n - 1));
+    let name = format!("ts-{n}");
+    let id = format!("ts-{n}-{run_unix_ms}-{start}");
+    let storage = dir.join("storage").display().to_string();
+    Spec {
+        role: Role::Tablet,
+        n,
+        addr: me.clone(),
+        metrics: Some(metrics.clone()),
+        log: log_path(dir, &name),
+        args: strings(&[
+            "tablet",
+            "serve",
+            "--lock",
+            &lock_addrs(shape).join(","),
+            "--listen",
+            &me,
+            "--storage-root",
+            &storage,
+            "--server-id",
+            &id,
+            "--metrics",
+            &metrics,
+        ]),
+        id,
+        name,
+    }
+}
+
+/// Master `n` (1-based).
+pub(crate) fn master(dir: &Path, shape: &Shape, n: u32) -> Spec {
+    let me = addr(port(shape.base_port, 3, n - 1));
+    let name = format!("m-{n}");
+    let storage = dir.join("storage").display().to_string();
+    Spec {
+        role: Role::Master,
+        n,
+        id: name.clone(),
+        addr: me.clone(),
+        metrics: None,
+        log: log_path(dir, &name),
+        args: strings(&[
+            "master",
+            "serve",
+            "--lock",
+            &lock_addrs(shape).join(","),
+            "--listen",
+            &me,
+            "--storage-root",
+            &storage,
+            "--master-id",
+            &name,
+        ]),
+        name,
+    }
+}
+
+/// Every process of a fresh run, in start order: lock nodes, tablet servers, masters.
+pub(crate) fn processes(dir: &Path, shape: &Shape, run_unix_ms: u64) -> Vec<Spec> {
+    let locks = (1..=shape.lock_nodes).map(|n| lock_node(dir, shape, n));
+    let tablets = (1..=shape.tablet_servers).map(|n| tablet_server(dir, shape, n, run_unix_ms, 0));
+    let masters = (1..=shape.masters).map(|n| master(dir, shape, n));
+    locks.chain(tablets).chain(masters).collect()
+}
+
+/// The shape to run: the flags, except that a directory used before keeps its base port and
+/// lock-node count (`saved`, from its `cluster.json`). A lock-node count given on the command
+/// line that differs from the saved one is an error.
+pub(crate) fn resolve(
+    base_port: Option<u16>,
+    lock_nodes: Option<u32>,
+    tablet_servers: u32,
+    masters: u32,
+    saved: Option<(u16, u32)>,
+) -> Result<Shape, String> {
+    let (base_port, lock_nodes) = match saved {
+        Some((saved_port, saved_nodes)) => {
+            if let Some(n) = lock_nodes
+                && n != saved_nodes
+            {
+                return Err(format!(
+                    "--lock-nodes {n}: this directory holds a cell of {saved_nodes} lock nodes"
+                ));
+            }
+            if let Some(p) = base_port
+                && p != saved_port
+            {
+                return Err(format!(
+                    "--base-port {p}: this directory's lock cell runs from port {saved_port} \
+                     (its nodes' addresses are part of its membership)"
+                ));
+            }
+            (saved_port, saved_nodes)
+        }
+        None => (base_port.unwrap_or(7101), lock_nodes.unwrap_or(3)),
+    };
+    let shape = Shape {
+        base_port,
+        lock_nodes,
+        tablet_servers,
+        masters,
+    };
+    validate(&shape)?;
+    Ok(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn shape() -> Shape {
+        Shape {
+            base_port: 7101,
+            lock_nodes: 3,
+            tablet_servers: 3,
+            masters: 2,
+        }
+    }
+
+    #[test]
+    fn the_default_cluster_has_fixed_ports_and_peers() {
+        let dir = Path::new("/d");
+        let procs = processes(dir, &shape(), 1234);
+        let names: Vec<&str> = procs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "lock-1", "lock-2", "lock-3", "ts-1", "ts-2", "ts-3", "m-1", "m-2"
+            ]
+        );
+        assert_eq!(
+            lock_addrs(&shape()),
+            ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
+        );
+        assert_eq!(
+            procs[1].args,
+            [
+                "lock",
+                "serve",
+                "--id",
+                "2",
+                "--listen",
+                "127.0.0.1:7102",
+                "--peers",
+                "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103",
+                "--data-dir",
+                "/d/lock-2"
+            ]
+        );
+        assert_eq!(procs[4].addr, "127.0.0.1:7112");
+        assert_eq!(procs[4].metrics.as_deref(), Some("127.0.0.1:7122"));
+        assert_eq!(procs[4].id, "ts-2-1234-0");
+        assert_eq!(procs[4].log, Path::new("/d/logs/ts-2.log"));
+        assert!(
+            procs[4]
+                .args
+                .windows(2)
+                .any(|w| w == ["--storage-root", "/d/storage"])
+        );
+        assert_eq!(procs[7].addr, "127.0.0.1:7132");
+        assert_eq!(procs[7].id, "m-2");
+        assert!(procs[7].args.windows(2).any(|w| w[0] == "--lock"
+            && w[1] == "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"));
+        let mut addrs: Vec<&str> = procs.iter().map(|p| p.addr.as_str()).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), procs.len(), "two processes share a port");
+    }
+
+    #[test]
+    fn a_restarted_tablet_server_never_reuses_an_id() {
+        let dir = Path::new("/d");
+        let a = tablet_server(dir, &shape(), 1, 1000, 0);
+        let b = tablet_server(dir, &shape(), 1, 1000, 1);
+        let c = tablet_server(dir, &shape(), 1, 2000, 0);
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.addr, b.addr);
+    }
+
+    #[test]
+    fn a_cell_needs_an_odd_number_of_nodes() {
+        for n in [1, 3, 5, 9] {
+            validate(&Shape {
+                lock_nodes: n,
+                ..shape()
+            })
+            .unwrap();
+        }
+        for n in [0, 2, 4, 11] {
+            let err = validate(&Shape {
+                lock_nodes: n,
+                ..shape()
+            })
+            .unwrap_err();
+            assert!(err.contains("odd number"), "{err}");
+        }
+        assert!(
+            validate(&Shape {
+                masters: 0,
+                ..shape()
+            })
+            .is_err()
+        );
+        assert!(
+            validate(&Shape {
+                base_port: 65_500,
+                ..shape()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_used_directory_keeps_its_cell() {
+        let s = resolve(None, None, 2, 1, Some((9000, 5))).unwrap();
+        assert_eq!((s.base_port, s.lock_nodes, s.tablet_servers), (9000, 5, 2));
+        assert!(resolve(None, Some(3), 2, 1, Some((9000, 5))).is_err());
+        assert!(resolve(Some(7101), None, 2, 1, Some((9000, 5))).is_err());
+        assert_eq!(
+            resolve(Some(9000), Some(5), 3, 2, Some((9000, 5))).unwrap(),
+            Shape {
+                base_port: 9000,
+                lock_nodes: 5,
+                tablet_servers: 3,
+                masters: 2
+            }
+        );
+        let fresh = resolve(None, None, 3, 2, None).unwrap();
+        assert_eq!(fresh, shape());
+    }
+}

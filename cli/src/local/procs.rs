@@ -1,0 +1,224 @@
+//! The child processes of `tabula local`: start one (its own process group, so a terminal's
+//! Ctrl-C reaches only `tabula local`, which then stops the children in order; killed by the
+//! kernel if `tabula local` dies), notice one that exited, stop them all.
+//!
+//! Children must be started from the thread that lives as long as `tabula local` (its main
+//! thread): `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::plan::{Role, Spec};
+
+/// A running (or exited, not yet restarted) child.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    pub(crate) spec: Spec,
+    pub(crate) child: Child,
+    /// Which start of this process (0 the first) within this run.
+    pub(crate) start: u32,
+    /// When it was found to have exited unexpectedly (it awaits a restart).
+    pub(crate) down_since: Option<Instant>,
+}
+
+impl Proc {
+    /// Its pid while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.down_since.is_none().then(|| self.child.id())
+    }
+}
+
+/// Starts `exe` with `spec`'s arguments, stdout and stderr appended to `spec.log`.
+pub(crate) fn spawn(exe: &Path, spec: Spec, start: u32) -> anyhow::Result<Proc> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .with_context(|| format!("open the log {}", spec.log.display()))?;
+    let err: File = log.try_clone().context("duplicate a log file handle")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info,openraft=warn");
+    }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    die_with_parent(&mut cmd);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("start {} ({})", spec.name, exe.display()))?;
+    Ok(Proc {
+        spec,
+        child,
+        start,
+        down_since: None,
+    })
+}
+
+/// How long a process stays down before its restart: longer for one that keeps failing.
+fn restart_delay(start: u32) -> Duration {
+    Duration::from_secs(u64::from(start.min(29)) + 1)
+}
+
+/// How a process's next start is made: `(old spec, next start number) -> spec`.
+pub(crate) type Respawn<'a> = &'a dyn Fn(&Spec, u32) -> Spec;
+
+/// Reports every child that exited since the last call (stderr: name, status, log) and, if
+/// `restart` is given, starts it again once its restart delay has passed, with the arguments
+/// `restart(old spec, next start number)` answers. Answers whether any process changed.
+pub(crate) fn watch(exe: &Path, procs: &mut [Proc], restart: Option<Respawn<'_>>) -> bool {
+    let mut changed = false;
+    for p in procs.iter_mut() {
+        match p.down_since {
+            None => {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    eprintln!(
+                        "{} ({} {}) exited unexpectedly: {status}; log {}",
+                        p.spec.name,
+                        p.spec.role.name(),
+                        p.spec.id,
+                        p.spec.log.display()
+                    );
+                    p.down_since = Some(Instant::now());
+                    changed = true;
+                }
+            }
+            Some(since) => {
+                let Some(restart) = restart else { continue };
+                if since.elapsed() < restart_delay(p.start) {
+                    continue;
+                }
+                let next = p.start + 1;
+                match spawn(exe, restart(&p.spec, next), next) {
+                    Ok(new) => {
+                        eprintln!(
+                            "restarted {} as {} (pid {})",
+                            new.spec.name,
+                            new.spec.id,
+                            new.child.id()
+                        );
+                        *p = new;
+                        changed = true;
+                    }
+                    Err(e) => {
+                        eprintln!("restart of {} failed: {e:#}", p.spec.name);
+                        p.down_since = Some(Instant::now());
+                        p.start = next;
+                    }
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// Makes the kernel SIGKILL the child when the thread that started it exits.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec; prctl(2) is async-signal-safe
+    // and touches no memory shared with the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends SIGTERM to `child` unless it has exited (and been reaped), so that a recycled pid is
+/// never signalled.
+#[allow(unsafe_code)]
+fn terminate(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own unreaped child.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit.
+async fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a role gets to stop after SIGTERM before SIGKILL: tablet servers flush.
+fn stop_timeout(role: Role) -> Duration {
+    match role {
+        Role::Tablet => Duration::from_secs(60),
+        Role::Lock | Role::Master => Duration::from_secs(15),
+    }
+}
+
+/// Stops every process cleanly: masters first, then tablet servers (they flush and leave),
+/// then lock nodes; each role is sent SIGTERM together and waited for, stragglers SIGKILLed.
+/// Answers whether every process stopped on its own.
+pub(crate) async fn stop_all(procs: &mut [Proc]) -> bool {
+    let mut clean = true;
+    for role in [Role::Master, Role::Tablet, Role::Lock] {
+        let group: Vec<&mut Proc> = procs.iter_mut().filter(|p| p.spec.role == role).collect();
+        if group.is_empty() {
+            continue;
+        }
+        eprintln!("stopping the {} processes...", role.name());
+        let mut group = group;
+        for p in &mut group {
+            terminate(&mut p.child);
+        }
+        for p in &mut group {
+            match wait_exit(&mut p.child, stop_timeout(role)).await {
+                Some(status) if status.success() => {}
+                Some(status) => {
+                    eprintln!(
+                        "{} stopped with {status}; see {}",
+                        p.spec.name,
+                        p.spec.log.display()
+                    );
+                }
+                None => {
+                    eprintln!(
+                        "{} did not stop within {:?}: killing it; see {}",
+                        p.spec.name,
+                        stop_timeout(role),
+                        p.spec.log.display()
+                    );
+                    clean = false;
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                }
+            }
+        }
+    }
+    clean
+}
+
+/// SIGKILLs and reaps every process (the error path: nothing is worth waiting for).
+pub(crate) fn kill_all(procs: &mut [Proc]) {
+    for p in procs {
+        if p.child.try_wait().ok().flatten().is_none() {
+            let _ = p.child.kill();
+        }
+        let _ = p.child.wait();
+    }
+}
