@@ -18,14 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tabula_client::Channels;
-use tabula_client::meta::MetaTable;
-use tabula_common::{Error, TableId};
-use tabula_lockservice::client::{ClientOptions, LockClient};
-use tabula_master::election::active_master;
-use tabula_proto::google::bigtable::v2 as bt;
-use tabula_proto::tabula::master::v1 as mpb;
-use tabula_proto::tabula::tablet::v1 as tpb;
+use tabula_client::{Client, Family, Mutation, Table};
+use tabula_common::Code;
 
 use support::{BIN, eventually, poll_until, signal};
 
@@ -185,91 +179,24 @@ impl Drop for LocalCluster {
     }
 }
 
-async fn put(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<(), Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    data.mutate_row(tpb::MutateRowRequest {
-        tablet: Some(record.tablet_ref()),
-        row_key: row.to_vec(),
-        mutations: vec![bt::Mutation {
-            mutation: Some(bt::mutation::Mutation::SetCell(bt::mutation::SetCell {
-                family_name: "cf".into(),
-                column_qualifier: b"q".to_vec(),
-                timestamp_micros: -1,
-                value: row.to_vec(),
-            })),
-        }],
-    })
-    .await
-    .map_err(Error::from)?;
-    Ok(())
-}
-
-async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-    let record = meta.locate(table, row).await?;
-    let mut data = meta.channels().data(&record.server_addr)?;
-    let mut stream = data
-        .read_rows(tpb::ReadRowsRequest {
-            tablet: Some(record.tablet_ref()),
-            rows: Some(bt::RowSet {
-                row_keys: vec![row.to_vec()],
-                row_ranges: vec![],
-            }),
-            filter: None,
-            rows_limit: 0,
-            reversed: false,
-        })
-        .await
-        .map_err(Error::from)?
-        .into_inner();
-    while let Some(msg) = stream.message().await.map_err(Error::from)? {
-        if let Some(r) = msg.rows.first() {
-            let value = r
-                .families
-                .first()
-                .and_then(|f| f.columns.first())
-                .and_then(|c| c.cells.first())
-                .map(|c| c.value.clone());
-            return Ok(value);
+/// Creates table `t` (family `cf`, split at `m`) through the active master; answers it once
+/// all of its tablets are served.
+async fn create_table(client: &Client) -> Table {
+    let admin = client.admin();
+    eventually("a table created by the active master", DEADLINE, || async {
+        match admin.create_table("t", &[Family::new("cf")], &[b"m"]).await {
+            // A retry after an answer lost on the way: the first attempt made it.
+            Err(e) if e.code == Code::AlreadyExists => Some(()),
+            r => r.ok().map(|_| ()),
         }
-    }
-    Ok(None)
-}
-
-/// Creates table `t` (family `cf`, split at `m`) through the active master; answers its id
-/// once all of its tablets are served.
-async fn create_table(lock: &LockClient, channels: &Channels) -> TableId {
-    let table = eventually("a table created by the active master", DEADLINE, || async {
-        let master = active_master(lock).await.ok()??;
-        let mut client = channels.master(&master.addr).ok()?;
-        let answer = client
-            .create_table(mpb::CreateTableRequest {
-                name: "t".into(),
-                schema: Some(tpb::Schema {
-                    families: vec![tpb::ColumnFamily {
-                        name: "cf".into(),
-                        gc_rule: None,
-                    }],
-                }),
-                split_keys: vec![b"m".to_vec()],
-            })
-            .await
-            .ok()?;
-        answer.into_inner().table
     })
     .await;
     eventually("the table's tablets served", DEADLINE, || async {
-        let master = active_master(lock).await.ok()??;
-        let mut client = channels.master(&master.addr).ok()?;
-        let s = client
-            .cluster_status(mpb::ClusterStatusRequest {})
-            .await
-            .ok()?
-            .into_inner();
+        let s = admin.cluster_status().await.ok()?;
         (s.tablets >= 4 && s.tablets_not_serving == 0).then_some(())
     })
     .await;
-    TableId(table.table_id)
+    client.table("t").await.unwrap()
 }
 
 /// The pids in `cluster.json`, after checking it lists 3 lock nodes, 3 tablet servers and 2
@@ -301,16 +228,17 @@ async fn a_local_cluster_serves_stops_cleanly_and_keeps_its_rows_across_a_restar
     assert_eq!(addrs.len(), 3);
     assert_eq!(addrs[0], format!("127.0.0.1:{base}"));
 
-    let lock = LockClient::new(&addrs, ClientOptions::default()).unwrap();
-    let channels = Channels::default();
-    let table = create_table(&lock, &channels).await;
-    let meta = MetaTable::new(lock.clone(), channels.clone());
+    let client = Client::connect(&addrs).await.unwrap();
+    let table = create_table(&client).await;
     let rows: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i, b'0' + i % 10]).collect();
     for row in &rows {
-        eventually("a write", DEADLINE, || async {
-            put(&meta, table, row).await.ok()
-        })
-        .await;
+        table
+            .mutate_row(
+                row.clone(),
+                vec![Mutation::set_cell("cf", "q", row.clone())],
+            )
+            .await
+            .unwrap();
     }
     let pids = listed_pids(&first.cluster_file());
     assert!(pids.iter().all(|p| alive(*p)), "a listed process is gone");
@@ -322,14 +250,12 @@ async fn a_local_cluster_serves_stops_cleanly_and_keeps_its_rows_across_a_restar
     // The same directory again, without --base-port: the cell comes back on its ports.
     let mut second = LocalCluster::start(&dir, &[], 2);
     assert_eq!(second.wait_ready().await, addrs);
-    let lock = LockClient::new(&addrs, ClientOptions::default()).unwrap();
-    let meta = MetaTable::new(lock, Channels::default());
+    let client = Client::connect(&addrs).await.unwrap();
+    let table = client.table("t").await.unwrap();
     for row in &rows {
-        let got = eventually("a read after the restart", DEADLINE, || async {
-            get(&meta, table, row).await.ok()
-        })
-        .await;
-        assert_eq!(got.as_deref(), Some(&row[..]), "row {row:?} lost");
+        let got = table.read_row(row.clone(), None).await.unwrap();
+        let value = got.as_ref().and_then(|r| r.value("cf", b"q"));
+        assert_eq!(value.map(|v| &v[..]), Some(&row[..]), "row {row:?} lost");
     }
 
     // SIGKILLed, it takes its children with it.

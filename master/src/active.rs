@@ -229,15 +229,8 @@ impl Active {
             let Some(addr) = snapshot.addr_of(server) else {
                 continue;
             };
-            if let Err(e) = record_split(
-                &self.exec,
-                snapshot,
-                record,
-                left,
-                right,
-                Some((server, &addr)),
-            )
-            .await
+            if let Err(e) =
+                record_split(&self.exec, record, left, right, Some((server, &addr))).await
             {
                 warn!(%parent, error = %e, "could not record a split");
             } else {
@@ -372,7 +365,7 @@ impl Active {
             let mut deleting = record.clone();
             deleting.state = TabletState::Deleting;
             if record.state != TabletState::Deleting {
-                self.exec.record(snapshot, record, &deleting).await?;
+                self.exec.record(record, &deleting).await?;
             }
             if let Some(server) = &record.server
                 && snapshot.servers.listed(server)

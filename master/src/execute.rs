@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tabula_client::Channels;
-use tabula_client::meta::{MetaTable, TabletRecord, TabletState, write_root};
+use tabula_client::meta::{MetaTable, TabletRecord, TabletState, read_root, write_root};
 use tabula_common::{Code, Epoch, Error, ServerId, StorageRoot, TableId};
 use tabula_lockservice::client::LockClient;
 use tabula_proto::tabula::tablet::v1 as tpb;
@@ -69,25 +69,21 @@ impl Executor {
     }
 
     /// Replaces `old` with `new` in METADATA (or `/tabula/root` for the root tablet);
-    /// `Aborted` if `old` is no longer what is stored.
-    pub async fn record(
-        &self,
-        snapshot: &Snapshot,
-        old: &TabletRecord,
-        new: &TabletRecord,
-    ) -> Result<(), Error> {
+    /// `Aborted` if `old` is no longer what is stored. Both are compare-and-set on the stored
+    /// record itself; for the root, its file's generation guards the write against a race.
+    pub async fn record(&self, old: &TabletRecord, new: &TabletRecord) -> Result<(), Error> {
         self.check_safe()?;
         let written = if new.table == TableId::ROOT {
-            write_root(&self.lock, new, Some(snapshot.root_generation))
-                .await
-                .map(|_| true)
-                .or_else(|e| {
-                    if e.code == Code::Aborted {
-                        Ok(false)
-                    } else {
-                        Err(e)
+            match read_root(&self.lock).await? {
+                Some((stored, generation)) if stored == *old => {
+                    match write_root(&self.lock, new, Some(generation)).await {
+                        Ok(_) => true,
+                        Err(e) if e.code == Code::Aborted => false,
+                        Err(e) => return Err(e),
                     }
-                })?
+                }
+                _ => false,
+            }
         } else {
             self.meta.compare_and_set(Some(old), new).await?
         };
@@ -122,7 +118,7 @@ impl Executor {
         new.server_addr = addr.clone();
         new.epoch = epoch;
         new.master_epoch = self.leadership.epoch();
-        self.record(snapshot, old, &new).await?;
+        self.record(old, &new).await?;
         let schema = self.schema_of(snapshot, new.table)?;
         self.check_safe()?;
         let request = tpb::LoadTabletRequest {
@@ -144,7 +140,7 @@ impl Executor {
             // planner assigns them.
             let left = crate::servers::child_of(left);
             let right = crate::servers::child_of(right);
-            crate::splits::record_split(self, snapshot, &new, &left, &right, None).await?;
+            crate::splits::record_split(self, &new, &left, &right, None).await?;
             return Ok(new);
         }
         if let [merged] = &answer.split_into[..] {
@@ -163,19 +159,7 @@ impl Executor {
         if !old.created {
             let mut created = new.clone();
             created.created = true;
-            // The root's generation moved with the assignment: reread it for this write.
-            let snapshot = if new.table == TableId::ROOT {
-                let generation = tabula_client::meta::read_root(&self.lock)
-                    .await?
-                    .map_or(0, |(_, g)| g);
-                Snapshot {
-                    root_generation: generation,
-                    ..Snapshot::default()
-                }
-            } else {
-                Snapshot::default()
-            };
-            self.record(&snapshot, &new, &created).await?;
+            self.record(&new, &created).await?;
             return Ok(created);
         }
         Ok(new)
@@ -227,22 +211,11 @@ impl Executor {
         let mut moving = old.clone();
         moving.state = TabletState::Moving;
         moving.master_epoch = self.leadership.epoch();
-        self.record(snapshot, old, &moving).await?;
+        self.record(old, &moving).await?;
         if snapshot.servers.listed(&from) {
             self.unload(snapshot, old.tablet, &from, old.epoch).await?;
         }
-        let snapshot = if old.table == TableId::ROOT {
-            let generation = tabula_client::meta::read_root(&self.lock)
-                .await?
-                .map_or(0, |(_, g)| g);
-            Snapshot {
-                root_generation: generation,
-                ..snapshot.clone()
-            }
-        } else {
-            snapshot.clone()
-        };
-        self.assign(&snapshot, &moving, to, epoch).await
+        self.assign(snapshot, &moving, to, epoch).await
     }
 
     /// Deletes the manifest of a tablet METADATA no longer names, so its files stop being

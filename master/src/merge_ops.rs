@@ -164,7 +164,7 @@ impl Active {
                 let mut moving = r.clone();
                 moving.state = TabletState::Moving;
                 moving.master_epoch = exec.leadership.epoch();
-                exec.record(snapshot, r, &moving).await?;
+                exec.record(r, &moving).await?;
                 current.push(moving);
             } else {
                 current.push(r.clone());
@@ -199,7 +199,7 @@ impl Active {
             %server,
             "tablets merged on request"
         );
-        record_merge(exec, snapshot, &current[0], &current[1], &merged).await?;
+        record_merge(exec, &current[0], &current[1], &merged).await?;
         Ok(merged)
     }
 }
@@ -234,12 +234,11 @@ async fn ask_merge(
 /// compare-and-set, so a stale picture changes nothing.
 async fn record_merge(
     exec: &Executor,
-    snapshot: &Snapshot,
     left: &TabletRecord,
     right: &TabletRecord,
     merged: &TabletRecord,
 ) -> Result<(), Error> {
-    exec.record(snapshot, right, merged).await?;
+    exec.record(right, merged).await?;
     delete_left(exec, left).await?;
     info!(
         left = %left.tablet,
@@ -348,7 +347,7 @@ pub async fn finish_merge(
         ask_merge(exec, addr, l.tablet, r.tablet, &record).await?;
     }
     if let Some(r) = &right {
-        exec.record(snapshot, r, &record).await?;
+        exec.record(r, &record).await?;
     }
     if let Some(l) = &left {
         delete_left(exec, l).await?;

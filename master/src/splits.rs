@@ -21,7 +21,6 @@ use tabula_common::{Code, Epoch, Error, ServerId, TableId, TabletId};
 use tracing::info;
 
 use crate::execute::Executor;
-use crate::view::Snapshot;
 
 /// A child of a split, as a tablet server describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +91,6 @@ pub fn child_records(
 /// documentation); answers the children's records.
 pub async fn record_split(
     exec: &Executor,
-    snapshot: &Snapshot,
     parent: &TabletRecord,
     left: &Child,
     right: &Child,
@@ -120,7 +118,7 @@ pub async fn record_split(
             ));
         }
     }
-    exec.record(snapshot, parent, &r).await?;
+    exec.record(parent, &r).await?;
     info!(
         parent = %parent.tablet,
         left = %l.tablet,

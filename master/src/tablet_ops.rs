@@ -142,7 +142,6 @@ impl Active {
         let done = answer?;
         record_split(
             self.exec(),
-            &snapshot,
             parent,
             &done.left,
             &done.right,

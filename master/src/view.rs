@@ -27,8 +27,6 @@ pub struct Snapshot {
     pub servers: Servers,
     /// Every tablet record read, by tablet id (the root's included).
     pub records: BTreeMap<TabletId, TabletRecord>,
-    /// The lock-service generation of `/tabula/root` (for compare-and-set).
-    pub root_generation: u64,
     /// The table catalog.
     pub tables: BTreeMap<TableId, Table>,
     /// Tables whose records could not all be read (METADATA included).
@@ -134,12 +132,11 @@ pub async fn gather(
         tables,
         ..Snapshot::default()
     };
-    let Some((root, generation)) = read_root(lock).await? else {
+    let Some((root, _generation)) = read_root(lock).await? else {
         snapshot.incomplete.insert(TableId::METADATA);
         snapshot.incomplete.extend(snapshot.tables.keys().copied());
         return Ok(snapshot);
     };
-    snapshot.root_generation = generation;
     let root_served = snapshot.is_served(&root);
     snapshot.records.insert(root.tablet, root);
     if !root_served {
