@@ -13,6 +13,8 @@
 //! deadlines are generous so that a loaded machine is slow, not failing.
 #![allow(dead_code, unsafe_code, clippy::unwrap_used)]
 
+pub(crate) mod local;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
