@@ -1,11 +1,16 @@
 //! Table-wide tablet commands: `Flush` / `Compact` (a minor or major compaction of every
 //! tablet of a table) and `DropRowRange` (delete the rows with a prefix, or all rows).
 //!
-//! Each runs under the operation lock on a fresh picture of the cluster and sends one
-//! command per tablet to the server that serves it, with the master epoch, at most
-//! [`MAX_CONCURRENT`] at a time. A tablet that is not served (being assigned or moved) is not
-//! skipped in silence: the answer is `Unavailable` naming every tablet that failed, after
-//! the others were done; the commands are idempotent, so the caller simply retries.
+//! Each takes a fresh picture of the cluster under the operation lock, then releases it and
+//! sends one command per tablet to the server that serves it, with the master epoch and the
+//! tablet's epoch, at most [`MAX_CONCURRENT`] at a time. Holding the lock for the whole run
+//! would stop the rounds — and so the handling of a dead server — for as long as a major
+//! compaction of a big table takes; without it, a tablet moved or split meanwhile answers its
+//! server's `WrongTablet`, which is reported like a tablet that is not served.
+//!
+//! A tablet that is not served (being assigned or moved) is not skipped in silence: the answer
+//! is `Unavailable` naming every tablet that failed, after the others were done; the commands
+//! are idempotent, so the caller simply retries.
 
 use std::sync::Arc;
 
@@ -68,10 +73,11 @@ impl Active {
     /// Sends `command` for every tablet of the table `name` it concerns; answers the sum of
     /// the per-tablet answers (rows dropped, or 1 per tablet compacted).
     async fn on_every_tablet(&self, name: &str, command: Command) -> Result<u64, Error> {
-        let _one = self.lock_ops().await;
-        self.exec().check_safe()?;
-        let snapshot = self.gather().await?;
-        let table = self.catalog().get(name).await?;
+        let (snapshot, table) = {
+            let _one = self.lock_ops().await;
+            self.exec().check_safe()?;
+            (self.gather().await?, self.catalog().get(name).await?)
+        };
         if snapshot.incomplete.contains(&table.id) {
             return Err(Error::new(
                 Code::Unavailable,
@@ -214,9 +220,10 @@ async fn send(
 }
 
 /// One error naming every tablet that failed; `Unavailable` when any of them only needs a
-/// retry, else the first failure's code.
+/// retry (not served, or moved or split since the picture), else the first failure's code.
 fn summarise(table: &str, failed: &[(TabletId, Error)]) -> Error {
-    let code = if failed.iter().any(|(_, e)| e.code == Code::Unavailable) {
+    let retry = |e: &Error| matches!(e.code, Code::Unavailable | Code::WrongTablet { .. });
+    let code = if failed.iter().any(|(_, e)| retry(e)) {
         Code::Unavailable
     } else {
         failed
@@ -286,5 +293,19 @@ mod tests {
         );
         assert_eq!(e.code, Code::Unavailable);
         assert!(e.message.contains("gone") && e.message.contains("not served"));
+        let moved = Error::new(
+            Code::WrongTablet {
+                hint: String::new(),
+            },
+            "moved",
+        );
+        let e = summarise("t", &[(TabletId(3), moved)]);
+        assert_eq!(
+            e.code,
+            Code::Unavailable,
+            "a moved tablet only needs a retry"
+        );
+        let e = summarise("t", &[(TabletId(1), Error::new(Code::NotFound, "gone"))]);
+        assert_eq!(e.code, Code::NotFound);
     }
 }
