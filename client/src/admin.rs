@@ -5,7 +5,8 @@
 //! master's address as its hint, which the next attempt follows. Reads (list, get, status)
 //! retry on any retryable code until the deadline; changes retry only when the master did not
 //! act (`NotLeader`, a refused connection, no master known yet), so a create that may have
-//! happened is reported, not repeated.
+//! happened is reported, not repeated. `drop_row_range`, like `flush` and `compact`, is
+//! retried on any retryable code: repeating it is like a drop that ran a little later.
 
 use std::time::Duration;
 
@@ -79,6 +80,34 @@ impl Family {
     /// The same family with `gc`.
     pub fn gc(self, gc: GcRule) -> Family {
         Family { gc, ..self }
+    }
+}
+
+/// One change of `modify_column_families`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FamilyChange {
+    /// Add a family (error AlreadyExists if it exists).
+    Create(Family),
+    /// Change an existing family's GC rule.
+    Update(Family),
+    /// Drop a family and all its data.
+    Drop(String),
+}
+
+impl FamilyChange {
+    fn to_proto(&self) -> mpb::ColumnFamilyModification {
+        use mpb::column_family_modification::Mod;
+        // The wire form of "keep everything" is a rule with nothing in it.
+        let rule = |f: &Family| f.gc.to_proto().unwrap_or_default();
+        let (family, change) = match self {
+            FamilyChange::Create(f) => (f.name.clone(), Mod::Create(rule(f))),
+            FamilyChange::Update(f) => (f.name.clone(), Mod::Update(rule(f))),
+            FamilyChange::Drop(name) => (name.clone(), Mod::Drop(true)),
+        };
+        mpb::ColumnFamilyModification {
+            family,
+            r#mod: Some(change),
+        }
     }
 }
 
@@ -243,6 +272,65 @@ impl Admin {
         .map(|_| ())
     }
 
+    /// Applies `changes` to the column families of `table`, in order and all or nothing;
+    /// answers the table with its new schema. A dropped family's cells are hidden at once
+    /// and removed by the next major compaction.
+    pub async fn modify_column_families(
+        &self,
+        table: &str,
+        changes: &[FamilyChange],
+    ) -> Result<TableInfo, Error> {
+        let request = mpb::ModifyColumnFamiliesRequest {
+            name: table.to_owned(),
+            modifications: changes.iter().map(FamilyChange::to_proto).collect(),
+        };
+        let answer = self
+            .call("modify column families", false, |mut m| {
+                let r = request.clone();
+                async move { m.modify_column_families(r).await }
+            })
+            .await?;
+        answer
+            .table
+            .map(TableInfo::from_proto)
+            .ok_or_else(|| Error::internal("ModifyColumnFamilies answered no table"))
+    }
+
+    /// Deletes every row starting with `prefix`; `None`: every row of the table.
+    pub async fn drop_row_range(&self, table: &str, prefix: Option<&[u8]>) -> Result<(), Error> {
+        use mpb::drop_row_range_request::Target;
+        let target = match prefix {
+            Some([]) => {
+                return Err(Error::invalid_argument(
+                    "drop_row_range: an empty prefix; pass None to drop every row",
+                ));
+            }
+            Some(p) => Target::RowKeyPrefix(p.to_vec()),
+            None => Target::DeleteAllDataFromTable(true),
+        };
+        let request = mpb::DropRowRangeRequest {
+            name: table.to_owned(),
+            target: Some(target),
+        };
+        self.call("drop a row range", true, |mut m| {
+            let r = request.clone();
+            async move { m.drop_row_range(r).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Turns the balancer on or off cluster-wide (survives master failover); answers the previous setting.
+    pub async fn set_balancer(&self, enabled: bool) -> Result<bool, Error> {
+        let request = mpb::SetBalancerRequest { enabled };
+        let answer = self
+            .call("set the balancer", false, |mut m| async move {
+                m.set_balancer(request).await
+            })
+            .await?;
+        Ok(answer.previous)
+    }
+
     /// Every table.
     pub async fn list_tables(&self) -> Result<Vec<TableInfo>, Error> {
         let answer = self
@@ -309,7 +397,7 @@ impl Admin {
         Ok(answer.servers)
     }
 
-    /// The cluster's status.
+    /// The cluster's status (`balancer_enabled`: the active master balances now).
     pub async fn cluster_status(&self) -> Result<mpb::ClusterStatusResponse, Error> {
         self.call("read the cluster status", true, |mut m| async move {
             m.cluster_status(mpb::ClusterStatusRequest {}).await

@@ -4,7 +4,8 @@
 //! Locating a row: the cache answers if it can; on a miss the client reads
 //! `prefetch_tablets` consecutive METADATA records starting with the tablet holding the row
 //! (root -> METADATA -> user tablet: at most three round trips cold) and caches them all.
-//! The cache's mutex is never held across an `.await`.
+//! A reversed scan locates the tablet holding the rows just *before* a row instead, and
+//! prefetches the tablets before it. The cache's mutex is never held across an `.await`.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use tabula_proto::tabula::master::v1 as mpb;
 
 use crate::admin::Admin;
 use crate::channels::Channels;
-use crate::location::LocationCache;
+use crate::location::{LocationCache, holds_before};
 use crate::meta::{MetaTable, TabletRecord, TabletState};
 use crate::retry::ClientOptions;
 use crate::table::Table;
@@ -141,22 +142,66 @@ impl Client {
                     ),
                 )
             })?;
+        self.cache_served(records, &holder)?;
+        Ok(holder)
+    }
+
+    /// The record of the served tablet of `table` holding the rows just before `row` (`None`:
+    /// the table's end), for reversed scans: from the cache, else from METADATA (with a
+    /// prefetch of the tablets before it). Errors as `locate`.
+    pub(crate) async fn locate_before(
+        &self,
+        table: TableId,
+        row: Option<&[u8]>,
+    ) -> Result<TabletRecord, Error> {
+        if let Some(r) = self.inner.cache.lock().lookup_before(table, row) {
+            return Ok(r.clone());
+        }
+        let records = self
+            .inner
+            .meta
+            .locate_before_many(table, row, self.inner.options.prefetch_tablets)
+            .await?;
+        let holder = records
+            .first()
+            .filter(|r| holds_before(r, row))
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    Code::NotFound,
+                    format!(
+                        "METADATA has no tablet of table {} holding the rows before {}",
+                        table.0,
+                        row.map_or_else(
+                            || "its end".to_owned(),
+                            |r| format!("{:?}", r.escape_ascii().to_string())
+                        )
+                    ),
+                )
+            })?;
+        self.cache_served(records, &holder)?;
+        Ok(holder)
+    }
+
+    /// Caches the served ones of `records`; `Unavailable` (retryable) if `holder` is not
+    /// served now.
+    fn cache_served(&self, records: Vec<TabletRecord>, holder: &TabletRecord) -> Result<(), Error> {
         {
             let mut cache = self.inner.cache.lock();
             for r in records.into_iter().filter(served) {
                 cache.insert(r);
             }
         }
-        if !served(&holder) {
+        if !served(holder) {
             return Err(Error::new(
                 Code::Unavailable,
                 format!(
                     "tablet {} of table {} is not served now ({:?})",
-                    holder.tablet, table.0, holder.state
+                    holder.tablet, holder.table.0, holder.state
                 ),
             ));
         }
-        Ok(holder)
+        Ok(())
     }
 
     /// Drops `record` from the location cache (a server refused it or could not be reached).

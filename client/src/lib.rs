@@ -30,7 +30,7 @@ mod row;
 mod scan;
 mod table;
 
-pub use admin::{Admin, Family, GcRule, TableInfo, TabletInfo};
+pub use admin::{Admin, Family, FamilyChange, GcRule, TableInfo, TabletInfo};
 pub use builders::{Filter, Mutation, RowRange, RowSet, Rule, escape_regex};
 pub use channels::{ChannelOptions, Channels};
 pub use client::{Client, TABLES_DIR};

@@ -3,7 +3,9 @@
 //! Per table, a `BTreeMap` from the METADATA key of a tablet (`meta::row_key(table, end_row)`)
 //! to its `TabletRecord`, exactly as METADATA orders them: the tablet holding `row` is the
 //! first entry whose key is greater than `meta::lookup_key(table, row)`, if that entry's
-//! `start_row <= row` (else the cache has a hole there and the caller reads METADATA).
+//! `start_row <= row` (else the cache has a hole there and the caller reads METADATA). For a
+//! reversed scan, the tablet holding the rows just before `row` (`start_row < row <=
+//! end_row`) is the first entry whose key is at or after `meta::row_key(table, row)`.
 //!
 //! Invariant: the cached ranges of one table never overlap. Inserting a record first removes
 //! every cached record whose range overlaps it, so after a split or a merge the newer record
@@ -57,6 +59,16 @@ impl LocationCache {
         let from = Bound::Excluded(meta::lookup_key(table, row));
         let (_, record) = map.range((from, Bound::Unbounded)).next()?;
         (record.table == table && record.start_row.as_ref() <= row).then_some(record)
+    }
+
+    /// The cached record of the tablet of `table` holding the rows just before `row` (`None`:
+    /// the table's end), the one with `start_row < row <= end_row`, if the cache knows it.
+    /// Its METADATA key is the first at or after `meta::row_key(table, row)`.
+    pub fn lookup_before(&self, table: TableId, row: Option<&[u8]>) -> Option<&TabletRecord> {
+        let map = self.tables.get(&table)?;
+        let from = Bound::Included(meta::row_key(table, row));
+        let (_, record) = map.range((from, Bound::Unbounded)).next()?;
+        (record.table == table && holds_before(record, row)).then_some(record)
     }
 
     /// Caches `record`, dropping every cached record of its table whose range overlaps it.
@@ -116,6 +128,17 @@ impl LocationCache {
     }
 }
 
+/// Whether `record`'s tablet holds the rows just before `row` (`None`: the table's end): its
+/// range starts before `row` and reaches it.
+pub(crate) fn holds_before(record: &TabletRecord, row: Option<&[u8]>) -> bool {
+    match (row, &record.end_row) {
+        (None, end) => end.is_none(),
+        (Some(row), end) => {
+            record.start_row.as_ref() < row && end.as_ref().is_none_or(|e| row <= e.as_ref())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tabula_common::{Epoch, ServerId, TabletId};
@@ -163,6 +186,41 @@ mod tests {
         c.insert(rec(5, 2, b"g", Some(b"p")));
         assert_eq!(id(&c, 5, b"g"), Some(2));
         assert_eq!(c.len(), 3);
+    }
+
+    fn before(cache: &LocationCache, table: u64, row: Option<&[u8]>) -> Option<u64> {
+        cache.lookup_before(TableId(table), row).map(|r| r.tablet.0)
+    }
+
+    #[test]
+    fn lookup_before_finds_the_tablet_holding_the_rows_just_before_a_row() {
+        let mut c = LocationCache::new(100);
+        c.insert(rec(5, 1, b"", Some(b"g")));
+        c.insert(rec(5, 3, b"p", None));
+        // Rows before "g" are the first tablet's: "g" is its (exclusive) end.
+        assert_eq!(before(&c, 5, Some(b"g")), Some(1));
+        assert_eq!(before(&c, 5, Some(b"a")), Some(1));
+        assert_eq!(before(&c, 5, Some(b"\0")), Some(1));
+        // Nothing is before the table's first row.
+        assert_eq!(before(&c, 5, Some(b"")), None);
+        // Rows before "g\0" and before "p" are the uncached middle tablet's.
+        assert_eq!(before(&c, 5, Some(b"g\0")), None);
+        assert_eq!(before(&c, 5, Some(b"p")), None);
+        assert_eq!(before(&c, 5, Some(b"p\0")), Some(3));
+        assert_eq!(before(&c, 5, None), Some(3));
+        assert_eq!(before(&c, 4, None), None);
+        assert_eq!(before(&c, 6, Some(b"a")), None);
+        c.insert(rec(5, 2, b"g", Some(b"p")));
+        assert_eq!(before(&c, 5, Some(b"p")), Some(2));
+        assert_eq!(before(&c, 5, Some(b"g\0")), Some(2));
+        // Without the last tablet, the table's end is unknown.
+        let mut c = LocationCache::new(100);
+        c.insert(rec(5, 1, b"", Some(b"g")));
+        assert_eq!(before(&c, 5, None), None);
+        assert!(holds_before(&rec(5, 1, b"", Some(b"g")), Some(b"g")));
+        assert!(!holds_before(&rec(5, 1, b"c", Some(b"g")), Some(b"c")));
+        assert!(!holds_before(&rec(5, 1, b"c", Some(b"g")), Some(b"h")));
+        assert!(!holds_before(&rec(5, 1, b"c", Some(b"g")), None));
     }
 
     #[test]

@@ -1,16 +1,22 @@
-//! `RowStream`: a scan across tablets, in row order, that resumes after the last row it
-//! delivered.
+//! `RowStream`: a scan across tablets, in row order or reversed, that resumes after the last
+//! row it delivered.
 //!
 //! The row set becomes half-open spans `[start, end)` (a key `k` is `[k, k\0)`; an excluded
-//! start `k` is `k\0`). The scan keeps a position `pos`: every row before it was delivered or
-//! lies in no span. A step locates the tablet holding the first remaining row, asks it for
-//! the remaining spans clipped to its range (`TabletService.ReadRows` with its `TabletRef`),
-//! and delivers rows, moving `pos` past each; when the tablet's stream ends, `pos` moves to
-//! the tablet's end. On a retryable failure (`WrongTablet` after a split or move, a dead
-//! server) the cached location is dropped and, after a backoff, the scan starts again from
-//! `pos` — so no row is repeated or skipped. A row at or before the last delivered one (which
-//! a correct server never sends) is dropped. The backoff's deadline restarts with every row
-//! delivered. Forward scans only.
+//! start `k` is `k\0`). The scan's position is a `Cursor`, pure and unit-tested: a *window*
+//! of rows not yet passed — `[pos, +inf)` forward, `["", pos)` reversed — so every row outside
+//! it was delivered or lies in no span. A step locates the next tablet — forward the one
+//! holding the first remaining row; reversed the one holding the rows just *before* the end
+//! of the last remaining span (`start < p <= end`: METADATA rows are keyed by end row, so it
+//! is the first one at or after `p`'s key) — asks it for the remaining spans clipped to its
+//! range (`TabletService.ReadRows` with its `TabletRef`, `reversed` set for a reversed scan;
+//! the server then serves the ranges last to first, each descending), and delivers rows,
+//! shrinking the window past each; when the tablet's stream ends the window shrinks past the
+//! whole tablet (forward to its end, reversed to its start). On a retryable failure
+//! (`WrongTablet` after a split or move, a dead server) the cached location is dropped and,
+//! after a backoff, the scan starts again from the window — so no row is repeated or
+//! skipped. A row outside the window (which a correct server never sends) is dropped. The
+//! backoff's deadline restarts with every row delivered. `rows_limit` counts delivered rows;
+//! reversed, those are the set's last rows.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -94,18 +100,120 @@ pub(crate) fn spans(set: &RowSet) -> Vec<Span> {
     out
 }
 
-/// What is left of `spans` from row `pos` on, within `[start, end)`.
-pub(crate) fn remaining(
-    spans: &[Span],
-    pos: &Bytes,
-    start: &Bytes,
-    end: Option<&Bytes>,
-) -> Vec<Span> {
+/// What is left of `spans` within `window`, empty parts dropped.
+fn within(spans: &[Span], window: &Span) -> Vec<Span> {
     spans
         .iter()
-        .map(|s| s.clip(pos, None).clip(start, end))
+        .map(|s| s.clip(&window.start, window.end.as_ref()))
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// Which tablet a scan reads next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The tablet holding this row (forward: the first row left).
+    Holding(Bytes),
+    /// The tablet holding the rows just before this row, `None`: the table's end (reversed:
+    /// the end of the last span left).
+    Before(Option<Bytes>),
+}
+
+/// Where a scan is, in either direction: the pure part of `RowStream`.
+///
+/// `window` is the part of the row space not yet passed: forward it is `[pos, +inf)` and
+/// shrinks from the start, reversed it is `["", pos)` and shrinks from the end. Every row
+/// outside it was delivered or lies in no span, so resuming from it after a failure neither
+/// repeats nor skips a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    spans: Vec<Span>,
+    window: Span,
+    reversed: bool,
+    /// Forward only: a tablet reaching the table's end was read to its end.
+    exhausted: bool,
+}
+
+impl Cursor {
+    /// A cursor at the beginning of `spans` (at their end if `reversed`).
+    pub(crate) fn new(spans: Vec<Span>, reversed: bool) -> Cursor {
+        Cursor {
+            spans,
+            window: Span {
+                start: Bytes::new(),
+                end: None,
+            },
+            reversed,
+            exhausted: false,
+        }
+    }
+
+    /// What is left of the spans.
+    pub(crate) fn remaining(&self) -> Vec<Span> {
+        if self.exhausted {
+            return Vec::new();
+        }
+        within(&self.spans, &self.window)
+    }
+
+    /// The tablet to read next; `None` when nothing is left.
+    pub(crate) fn target(&self) -> Option<Target> {
+        let left = self.remaining();
+        if left.is_empty() {
+            return None;
+        }
+        if self.reversed {
+            let unbounded = left.iter().any(|s| s.end.is_none());
+            let last = left.iter().filter_map(|s| s.end.clone()).max();
+            Some(Target::Before(if unbounded { None } else { last }))
+        } else {
+            left.iter()
+                .map(|s| s.start.clone())
+                .min()
+                .map(Target::Holding)
+        }
+    }
+
+    /// What is left of the spans within a tablet `[start, end)`: what to ask it for.
+    pub(crate) fn parts(&self, start: &Bytes, end: Option<&Bytes>) -> Vec<Span> {
+        let tablet = Span {
+            start: start.clone(),
+            end: end.cloned(),
+        };
+        within(&self.remaining(), &tablet)
+    }
+
+    /// A row arrived: `true` (and the window moves past it) if it is still to be delivered,
+    /// `false` if it was delivered already or lies outside the window (which a correct
+    /// server never sends).
+    pub(crate) fn accept(&mut self, row: &[u8]) -> bool {
+        let inside = self.window.start.as_ref() <= row
+            && self.window.end.as_ref().is_none_or(|e| row < e.as_ref());
+        if !inside || self.exhausted {
+            return false;
+        }
+        if self.reversed {
+            self.window.end = Some(Bytes::copy_from_slice(row));
+        } else {
+            self.window.start = successor(row);
+        }
+        true
+    }
+
+    /// The tablet `[start, end)` that was read ended its stream: the window moves past it.
+    pub(crate) fn tablet_done(&mut self, start: &Bytes, end: Option<&Bytes>) {
+        if self.reversed {
+            if self.window.end.as_ref().is_none_or(|e| start < e) {
+                self.window.end = Some(start.clone());
+            }
+        } else {
+            match end {
+                None => self.exhausted = true,
+                Some(e) if *e > self.window.start => self.window.start = e.clone(),
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 fn to_row_set(spans: &[Span]) -> bt::RowSet {
@@ -133,8 +241,7 @@ struct Current {
 /// The scan's state between rows.
 struct Scan {
     table: Table,
-    spans: Vec<Span>,
-    pos: Bytes,
+    cursor: Cursor,
     rows_left: Option<u64>,
     filter: Option<bt::RowFilter>,
     current: Option<Current>,
@@ -152,10 +259,9 @@ impl Scan {
                 return None;
             }
             while let Some(row) = self.buffer.pop_front() {
-                if row.key.as_slice() < self.pos.as_ref() {
+                if !self.cursor.accept(&row.key) {
                     continue;
                 }
-                self.pos = successor(&row.key);
                 self.rows_left = self.rows_left.map(|n| n - 1);
                 self.backoff.reset();
                 return Some(Ok(Row::from_proto(row)));
@@ -168,13 +274,12 @@ impl Scan {
                 Ok(Step::Rows(rows)) => self.buffer.extend(rows),
                 Ok(Step::Opened(current)) => self.current = Some(*current),
                 Ok(Step::TabletDone) => {
-                    let done = self.current.take().map(|c| c.record.end_row);
-                    match done {
-                        Some(Some(end)) if end > self.pos => self.pos = end,
-                        Some(Some(_)) => {}
-                        Some(None) | None => self.finished = true,
+                    if let Some(c) = self.current.take() {
+                        self.cursor
+                            .tablet_done(&c.record.start_row, c.record.end_row.as_ref());
                     }
                 }
+                Ok(Step::Skipped) => {}
                 Ok(Step::Nothing) => self.finished = true,
                 Err(e) => {
                     if let Some(c) = self.current.take() {
@@ -189,15 +294,37 @@ impl Scan {
         }
     }
 
-    /// Opens a stream on the tablet holding the first remaining row.
+    /// Opens a stream on the tablet holding the next rows of the scan.
     async fn open(&mut self) -> Result<Step, Error> {
-        let all = remaining(&self.spans, &self.pos, &Bytes::new(), None);
-        let Some(first) = all.iter().map(|s| s.start.clone()).min() else {
+        let Some(target) = self.cursor.target() else {
             return Ok(Step::Nothing);
         };
         let client = self.table.client();
-        let record = client.locate(self.table.id(), &first).await?;
-        let parts = remaining(&all, &first, &record.start_row, record.end_row.as_ref());
+        let record = match &target {
+            Target::Holding(row) => client.locate(self.table.id(), row).await?,
+            Target::Before(row) => {
+                client
+                    .locate_before(self.table.id(), row.as_deref())
+                    .await?
+            }
+        };
+        let parts = self
+            .cursor
+            .parts(&record.start_row, record.end_row.as_ref());
+        if parts.is_empty() {
+            // Not reached with a record that holds the target; never ask for a whole tablet,
+            // never loop without progress.
+            let before = self.cursor.clone();
+            self.cursor
+                .tablet_done(&record.start_row, record.end_row.as_ref());
+            if self.cursor == before {
+                return Err(Error::internal(format!(
+                    "read rows: tablet {} does not hold the scan's next rows",
+                    record.tablet
+                )));
+            }
+            return Ok(Step::Skipped);
+        }
         let request = tpb::ReadRowsRequest {
             tablet: Some(record.tablet_ref()),
             rows: Some(to_row_set(&parts)),
@@ -205,7 +332,7 @@ impl Scan {
             rows_limit: self
                 .rows_left
                 .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
-            reversed: false,
+            reversed: self.cursor.reversed,
         };
         let mut data = client.channels().data(&record.server_addr)?;
         let answer = self.table.timed(data.read_rows(request)).await;
@@ -235,12 +362,14 @@ enum Step {
     Opened(Box<Current>),
     Rows(Vec<bt::Row>),
     TabletDone,
+    Skipped,
     Nothing,
 }
 
 type Pending = Pin<Box<dyn Future<Output = (Scan, Option<Result<Row, Error>>)> + Send>>;
 
-/// The rows of a `read_rows` call, in row order; also a `Stream`. After an error it ends.
+/// The rows of a `read_rows` call, in row order (descending if `ReadOptions::reversed`);
+/// also a `Stream`. After an error it ends.
 /// Dropping it cancels the scan.
 pub struct RowStream {
     scan: Option<Scan>,
@@ -259,8 +388,7 @@ impl RowStream {
         RowStream {
             scan: Some(Scan {
                 table,
-                spans: spans(&rows),
-                pos: Bytes::new(),
+                cursor: Cursor::new(spans(&rows), options.reversed),
                 rows_left: options.rows_limit,
                 filter: options.filter.map(crate::builders::Filter::into_proto),
                 current: None,
@@ -358,16 +486,232 @@ mod tests {
     }
 
     #[test]
-    fn remaining_clips_to_the_position_and_the_tablet() {
-        let s = vec![span("a", Some("d")), span("f", None)];
-        // A tablet ["c", "g") after row "b" was delivered (pos = "b\0").
-        let pos = Bytes::from_static(b"b\0");
-        let r = remaining(&s, &pos, &b("c"), Some(&b("g")));
-        assert_eq!(r, vec![span("c", Some("d")), span("f", Some("g"))]);
+    fn a_forward_cursor_clips_to_the_window_and_the_tablet() {
+        let mut c = Cursor::new(vec![span("a", Some("d")), span("f", None)], false);
+        assert_eq!(c.target(), Some(Target::Holding(b("a"))));
+        assert!(c.accept(b"b"));
+        assert!(!c.accept(b"b"), "a row is delivered once");
+        assert!(!c.accept(b"a"), "an earlier row is dropped");
+        // A tablet ["c", "g") after row "b" was delivered (window from "b\0").
+        let parts = c.parts(&b("c"), Some(&b("g")));
+        assert_eq!(parts, vec![span("c", Some("d")), span("f", Some("g"))]);
+        assert_eq!(to_row_set(&parts).row_ranges.len(), 2);
+        c.tablet_done(&b("c"), Some(&b("e")));
         // Everything before "e" done: only the open span remains.
-        assert_eq!(remaining(&s, &b("e"), &b(""), None), vec![span("f", None)]);
-        assert!(remaining(&s, &b("e"), &b("d"), Some(&b("f"))).is_empty());
-        let set = to_row_set(&r);
-        assert_eq!(set.row_ranges.len(), 2);
+        assert_eq!(c.remaining(), vec![span("f", None)]);
+        assert_eq!(c.target(), Some(Target::Holding(b("f"))));
+        assert!(c.parts(&b("d"), Some(&b("f"))).is_empty());
+        c.tablet_done(&b("e"), None);
+        assert_eq!(c.target(), None);
+        assert!(!c.accept(b"z"), "nothing after the table's end");
+    }
+
+    #[test]
+    fn a_reversed_cursor_walks_from_the_end_of_the_last_span() {
+        let mut c = Cursor::new(vec![span("a", Some("d")), span("f", Some("k"))], true);
+        assert_eq!(c.target(), Some(Target::Before(Some(b("k")))));
+        // The tablet ["g", "k") holds the rows before "k".
+        assert_eq!(c.parts(&b("g"), Some(&b("k"))), vec![span("g", Some("k"))]);
+        assert!(c.accept(b"j"));
+        assert!(!c.accept(b"j"), "a row is delivered once");
+        assert!(!c.accept(b"j\0"), "a later row is dropped");
+        assert!(c.accept(b"h"));
+        assert_eq!(c.target(), Some(Target::Before(Some(b("h")))));
+        c.tablet_done(&b("g"), Some(&b("k")));
+        assert_eq!(
+            c.remaining(),
+            vec![span("a", Some("d")), span("f", Some("g"))]
+        );
+        assert_eq!(c.target(), Some(Target::Before(Some(b("g")))));
+        // The tablet ["", "g") holds the rest; its end passes the window: clipped.
+        assert_eq!(
+            c.parts(&b(""), Some(&b("z"))),
+            vec![span("a", Some("d")), span("f", Some("g"))]
+        );
+        c.tablet_done(&b(""), Some(&b("z")));
+        assert_eq!(c.target(), None);
+        assert!(!c.accept(b"a"));
+        // An open span makes the table's end the first target.
+        let c = Cursor::new(vec![span("a", Some("d")), span("f", None)], true);
+        assert_eq!(c.target(), Some(Target::Before(None)));
+    }
+
+    /// A simulated table for the model test: rows, tablets cut at `cuts`, and a server that
+    /// answers `ReadRows` for the remaining spans of one tablet.
+    mod model {
+        use std::collections::BTreeSet;
+        use std::ops::Bound;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn key() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'c', 0u8]), 1..4)
+        }
+
+        fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
+            prop_oneof![
+                key().prop_map(Bound::Included),
+                key().prop_map(Bound::Excluded),
+                Just(Bound::Unbounded),
+            ]
+        }
+
+        fn row_set() -> impl Strategy<Value = RowSet> {
+            (
+                prop::collection::vec(key(), 0..4),
+                prop::collection::vec((bound(), bound()), 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(keys, ranges, all)| {
+                    if all {
+                        return RowSet::all();
+                    }
+                    let mut set = RowSet::new();
+                    for k in keys {
+                        set = set.key(k);
+                    }
+                    for (s, e) in ranges {
+                        let map = |b: Bound<Vec<u8>>| match b {
+                            Bound::Included(k) => Bound::Included(Bytes::from(k)),
+                            Bound::Excluded(k) => Bound::Excluded(Bytes::from(k)),
+                            Bound::Unbounded => Bound::Unbounded,
+                        };
+                        set.ranges.push(RowRange {
+                            start: map(s),
+                            end: map(e),
+                        });
+                    }
+                    set
+                })
+        }
+
+        fn in_set(set: &RowSet, row: &[u8]) -> bool {
+            set.keys.iter().any(|k| k.as_ref() == row)
+                || set.ranges.iter().any(|r| {
+                    let after_start = match &r.start {
+                        Bound::Included(s) => s.as_ref() <= row,
+                        Bound::Excluded(s) => s.as_ref() < row,
+                        Bound::Unbounded => true,
+                    };
+                    let before_end = match &r.end {
+                        Bound::Included(e) => row <= e.as_ref(),
+                        Bound::Excluded(e) => row < e.as_ref(),
+                        Bound::Unbounded => true,
+                    };
+                    after_start && before_end
+                })
+        }
+
+        /// The tablet `[start, end)` of the table cut at `cuts` that `target` names.
+        fn tablet(cuts: &BTreeSet<Vec<u8>>, target: &Target) -> (Bytes, Option<Bytes>) {
+            let mut start = Vec::new();
+            for cut in cuts {
+                let holds = match target {
+                    Target::Holding(row) => row.as_ref() < cut.as_slice(),
+                    Target::Before(Some(p)) => p.as_ref() <= cut.as_slice(),
+                    Target::Before(None) => false,
+                };
+                if holds {
+                    return (Bytes::from(start), Some(Bytes::from(cut.clone())));
+                }
+                start = cut.clone();
+            }
+            (Bytes::from(start), None)
+        }
+
+        /// One scan against the simulated cluster: at step `i` the tablets are cut at
+        /// `layouts[i % len]` (splits and merges between steps), the server fails after
+        /// `stops[i % len]` rows if that is `Some` and fewer than it had (the scan resumes
+        /// from its cursor), and each answer starts with the last row already delivered (a
+        /// duplicate the cursor must drop).
+        fn scan(
+            rows: &BTreeSet<Vec<u8>>,
+            set: &RowSet,
+            reversed: bool,
+            limit: Option<usize>,
+            layouts: &[BTreeSet<Vec<u8>>],
+            stops: &[Option<usize>],
+        ) -> Result<Vec<Vec<u8>>, String> {
+            let mut cursor = Cursor::new(spans(set), reversed);
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            for step in 0..10_000 {
+                if limit.is_some_and(|l| out.len() >= l) {
+                    return Ok(out);
+                }
+                let Some(target) = cursor.target() else {
+                    return Ok(out);
+                };
+                let (start, end) = tablet(&layouts[step % layouts.len()], &target);
+                let parts = cursor.parts(&start, end.as_ref());
+                if parts.is_empty() {
+                    return Err(format!("no parts for {target:?} in [{start:?}, {end:?})"));
+                }
+                let mut answer: Vec<&Vec<u8>> = rows
+                    .iter()
+                    .filter(|r| parts.iter().any(|p| contains(p, r)))
+                    .collect();
+                if reversed {
+                    answer.reverse();
+                }
+                if let Some(l) = limit {
+                    answer.truncate(l - out.len());
+                }
+                // A failure only after some rows (else a scan could fail forever).
+                let stop = stops[step % stops.len()].filter(|s| *s < answer.len());
+                let sent = stop.unwrap_or(answer.len());
+                if let Some(first) = out.last().cloned() {
+                    // A duplicate of an already delivered row.
+                    if cursor.accept(&first) {
+                        return Err(format!("{first:?} accepted twice"));
+                    }
+                }
+                for row in &answer[..sent] {
+                    if cursor.accept(row) {
+                        out.push((*row).clone());
+                    }
+                }
+                if stop.is_none() {
+                    cursor.tablet_done(&start, end.as_ref());
+                }
+            }
+            Err("the scan did not finish".into())
+        }
+
+        fn contains(span: &Span, row: &[u8]) -> bool {
+            span.start.as_ref() <= row && span.end.as_ref().is_none_or(|e| row < e.as_ref())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+            #[test]
+            fn a_reversed_scan_is_exactly_the_reverse_of_the_forward_scan(
+                rows in prop::collection::btree_set(key(), 0..24),
+                set in row_set(),
+                layouts in prop::collection::vec(prop::collection::btree_set(key(), 0..5), 1..4),
+                stops in prop::collection::vec(prop::option::weighted(0.3, 1usize..3), 1..4),
+                limit in prop::option::weighted(0.3, 0usize..10),
+            ) {
+                let want: Vec<Vec<u8>> =
+                    rows.iter().filter(|r| in_set(&set, r)).cloned().collect();
+                let forward = scan(&rows, &set, false, None, &layouts, &stops)
+                    .map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&forward, &want);
+                let mut reversed = scan(&rows, &set, true, None, &layouts, &stops)
+                    .map_err(TestCaseError::fail)?;
+                reversed.reverse();
+                prop_assert_eq!(&reversed, &want);
+                if let Some(l) = limit {
+                    let first = scan(&rows, &set, false, Some(l), &layouts, &stops)
+                        .map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(&first[..], &want[..l.min(want.len())]);
+                    let mut last = scan(&rows, &set, true, Some(l), &layouts, &stops)
+                        .map_err(TestCaseError::fail)?;
+                    last.reverse();
+                    prop_assert_eq!(&last[..], &want[want.len() - l.min(want.len())..]);
+                }
+            }
+        }
     }
 }

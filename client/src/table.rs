@@ -11,7 +11,7 @@
 //!   cannot have been applied: a `WrongTablet` answer, a refused connection, or a failure
 //!   before sending. After any other failure the answer is an error whose message says the
 //!   outcome is unknown.
-//! - `read_rows` resumes after the last row delivered (see `scan`).
+//! - `read_rows` resumes after the last row delivered, in either direction (see `scan`).
 
 use std::collections::BTreeMap;
 
@@ -53,6 +53,8 @@ pub struct ReadOptions {
     pub filter: Option<Filter>,
     /// At most this many rows (`None`: no limit).
     pub rows_limit: Option<u64>,
+    /// Rows in descending row order (with `rows_limit`: the last rows of the set).
+    pub reversed: bool,
 }
 
 /// A failure of one attempt, and whether the request may have been applied.
@@ -110,6 +112,7 @@ impl Table {
             ReadOptions {
                 filter,
                 rows_limit: Some(1),
+                reversed: false,
             },
         );
         rows.next_row().await.transpose()
@@ -122,11 +125,12 @@ impl Table {
             ReadOptions {
                 filter,
                 rows_limit: None,
+                reversed: false,
             },
         )
     }
 
-    /// As `read_rows`, with a row limit.
+    /// As `read_rows`, with a row limit and the direction.
     pub fn read_rows_with(&self, rows: RowSet, options: ReadOptions) -> RowStream {
         RowStream::new(self.clone(), rows, options)
     }

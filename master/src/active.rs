@@ -7,8 +7,10 @@
 //! master left (a table still `Creating` is deleted — its creator answered an error or never
 //! answered; a table `Deleting` is deleted), record splits servers made that METADATA does not
 //! know yet (`splits`; the round then ends so the next one plans with the children), then run the planner and execute its actions one
-//! by one. Rounds run every `round_interval`, and at once when an admin command or a caller
-//! asks (`wake`). The loop ends when the leadership stops being safe.
+//! by one; balancing moves only while the cluster-wide balancer switch (`balancer_switch`,
+//! read by the round's `gather`) and this process's `--no-balancer` both allow it. Rounds
+//! run every `round_interval`, and at once when an admin command or a caller asks (`wake`).
+//! The loop ends when the leadership stops being safe.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -87,6 +89,22 @@ impl Active {
     /// The latest round's picture.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.latest.read().clone()
+    }
+
+    /// Whether this process may balance at all (`--no-balancer` not given); balancing also
+    /// needs the cluster-wide switch (`balancer_switch`).
+    pub fn balancer_allowed(&self) -> bool {
+        self.balancer.enabled
+    }
+
+    /// `SetBalancer`: writes the cluster-wide switch and answers its previous setting. The
+    /// next round plans with it.
+    pub async fn set_balancer(&self, enabled: bool) -> Result<bool, Error> {
+        self.exec.check_safe()?;
+        let previous = crate::balancer_switch::set(&self.exec.lock, enabled).await?;
+        info!(enabled, previous, "balancer switch set");
+        self.wake.notify_one();
+        Ok(previous)
     }
 
     /// Asks for a round now.

@@ -6,11 +6,12 @@
 //! `bootstrap` (a new cluster's first records), `servers` and `view` (one round's picture of the
 //! cluster), `execute` (carrying out actions in a crash-safe order), `splits` (recording splits servers
 //! made), `active` (rounds and admin
-//! operations while leading), `table_ops` (flushes, compactions and row drops of a table),
+//! operations while leading; `balancer_switch` is the cluster-wide balancer switch), `table_ops` (flushes, compactions and row drops of a table),
 //! `tablet_ops` (`SplitTablet`), `merge_ops` (`MergeTablets`), `metrics` (`/metrics` and `/healthz`), `service` (`MasterService`)
 //! and `node` (`Master`: serving and the campaign loop).
 
 pub mod active;
+pub mod balancer_switch;
 pub mod bootstrap;
 pub mod election;
 pub mod execute;

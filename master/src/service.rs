@@ -1,6 +1,8 @@
 //! `MasterService` over gRPC. Every master serves it; a standby answers `NotLeader` with the
 //! active master's address as the hint when it knows it. The admin view (`ListTablets`,
-//! `ListServers`, `ClusterStatus`) is answered from the latest round's snapshot.
+//! `ListServers`, `ClusterStatus`) is answered from the latest round's snapshot, except the
+//! balancer switch, which `ClusterStatus` reads from the lock service so it shows a
+//! `SetBalancer` at once.
 
 use std::sync::Arc;
 
@@ -353,6 +355,10 @@ impl MasterService for MasterApi {
             .filter(|r| !snapshot.is_served(r))
             .count();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        // Unreadable counts as off, as it does for the rounds.
+        let switch = crate::balancer_switch::read(&self.lock)
+            .await
+            .unwrap_or(false);
         let me = self.lock.get(crate::election::MASTER_LOCK).await.ok();
         let active_master = me
             .and_then(|info| crate::election::ActiveMaster::decode(&info.contents))
@@ -368,7 +374,17 @@ impl MasterService for MasterApi {
             tables: count(snapshot.tables.len()),
             tablets: count(snapshot.records.len()),
             tablets_not_serving: count(not_serving),
+            balancer_enabled: switch && active.balancer_allowed(),
         }))
+    }
+
+    async fn set_balancer(
+        &self,
+        request: Request<pb::SetBalancerRequest>,
+    ) -> Result<Response<pb::SetBalancerResponse>, Status> {
+        let active = self.active().await?;
+        let previous = active.set_balancer(request.into_inner().enabled).await?;
+        Ok(Response::new(pb::SetBalancerResponse { previous }))
     }
 
     async fn report_split(

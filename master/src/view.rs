@@ -7,6 +7,10 @@
 //! records could not all be read is *incomplete*: its tablets are left out of the view, and any
 //! tablet a server serves of it is marked in flight, so the planner neither assigns nor unloads
 //! what it cannot see.
+//!
+//! The picture also holds the cluster-wide balancer switch (`balancer_switch`) as the round
+//! read it; the planner balances only if both the switch and the process's own setting
+//! (`--no-balancer`) allow it. A switch that cannot be read counts as off for that round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +18,7 @@ use tabula_client::Channels;
 use tabula_client::meta::{MetaTable, TabletRecord, TabletState, read_root};
 use tabula_common::{Error, ServerId, TableId, TabletId};
 use tabula_lockservice::client::LockClient;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::plan::{self, BalancerOptions, ClusterView, TabletMeta};
 use crate::servers::{self, Servers};
@@ -31,6 +35,8 @@ pub struct Snapshot {
     pub tables: BTreeMap<TableId, Table>,
     /// Tables whose records could not all be read (METADATA included).
     pub incomplete: BTreeSet<TableId>,
+    /// The cluster-wide balancer switch as this round read it (off if it could not be read).
+    pub balancer_switch: bool,
 }
 
 impl Snapshot {
@@ -52,7 +58,8 @@ impl Snapshot {
             })
     }
 
-    /// The planner's view; `in_flight` are tablets with an action being executed.
+    /// The planner's view; `in_flight` are tablets with an action being executed. Balancing
+    /// is on only if `balancer` (the process's setting) and the cluster-wide switch allow it.
     pub fn cluster_view(
         &self,
         in_flight: &BTreeSet<TabletId>,
@@ -106,7 +113,10 @@ impl Snapshot {
             tablets,
             in_flight: frozen,
             moves_in_flight,
-            balancer,
+            balancer: BalancerOptions {
+                enabled: balancer.enabled && self.balancer_switch,
+                ..balancer
+            },
         }
     }
 
@@ -116,8 +126,8 @@ impl Snapshot {
     }
 }
 
-/// Reads servers (fencing them with `master_epoch`), the root record, the catalog and every
-/// METADATA record it can.
+/// Reads servers (fencing them with `master_epoch`), the balancer switch, the root record, the
+/// catalog and every METADATA record it can.
 pub async fn gather(
     lock: &LockClient,
     channels: &Channels,
@@ -127,9 +137,17 @@ pub async fn gather(
 ) -> Result<Snapshot, Error> {
     let servers = servers::gather(lock, channels, master_epoch).await?;
     let tables = catalog.list().await?;
+    let balancer_switch = match crate::balancer_switch::read(lock).await {
+        Ok(on) => on,
+        Err(e) => {
+            warn!(error = %e, "the balancer switch cannot be read; no balancing this round");
+            false
+        }
+    };
     let mut snapshot = Snapshot {
         servers,
         tables,
+        balancer_switch,
         ..Snapshot::default()
     };
     let Some((root, _generation)) = read_root(lock).await? else {

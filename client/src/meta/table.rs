@@ -7,7 +7,8 @@
 //! `meta::lookup_key(table, row)`; that row may sit in a later METADATA tablet than the one
 //! holding the lookup key itself (METADATA splits at arbitrary keys and rows get deleted), so
 //! every read walks forward across METADATA tablets until it finds a row or passes the table's
-//! last possible key.
+//! last possible key. `locate_before_many` (for reversed scans) finds the tablet holding the
+//! rows just before a row the same way, from `meta::row_key(table, row)` inclusive.
 //!
 //! Nothing is cached: every call starts from `/tabula/root` (the master wants fresh answers;
 //! the client issue adds a location cache on top).
@@ -145,6 +146,41 @@ impl MetaTable {
         }
         let from = Bound::Excluded(meta::lookup_key(table, row));
         self.walk(table, from, n.max(1)).await
+    }
+
+    /// The record of the tablet of `table` holding the rows just before `row` (`None`: the
+    /// table's end) — the tablet with `start_row < row <= end_row`, the first METADATA row at
+    /// or after `meta::row_key(table, row)` — followed by up to `n - 1` records of the tablets
+    /// before it, nearest first (a prefetch for reversed scans: only those in the same
+    /// METADATA tablet, and none if reading them fails). Empty if METADATA has none. The
+    /// caller checks `start_row < row`: a hole in METADATA answers a later tablet.
+    pub async fn locate_before_many(
+        &self,
+        table: TableId,
+        row: Option<&[u8]>,
+        n: usize,
+    ) -> Result<Vec<TabletRecord>, Error> {
+        if table == TableId::ROOT {
+            return Ok(vec![self.locate(table, b"").await?]);
+        }
+        let from = Bound::Included(meta::row_key(table, row));
+        let Some(first) = self.walk(table, from, 1).await?.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let key = first.meta_key();
+        let mut out = vec![first];
+        if n > 1 {
+            let before = async {
+                let root = self.root().await?;
+                let holder = self.holder(&root, table, &key).await?;
+                self.read_before(&holder, table, &key, n - 1).await
+            };
+            match before.await {
+                Ok(records) => out.extend(records),
+                Err(e) => tracing::debug!(error = %e, "no METADATA prefetch before a tablet"),
+            }
+        }
+        Ok(out)
     }
 
     /// Every record of `table`, in row order (an empty list for a table METADATA does not
@@ -303,15 +339,53 @@ impl MetaTable {
             Bound::Excluded(k) => Some(bt::row_range::StartKey::StartKeyOpen(k.to_vec())),
             Bound::Unbounded => None,
         };
+        let range = bt::RowRange {
+            start_key,
+            end_key: Some(bt::row_range::EndKey::EndKeyOpen(end.to_vec())),
+        };
+        self.fetch(holder, table, range, limit, false).await
+    }
+
+    /// Up to `limit` records of `table` stored in `holder` whose keys are before `key`, in
+    /// descending order, down to the start of the table or of `holder`.
+    async fn read_before(
+        &self,
+        holder: &TabletRecord,
+        table: TableId,
+        key: &Bytes,
+        limit: usize,
+    ) -> Result<Vec<TabletRecord>, Error> {
+        let table_start = meta::table_start(table);
+        let start = if holder.start_row > table_start {
+            holder.start_row.clone()
+        } else {
+            table_start
+        };
+        if start >= *key {
+            return Ok(Vec::new());
+        }
+        let range = bt::RowRange {
+            start_key: Some(bt::row_range::StartKey::StartKeyClosed(start.to_vec())),
+            end_key: Some(bt::row_range::EndKey::EndKeyOpen(key.to_vec())),
+        };
+        self.fetch(holder, table, range, limit, true).await
+    }
+
+    /// Up to `limit` records of `table` in `range` of `holder`, in key order or reversed.
+    async fn fetch(
+        &self,
+        holder: &TabletRecord,
+        table: TableId,
+        range: bt::RowRange,
+        limit: usize,
+        reversed: bool,
+    ) -> Result<Vec<TabletRecord>, Error> {
         let addr = serving_addr(holder)?;
         let request = tpb::ReadRowsRequest {
             tablet: Some(holder.tablet_ref()),
             rows: Some(bt::RowSet {
                 row_keys: Vec::new(),
-                row_ranges: vec![bt::RowRange {
-                    start_key,
-                    end_key: Some(bt::row_range::EndKey::EndKeyOpen(end.to_vec())),
-                }],
+                row_ranges: vec![range],
             }),
             filter: Some(chain(vec![
                 family_filter(),
@@ -319,7 +393,7 @@ impl MetaTable {
                 filter(bt::row_filter::Filter::CellsPerColumnLimitFilter(1)),
             ])),
             rows_limit: i64::try_from(limit).unwrap_or(i64::MAX),
-            reversed: false,
+            reversed,
         };
         let mut client = self.channels.data(addr)?;
         let rows = self
