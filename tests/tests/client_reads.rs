@@ -1,8 +1,10 @@
 //! The client library against real tablet servers, a real master and a real lock cell in
 //! process: writes across tablets and scans that return every row exactly once in order
-//! (whole table, limited, several ranges), a scan that continues while tablets split and move
-//! under it, reads that succeed after a tablet server dies once its tablets are reassigned
-//! (the location cache drops the stale entry), and the single-row transactions.
+//! (whole table, limited, several ranges) and reversed scans that return exactly the reverse
+//! (whole table, a range, a prefix, limited, several ranges); scans in both directions that
+//! continue while tablets split and move under them, reads that succeed after a tablet server
+//! dies once its tablets are reassigned (the location cache drops the stale entry), and the
+//! single-row transactions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -40,6 +42,36 @@ async fn scan_all(table: &Table) -> Vec<Row> {
         .collect_rows()
         .await
         .unwrap()
+}
+
+/// The keys `set` reads in `direction`, at most `limit` of them.
+async fn scan_keys(table: &Table, set: RowSet, reversed: bool, limit: Option<u64>) -> Vec<Bytes> {
+    let options = ReadOptions {
+        rows_limit: limit,
+        reversed,
+        ..ReadOptions::default()
+    };
+    keys(
+        &table
+            .read_rows_with(set, options)
+            .collect_rows()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Checks that a reversed scan of `set` is exactly the forward scan reversed (and, limited to
+/// `n`, its last `n` rows reversed), and answers the forward keys.
+async fn reverse_of_forward(table: &Table, set: RowSet, n: u64) -> Vec<Bytes> {
+    let forward = scan_keys(table, set.clone(), false, None).await;
+    let mut reversed = scan_keys(table, set.clone(), true, None).await;
+    reversed.reverse();
+    assert_eq!(reversed, forward);
+    let mut last = scan_keys(table, set, true, Some(n)).await;
+    last.reverse();
+    let from = forward.len().saturating_sub(usize::try_from(n).unwrap());
+    assert_eq!(last, forward[from..]);
+    forward
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,6 +126,7 @@ async fn writes_across_tablets_then_scans_return_every_row_once_in_order() {
             ReadOptions {
                 filter: None,
                 rows_limit: Some(120),
+                reversed: false,
             },
         )
         .collect_rows()
@@ -113,6 +146,48 @@ async fn writes_across_tablets_then_scans_return_every_row_once_in_order() {
     want.extend((195..210).map(key));
     want.push(key(250));
     assert_eq!(keys(&got), want);
+
+    // Reversed scans across the three tablets are exactly the reverse of the forward ones:
+    // the whole table, a range crossing a boundary, a prefix, several ranges; and limited
+    // reversed scans answer the last rows.
+    let whole = reverse_of_forward(&table, RowSet::all(), 150).await;
+    assert_eq!(whole.len(), 300);
+    let range = RowSet::new().range(RowRange::closed("row0050", "row0250"));
+    assert_eq!(
+        reverse_of_forward(&table, range, 60).await,
+        (50..=250).map(key).collect::<Vec<_>>()
+    );
+    let prefix = RowSet::new().range(RowRange::prefix("row01"));
+    assert_eq!(
+        reverse_of_forward(&table, prefix, 3).await,
+        (100..200).map(key).collect::<Vec<_>>()
+    );
+    let several = RowSet::new()
+        .key("row0250")
+        .range(RowRange::closed_open("row0195", "row0205"))
+        .key("row0010")
+        .range(RowRange::prefix("row020"))
+        .range(RowRange::starting_at("row0297"))
+        .key("absent");
+    let mut want: Vec<Bytes> = vec![key(10)];
+    want.extend((195..210).map(key));
+    want.push(key(250));
+    want.extend((297..300).map(key));
+    assert_eq!(reverse_of_forward(&table, several, 5).await, want);
+    let filtered = table
+        .read_rows_with(
+            RowSet::new().range(RowRange::closed("row0098", "row0101")),
+            ReadOptions {
+                filter: Some(Filter::qualifier("q")),
+                reversed: true,
+                ..ReadOptions::default()
+            },
+        )
+        .collect_rows()
+        .await
+        .unwrap();
+    assert_eq!(keys(&filtered), [101, 100, 99, 98].map(key));
+    assert_eq!(filtered[0].value("cf", b"q"), Some(&Bytes::from("v101")));
 
     // One row, with and without a filter.
     let row = table.read_row("row0150", None).await.unwrap().unwrap();
@@ -214,6 +289,19 @@ async fn writes_across_tablets_then_scans_return_every_row_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scan_continues_exactly_once_while_its_tablets_split_and_move() {
+    scan_while_tablets_split_and_move(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reversed_scan_continues_exactly_once_while_its_tablets_split_and_move() {
+    scan_while_tablets_split_and_move(true).await;
+}
+
+/// A scan of 600 rows over tablets [-, row0200) [row0200, row0400) [row0400, -): after its
+/// first 50 rows (from the first tablet it reads: the first one forward, the last one
+/// reversed), the middle tablet splits, the far tablet moves to the other server and the
+/// tablet being read splits too; the scan still returns every row exactly once, in order.
+async fn scan_while_tablets_split_and_move(reversed: bool) {
     let cell = LockCell::start(1).await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let s1 = start_tablet_server(&cell, root.path()).await.unwrap();
@@ -232,43 +320,56 @@ async fn a_scan_continues_exactly_once_while_its_tablets_split_and_move() {
     let table = client.table("s").await.unwrap();
     load(&table, 600).await;
 
-    // The scan starts: its first rows come from the first tablet, and every tablet's location
-    // is cached (prefetch).
-    let mut scan = table.read_rows(RowSet::all(), None);
+    // The scan starts: its first rows come from the first tablet it reads, and the locations
+    // of its neighbours are cached (prefetch).
+    let options = ReadOptions {
+        reversed,
+        ..ReadOptions::default()
+    };
+    let mut scan = table.read_rows_with(RowSet::all(), options);
     let mut got = Vec::new();
     for _ in 0..50 {
         got.push(scan.next_row().await.unwrap().unwrap().key);
     }
-    // Under it: the second tablet splits, the third moves to the other server, and the first
-    // (being read) splits too. Every cached location of the later tablets is now stale.
+    // Under it: the middle tablet splits, the far one moves to the other server, and the one
+    // being read splits too. Every cached location of the tablets still to read is stale.
     let (left, right) = admin.split_tablet("s", b"row0300", true).await.unwrap();
     assert_eq!(left.end_row.as_deref(), Some(&b"row0300"[..]));
     assert_eq!(right.start_row.as_ref(), b"row0300");
-    let third = admin
+    let (far_start, reading_split): (&[u8], &[u8]) = if reversed {
+        (b"", b"row0500")
+    } else {
+        (b"row0400", b"row0100")
+    };
+    let far = admin
         .list_tablets(Some("s"))
         .await
         .unwrap()
         .into_iter()
-        .find(|t| t.record.start_row.as_ref() == b"row0400")
+        .find(|t| t.record.start_row.as_ref() == far_start)
         .unwrap()
         .record;
-    let from = third.server.clone().unwrap();
+    let from = far.server.clone().unwrap();
     let to = if &from == s1.server_id() {
         s2.server_id().clone()
     } else {
         s1.server_id().clone()
     };
-    let moved = admin.move_tablet(third.tablet, &to).await.unwrap();
-    assert!(moved.epoch > third.epoch);
-    admin.split_tablet("s", b"row0100", true).await.unwrap();
+    let moved = admin.move_tablet(far.tablet, &to).await.unwrap();
+    assert!(moved.epoch > far.epoch);
+    admin.split_tablet("s", reading_split, true).await.unwrap();
     all_served(client.channels(), &master, 7).await;
 
     while let Some(row) = scan.next_row().await {
         got.push(row.unwrap().key);
     }
-    assert_eq!(got, (0..600).map(key).collect::<Vec<_>>());
+    let mut want: Vec<Bytes> = (0..600).map(key).collect();
+    if reversed {
+        want.reverse();
+    }
+    assert_eq!(got, want);
     // A fresh scan sees the same rows through the new locations.
-    assert_eq!(keys(&scan_all(&table).await), got);
+    assert_eq!(scan_keys(&table, RowSet::all(), reversed, None).await, got);
 
     master.shutdown().await;
     s1.shutdown().await.unwrap();
