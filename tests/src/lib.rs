@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod linearizability;
 pub mod master_helpers;
 
 pub use cluster::{LockCell, eventually, start_tablet_server, tablet_server_config};
