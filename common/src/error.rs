@@ -89,6 +89,11 @@ impl Code {
     }
 }
 
+/// The end of a tablet server's refusal to merge two tablets while an SSTable only one of
+/// them names still holds rows of the other's range (a split sibling compacted since the
+/// split); the master recognises it and major-compacts both before merging again.
+pub const MERGE_NEEDS_MAJOR_COMPACTION: &str = "major-compact both tablets, then merge";
+
 /// A public error: a code and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Error {

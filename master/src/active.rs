@@ -6,8 +6,10 @@
 //! tablet's record, once the root is served), finish or roll back table operations a dead
 //! master left (a table still `Creating` is deleted — its creator answered an error or never
 //! answered; a table `Deleting` is deleted), record splits servers made that METADATA does not
-//! know yet (`splits`; the round then ends so the next one plans with the children), then run the planner and execute its actions one
-//! by one; balancing moves only while the cluster-wide balancer switch (`balancer_switch`,
+//! know yet (`splits`; the round then ends so the next one plans with the children), settle
+//! merges in flight (`merge_intents`: finished or rolled back; the round then ends likewise,
+//! and the planner never touches a tablet of an unsettled one), then run the planner and
+//! execute its actions one by one; balancing moves only while the cluster-wide balancer switch (`balancer_switch`,
 //! read by the round's `gather`) and this process's `--no-balancer` both allow it. Rounds
 //! run every `round_interval`, and at once when an admin command or a caller asks (`wake`).
 //! The loop ends when the leadership stops being safe.
@@ -154,7 +156,13 @@ impl Active {
             self.wake.notify_one();
             return Ok(splits);
         }
-        let view = snapshot.cluster_view(&BTreeSet::new(), 0, self.balancer);
+        let (merging, merges) = self.settle_merges(&snapshot).await?;
+        if merges > 0 {
+            // Plan on a picture with the merges settled (recorded or rolled back).
+            self.wake.notify_one();
+            return Ok(merges);
+        }
+        let view = snapshot.cluster_view(&merging, 0, self.balancer);
         let actions = plan(&view);
         let mut done = 0;
         for action in &actions {

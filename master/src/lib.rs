@@ -7,7 +7,7 @@
 //! cluster), `execute` (carrying out actions in a crash-safe order), `splits` (recording splits servers
 //! made), `active` (rounds and admin
 //! operations while leading; `balancer_switch` is the cluster-wide balancer switch), `table_ops` (flushes, compactions and row drops of a table),
-//! `tablet_ops` (`SplitTablet`), `merge_ops` (`MergeTablets`), `metrics` (`/metrics` and `/healthz`), `service` (`MasterService`)
+//! `tablet_ops` (`SplitTablet`), `merge_ops` (`MergeTablets`; `merge_intents` records merges in flight), `metrics` (`/metrics` and `/healthz`), `service` (`MasterService`)
 //! and `node` (`Master`: serving and the campaign loop).
 
 pub mod active;
@@ -15,6 +15,7 @@ pub mod balancer_switch;
 pub mod bootstrap;
 pub mod election;
 pub mod execute;
+pub mod merge_intents;
 pub mod merge_ops;
 pub mod metrics;
 pub mod node;

@@ -10,33 +10,39 @@
 //! record (`Unassigned`, epoch = the larger epoch + 1, `created`; the planner assigns it),
 //! then the left's row is deleted.
 //!
-//! A master dying at any step leaves `Moving` (or unassigned) records that the next round
-//! assigns: before the commit point the tablets simply load again; after it, `LoadTablet`
-//! answers `split_into` with the one merged tablet and [`finish_merge`] completes the merge
-//! (the server's marks first, by the same idempotent command, then METADATA).
-//!
-//! Known gap: if the tablet server fails between marking the left and the right tablet, and
-//! the next round loads the right one before the left one, the right is served again while
-//! the merge is finished from the left (its writes since are lost to the merged tablet). The
-//! fix is one atomic commit record for both tablets; not built.
+//! Between the unloads and the merge, the master records a merge intent in the lock service
+//! (`merge_intents`); every round settles the intents first and never assigns a tablet one
+//! names: the merge is repeated (idempotent) until it succeeds and is recorded, or rolled back
+//! when the tablet server refuses it. So a failure between the tablet server's two marks (the
+//! left's is the commit point) can no longer let the unmarked right tablet be served again.
+//! A master dying before the intent leaves `Moving` records that the next round assigns.
+//! Merges committed before intents existed are still finished when `LoadTablet` answers
+//! `split_into` with the one merged tablet ([`finish_merge`]).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tabula_client::meta::{TabletRecord, TabletState};
+use tabula_common::error::MERGE_NEEDS_MAJOR_COMPACTION;
 use tabula_common::{Code, Epoch, Error, TableId, TabletId};
 use tabula_proto::tabula::master::v1 as pb;
 use tabula_proto::tabula::tablet::v1 as tpb;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::active::Active;
 use crate::bootstrap::fresh_tablet_id;
 use crate::execute::Executor;
+use crate::merge_intents::{self, MergeIntent, StoredIntent};
 use crate::splits::Child;
 use crate::view::Snapshot;
 
 /// How long a tablet server has to merge two tablets' manifests.
 const MERGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a merge refused for want of compaction waits for both tablets to be served again.
+const SERVED_AGAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often it looks.
+const SERVED_AGAIN_POLL: Duration = Duration::from_millis(200);
 
 /// The two records `MergeTablets(table, row)` merges: the tablet of the table named `table`
 /// holding `row`, and its right neighbour. Checks everything that can be checked without a
@@ -140,11 +146,59 @@ pub fn merged_record(
 
 impl Active {
     /// `MergeTablets`: see the module documentation. Answers the merged tablet's record.
+    ///
+    /// A merge refused because an SSTable only one of the two tablets names still holds rows
+    /// of the other's range (split siblings, one compacted since the split) is tried once
+    /// more after both tablets were major-compacted.
     pub async fn merge_tablets(&self, table: &str, row: Bytes) -> Result<TabletRecord, Error> {
+        match self.merge_once(table, &row).await {
+            Err(e)
+                if e.code == Code::FailedPrecondition
+                    && e.message.contains(MERGE_NEEDS_MAJOR_COMPACTION) =>
+            {
+                info!(table, error = %e, "merge refused until both tablets are major-compacted");
+                self.compact_merge_pair(table, &row).await?;
+                self.merge_once(table, &row).await
+            }
+            other => other,
+        }
+    }
+
+    /// Waits (the refused merge was rolled back; rounds assign both tablets again) until the
+    /// two tablets `merge_targets` names are served, then major-compacts both.
+    async fn compact_merge_pair(&self, table: &str, row: &[u8]) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + SERVED_AGAIN_TIMEOUT;
+        loop {
+            self.wake();
+            self.exec().check_safe()?;
+            let snapshot = self.gather().await?;
+            if let Ok((left, right)) = merge_targets(&snapshot, table, row)
+                && snapshot.is_served(left)
+                && snapshot.is_served(right)
+            {
+                for r in [left, right] {
+                    self.compact_tablet(&snapshot, r, true).await?;
+                }
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::new(
+                    Code::Unavailable,
+                    format!(
+                        "the tablets to merge in table {table} were not served again within \
+                         {SERVED_AGAIN_TIMEOUT:?} to be compacted; try again"
+                    ),
+                ));
+            }
+            tokio::time::sleep(SERVED_AGAIN_POLL).await;
+        }
+    }
+
+    async fn merge_once(&self, table: &str, row: &Bytes) -> Result<TabletRecord, Error> {
         let _one = self.lock_ops().await;
         self.exec().check_safe()?;
         let snapshot = self.gather().await?;
-        let (left, right) = merge_targets(&snapshot, table, &row)?;
+        let (left, right) = merge_targets(&snapshot, table, row)?;
         let answer = self.merge_locked(&snapshot, left, right).await;
         // Whatever happened, the next round assigns what is not served.
         self.wake();
@@ -191,7 +245,28 @@ impl Active {
             Error::new(Code::Unavailable, format!("tablet server {server} is gone"))
         })?;
         let merged = merged_record(left, right, merged_id, exec.leadership.epoch());
-        ask_merge(exec, &addr, left.tablet, right.tablet, &merged).await?;
+        exec.check_safe()?;
+        let stored = merge_intents::write(
+            &exec.lock,
+            &MergeIntent {
+                table: merged.table,
+                left: left.tablet,
+                right: right.tablet,
+                merged: merged_id,
+                merged_epoch: merged.epoch,
+            },
+        )
+        .await?;
+        let parts = MergeParts {
+            left: Some(current[0].clone()),
+            right: Some(current[1].clone()),
+            merged_recorded: false,
+        };
+        let merged = settle(exec, &stored, parts, &addr).await?.ok_or_else(|| {
+            Error::internal(format!(
+                "the merge into tablet {merged_id} was recorded already"
+            ))
+        })?;
         info!(
             left = %left.tablet,
             right = %right.tablet,
@@ -199,9 +274,110 @@ impl Active {
             %server,
             "tablets merged on request"
         );
-        record_merge(exec, &current[0], &current[1], &merged).await?;
         Ok(merged)
     }
+
+    /// Settles every merge intent (see the module documentation); answers the tablets of the
+    /// intents still unsettled (the planner must leave them alone) and how many were settled.
+    /// An error reading the intents is the round's error: nothing can be planned safely.
+    pub(crate) async fn settle_merges(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<(BTreeSet<TabletId>, usize), Error> {
+        let exec = self.exec();
+        let mut pending = BTreeSet::new();
+        let mut settled = 0;
+        for stored in merge_intents::list(&exec.lock).await? {
+            let intent = stored.intent;
+            let parts = MergeParts {
+                left: snapshot.records.get(&intent.left).cloned(),
+                right: snapshot.records.get(&intent.right).cloned(),
+                merged_recorded: snapshot.records.contains_key(&intent.merged),
+            };
+            let addr = snapshot
+                .servers
+                .live
+                .keys()
+                .find_map(|s| snapshot.addr_of(s));
+            let result = match addr {
+                Some(addr) => settle(exec, &stored, parts, &addr).await.map(|_| ()),
+                None => Err(Error::new(
+                    Code::Unavailable,
+                    "no live tablet server to finish the merge on",
+                )),
+            };
+            match result {
+                Ok(()) => settled += 1,
+                Err(e) if e.code == Code::FailedPrecondition => {
+                    // Rolled back: the tablets are assigned again.
+                    warn!(?intent, error = %e, "a merge in flight was refused and rolled back");
+                    settled += 1;
+                }
+                Err(e) => {
+                    warn!(?intent, error = %e, "a merge in flight is not settled yet");
+                    pending.extend(intent.tablets());
+                }
+            }
+        }
+        Ok((pending, settled))
+    }
+}
+
+/// The METADATA records of a merge in flight, as stored now.
+struct MergeParts {
+    /// The left tablet's record, unless already deleted.
+    left: Option<TabletRecord>,
+    /// The right tablet's record, unless already replaced by the merged one.
+    right: Option<TabletRecord>,
+    /// Whether the merged tablet's record is in METADATA.
+    merged_recorded: bool,
+}
+
+/// Settles `stored`: the merge on the server at `addr` (skipped once the merged record is in
+/// METADATA), then METADATA, then the intent goes; answers the merged record (`None`: an
+/// earlier attempt had recorded it already). A refusal (`FailedPrecondition` while this
+/// master is still safe, so not a stale epoch) rolls the merge back: the intent goes and the
+/// refusal is answered. Any other error keeps the intent for the next round.
+async fn settle(
+    exec: &Executor,
+    stored: &StoredIntent,
+    parts: MergeParts,
+    addr: &str,
+) -> Result<Option<TabletRecord>, Error> {
+    let intent = stored.intent;
+    let (left, right) = match (&parts.left, &parts.right) {
+        (Some(l), Some(r)) => (l, r),
+        (None, None) | (None, Some(_)) if parts.merged_recorded => {
+            // Recorded by an earlier attempt; only the intent is left.
+            merge_intents::remove(&exec.lock, stored).await?;
+            return Ok(None);
+        }
+        (Some(l), None) if parts.merged_recorded => {
+            delete_left(exec, l).await?;
+            merge_intents::remove(&exec.lock, stored).await?;
+            return Ok(None);
+        }
+        _ => {
+            return Err(Error::internal(format!(
+                "merge intent {intent:?}: the records of its tablets are missing"
+            )));
+        }
+    };
+    let mut merged = merged_record(left, right, intent.merged, exec.leadership.epoch());
+    merged.epoch = intent.merged_epoch;
+    if !parts.merged_recorded {
+        if let Err(e) = ask_merge(exec, addr, intent.left, intent.right, &merged).await {
+            if e.code == Code::FailedPrecondition && exec.check_safe().is_ok() {
+                merge_intents::remove(&exec.lock, stored).await?;
+            }
+            return Err(e);
+        }
+        record_merge(exec, left, right, &merged).await?;
+    } else {
+        delete_left(exec, left).await?;
+    }
+    merge_intents::remove(&exec.lock, stored).await?;
+    Ok(Some(merged))
 }
 
 /// Sends `TabletAdmin.MergeTablets` to the server at `addr`.

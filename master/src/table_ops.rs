@@ -127,6 +127,28 @@ impl Active {
         Err(summarise(name, &failed))
     }
 
+    /// A minor (`major = false`) or major compaction of the one tablet `record` names, on the
+    /// server `snapshot` has serving it.
+    pub(crate) async fn compact_tablet(
+        &self,
+        snapshot: &Snapshot,
+        record: &TabletRecord,
+        major: bool,
+    ) -> Result<(), Error> {
+        self.exec().check_safe()?;
+        let client = self.client_for(snapshot, record)?;
+        let epoch = self.exec().leadership.epoch().0;
+        send(
+            client,
+            epoch,
+            record.tablet,
+            record.epoch.0,
+            Command::Compact { major },
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The admin client of the server serving `record`'s tablet; `Unavailable` if it is not
     /// served now.
     fn client_for(

@@ -127,9 +127,11 @@ impl Engine {
                 if self.holds_rows_in(*file, &other.range())? {
                     return Err(EngineError::MergeRefused(format!(
                         "SSTable {file} of tablet {} holds rows of tablet {}'s range that \
-                         {} no longer reads (compacted away after a split); major-compact \
-                         both tablets, then merge",
-                        own.tablet, other.tablet, other.tablet
+                         {} no longer reads (compacted away after a split); {}",
+                        own.tablet,
+                        other.tablet,
+                        other.tablet,
+                        tabula_common::error::MERGE_NEEDS_MAJOR_COMPACTION
                     )));
                 }
             }
