@@ -6,10 +6,15 @@
 //! child that exits unexpectedly is reported and restarted (unless `--no-restart`). Started
 //! again on the same directory, the lock cell rejoins and every table and row is back.
 //!
-//! Reading order: `plan` (pure: ports, ids, arguments), `procs` (spawn, watch, stop),
-//! `ready` (readiness polling), `cluster_file`, then [`run`] here.
+//! With `--agitate` an agitator (`agitate/`) injects faults once the cluster is ready, through
+//! the supervisor (`control`), and is stopped before the children are.
+//!
+//! Reading order: `plan` (pure: ports, ids, arguments), `procs` (spawn, watch, signal, stop),
+//! `ready` (readiness polling), `cluster_file`, `control` and `agitate`, then [`run`] here.
 
+mod agitate;
 mod cluster_file;
+mod control;
 mod plan;
 mod procs;
 mod ready;
@@ -23,14 +28,22 @@ use clap::Args;
 
 use crate::exit::UsageError;
 use crate::signal::StopSignals;
+use agitate::{AgitateConfig, AgitateSpec, Agitation, Leases};
+use control::SignalRequest;
 use plan::{Role, Shape, Spec};
-use procs::{Proc, Respawn};
+use procs::Proc;
 use ready::{Readiness, Stage};
 
 /// How long the cluster may take to become ready before `tabula local` gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often children are watched and readiness is checked.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a process the agitator killed stays down.
+const AGITATOR_RESTART_AFTER: Duration = Duration::from_secs(3);
+/// How much longer than its session TTL the agitator keeps a tablet server stopped.
+const AGITATOR_PAUSE_PAST_TTL: Duration = Duration::from_secs(5);
+/// The session TTL of the masters (`tabula master serve`'s default, which `plan` keeps).
+const MASTER_SESSION_TTL: Duration = tabula_master::node::DEFAULT_SESSION_TTL;
 
 /// `tabula local`.
 #[derive(Debug, Args)]
@@ -54,10 +67,34 @@ pub(crate) struct LocalArgs {
     /// Report a child that exits unexpectedly but do not restart it.
     #[arg(long)]
     pub(crate) no_restart: bool,
+    /// Inject faults once the cluster is ready: SPEC is
+    /// `master=60s,tablet=45s,lock=90s,pause=120s,admin=20s` or any subset of it (bare
+    /// --agitate: all of them, at those periods). master/tablet/lock SIGKILL the active
+    /// master, a random tablet server, the lock-service leader (restarted after 3 s); pause
+    /// SIGSTOPs a tablet server past its session TTL; admin splits, moves, merges, flushes or
+    /// compacts a user tablet. Every fault is a JSON line in DIR/agitator.jsonl.
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) agitate: Option<String>,
+    /// Seed of the agitator's random choices, to replay a run (default: random, printed).
+    #[arg(long, value_name = "N", requires = "agitate")]
+    pub(crate) agitate_seed: Option<u64>,
 }
 
 /// Runs `tabula local` until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: LocalArgs) -> anyhow::Result<()> {
+    let agitate = match &args.agitate {
+        Some(text) => Some(AgitateConfig {
+            spec: AgitateSpec::parse(text).map_err(UsageError)?,
+            seed: args.agitate_seed.unwrap_or_else(rand::random),
+            restart_after: AGITATOR_RESTART_AFTER,
+            pause_for: plan::TABLET_SESSION_TTL + AGITATOR_PAUSE_PAST_TTL,
+            leases: Leases {
+                session_ttl: plan::TABLET_SESSION_TTL.max(MASTER_SESSION_TTL),
+                leader_grace: tabula_lockservice::lease::LeaseOptions::default().grace,
+            },
+        }),
+        None => None,
+    };
     let dir = args.dir.clone();
     let saved = cluster_file::saved_cell(&dir)?;
     let shape = plan::resolve(
@@ -91,6 +128,7 @@ pub(crate) fn run(args: LocalArgs) -> anyhow::Result<()> {
         shape,
         run_unix_ms,
         restart: !args.no_restart,
+        agitate,
     };
     runtime.block_on(local.supervise(specs))
 }
@@ -125,6 +163,22 @@ struct Local {
     shape: Shape,
     run_unix_ms: u64,
     restart: bool,
+    agitate: Option<AgitateConfig>,
+}
+
+/// The agitator's next signal request, if it runs; pending otherwise.
+async fn next_request(agitation: &mut Option<Agitation>) -> SignalRequest {
+    match agitation {
+        Some(a) => a.next_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers the agitator's request (refusing every fault once `stopping`).
+fn serve(procs: &mut [Proc], request: SignalRequest, stopping: bool) {
+    let answer = procs::apply(procs, &request.name, request.signal, stopping);
+    // An agitator that stopped waiting no longer needs the answer.
+    let _ = request.reply.send(answer);
 }
 
 impl Local {
@@ -142,7 +196,16 @@ impl Local {
                 }
             }
         }
-        let outcome = self.watch_until_stop(&mut procs, &mut signals).await;
+        let mut agitation = None;
+        let outcome = self
+            .watch_until_stop(&mut procs, &mut signals, &mut agitation)
+            .await;
+        // The agitator ends before the children are stopped: no fault after the stop begins.
+        if let Some(agitation) = agitation {
+            agitation
+                .stop(|request| serve(&mut procs, request, true))
+                .await;
+        }
         let clean = procs::stop_all(&mut procs).await;
         outcome?;
         if !clean {
@@ -158,11 +221,13 @@ impl Local {
         self.dir.join("logs").display().to_string()
     }
 
-    /// Watches the children and readiness until a stop signal (Ok) or a readiness timeout.
+    /// Watches the children and readiness until a stop signal (Ok) or a readiness timeout;
+    /// once ready, starts the agitator (if asked for) into `agitation` and serves it.
     async fn watch_until_stop(
         &self,
         procs: &mut [Proc],
         signals: &mut StopSignals,
+        agitation: &mut Option<Agitation>,
     ) -> anyhow::Result<()> {
         let lock_addrs = plan::lock_addrs(&self.shape);
         let readiness = Readiness::new(&lock_addrs)?;
@@ -176,18 +241,24 @@ impl Local {
         let mut announced: Option<Stage> = None;
         let mut ready = false;
         let mut tick = tokio::time::interval(TICK);
-        let restart = |old: &Spec, start: u32| self.respawn_spec(old, start);
+        let respawn = |old: &Spec, start: u32| self.respawn_spec(old, start);
         loop {
             tokio::select! {
                 which = signals.recv() => {
                     eprintln!("{which}: stopping the cluster");
                     return Ok(());
                 }
+                request = next_request(agitation) => {
+                    serve(procs, request, false);
+                    continue;
+                }
                 _ = tick.tick() => {}
             }
-            let restart: Option<Respawn<'_>> = self.restart.then_some(&restart);
-            if procs::watch(&self.exe, procs, restart) {
+            if procs::watch(&self.exe, procs, &respawn, self.restart) {
                 self.write_file(procs, ready)?;
+            }
+            if let Some(a) = agitation.as_ref() {
+                a.publish(procs::views(procs));
             }
             if ready {
                 continue;
@@ -197,6 +268,12 @@ impl Local {
                 ready = true;
                 self.write_file(procs, true)?;
                 println!("cluster ready: --lock {}", lock_addrs.join(","));
+                if let Some(config) = &self.agitate {
+                    let views = procs::views(procs);
+                    let started =
+                        Agitation::start(config.clone(), &self.dir, &lock_addrs, views).await?;
+                    *agitation = Some(started);
+                }
                 continue;
             }
             if announced.is_none_or(|a| stage > a) {

@@ -8,11 +8,15 @@
 //! is never reused, not after a crash and not in a later run.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Most lock nodes, tablet servers or masters: each role has a block of ten ports.
 pub(crate) const MAX_PER_ROLE: u32 = 9;
 /// Ports used above the base port.
 pub(crate) const PORT_SPAN: u16 = 40;
+/// The lock-service session TTL the tablet servers are started with (a server paused longer
+/// than this loses its session and its tablets).
+pub(crate) const TABLET_SESSION_TTL: Duration = Duration::from_secs(10);
 
 /// A server role of the cluster, in start order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,6 +183,8 @@ pub(crate) fn tablet_server(
             &id,
             "--metrics",
             &metrics,
+            "--session-ttl-ms",
+            &TABLET_SESSION_TTL.as_millis().to_string(),
         ]),
         id,
         name,
@@ -311,6 +317,12 @@ mod tests {
         assert_eq!(procs[4].metrics.as_deref(), Some("127.0.0.1:7122"));
         assert_eq!(procs[4].id, "ts-2-1234-0");
         assert_eq!(procs[4].log, Path::new("/d/logs/ts-2.log"));
+        assert!(
+            procs[4]
+                .args
+                .windows(2)
+                .any(|w| w == ["--session-ttl-ms", "10000"])
+        );
         assert!(
             procs[4]
                 .args

@@ -1,6 +1,7 @@
 //! The child processes of `tabula local`: start one (its own process group, so a terminal's
 //! Ctrl-C reaches only `tabula local`, which then stops the children in order; killed by the
-//! kernel if `tabula local` dies), notice one that exited, stop them all.
+//! kernel if `tabula local` dies), notice one that exited, signal one for the agitator, stop
+//! them all.
 //!
 //! Children must be started from the thread that lives as long as `tabula local` (its main
 //! thread): `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::control::{ProcView, Signal, SignalError};
 use super::plan::{Role, Spec};
 
 /// A running (or exited, not yet restarted) child.
@@ -21,8 +23,10 @@ pub(crate) struct Proc {
     pub(crate) child: Child,
     /// Which start of this process (0 the first) within this run.
     pub(crate) start: u32,
-    /// When it was found to have exited unexpectedly (it awaits a restart).
+    /// When it was found to have exited (it awaits a restart).
     pub(crate) down_since: Option<Instant>,
+    /// Set when the agitator killed it: how long it stays down before its restart.
+    pub(crate) restart_after: Option<Duration>,
 }
 
 impl Proc {
@@ -58,6 +62,7 @@ pub(crate) fn spawn(exe: &Path, spec: Spec, start: u32) -> anyhow::Result<Proc> 
         child,
         start,
         down_since: None,
+        restart_after: None,
     })
 }
 
@@ -71,31 +76,44 @@ pub(crate) type Respawn<'a> = &'a dyn Fn(&Spec, u32) -> Spec;
 
 /// Reports every child that exited since the last call (stderr: name, status, log) and, if
 /// `restart` is given, starts it again once its restart delay has passed, with the arguments
-/// `restart(old spec, next start number)` answers. Answers whether any process changed.
-pub(crate) fn watch(exe: &Path, procs: &mut [Proc], restart: Option<Respawn<'_>>) -> bool {
+/// `respawn(old spec, next start number)` answers. A child the agitator killed is restarted
+/// after the delay it asked for, even without `restart`. Answers whether any process changed.
+pub(crate) fn watch(exe: &Path, procs: &mut [Proc], respawn: Respawn<'_>, restart: bool) -> bool {
     let mut changed = false;
     for p in procs.iter_mut() {
         match p.down_since {
             None => {
                 if let Ok(Some(status)) = p.child.try_wait() {
-                    eprintln!(
-                        "{} ({} {}) exited unexpectedly: {status}; log {}",
-                        p.spec.name,
-                        p.spec.role.name(),
-                        p.spec.id,
-                        p.spec.log.display()
-                    );
+                    match p.restart_after {
+                        Some(delay) => eprintln!(
+                            "{} ({} {}) killed by the agitator: {status}; restart in {delay:?}",
+                            p.spec.name,
+                            p.spec.role.name(),
+                            p.spec.id
+                        ),
+                        None => eprintln!(
+                            "{} ({} {}) exited unexpectedly: {status}; log {}",
+                            p.spec.name,
+                            p.spec.role.name(),
+                            p.spec.id,
+                            p.spec.log.display()
+                        ),
+                    }
                     p.down_since = Some(Instant::now());
                     changed = true;
                 }
             }
             Some(since) => {
-                let Some(restart) = restart else { continue };
-                if since.elapsed() < restart_delay(p.start) {
+                let delay = match p.restart_after {
+                    Some(delay) => delay,
+                    None if restart => restart_delay(p.start),
+                    None => continue,
+                };
+                if since.elapsed() < delay {
                     continue;
                 }
                 let next = p.start + 1;
-                match spawn(exe, restart(&p.spec, next), next) {
+                match spawn(exe, respawn(&p.spec, next), next) {
                     Ok(new) => {
                         eprintln!(
                             "restarted {} as {} (pid {})",
@@ -118,6 +136,68 @@ pub(crate) fn watch(exe: &Path, procs: &mut [Proc], restart: Option<Respawn<'_>>
     changed
 }
 
+/// What the agitator sees of the processes.
+pub(crate) fn views(procs: &[Proc]) -> Vec<ProcView> {
+    procs
+        .iter()
+        .map(|p| ProcView {
+            name: p.spec.name.clone(),
+            role: p.spec.role,
+            id: p.spec.id.clone(),
+            addr: p.spec.addr.clone(),
+            pid: p.pid(),
+            start: p.start,
+        })
+        .collect()
+}
+
+/// Sends the agitator's `signal` to the process named `name`, if it runs; answers its pid.
+/// Once `stopping`, only `Continue` is sent. A kill also sets the process's restart delay.
+pub(crate) fn apply(
+    procs: &mut [Proc],
+    name: &str,
+    signal: Signal,
+    stopping: bool,
+) -> Result<u32, SignalError> {
+    if stopping && signal.is_fault() {
+        return Err(SignalError::Stopping);
+    }
+    let p = procs
+        .iter_mut()
+        .find(|p| p.spec.name == name)
+        .ok_or_else(|| SignalError::Unknown(name.to_owned()))?;
+    // A child that exited (or was reaped) is never signalled: its pid may be recycled.
+    if p.down_since.is_some() || p.child.try_wait().ok().flatten().is_some() {
+        return Err(SignalError::NotRunning(name.to_owned()));
+    }
+    if let Signal::Kill { .. } = signal
+        && p.restart_after.is_some()
+    {
+        return Err(SignalError::NotRunning(name.to_owned()));
+    }
+    let number = match signal {
+        Signal::Kill { .. } => libc::SIGKILL,
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Continue => libc::SIGCONT,
+    };
+    send(&mut p.child, number).map_err(|e| SignalError::Os(e.to_string()))?;
+    if let Signal::Kill { restart_after } = signal {
+        p.restart_after = Some(restart_after);
+    }
+    Ok(p.child.id())
+}
+
+/// Sends signal `number` to `child`, our unreaped child.
+#[allow(unsafe_code)]
+fn send(child: &mut Child, number: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own unreaped child.
+    if unsafe { libc::kill(pid, number) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Makes the kernel SIGKILL the child when the thread that started it exits.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
@@ -133,20 +213,14 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// Sends SIGTERM to `child` unless it has exited (and been reaped), so that a recycled pid is
-/// never signalled.
-#[allow(unsafe_code)]
+/// Sends SIGTERM, then SIGCONT (a stopped child acts on its SIGTERM only once continued), to
+/// `child` unless it has exited (and been reaped), so that a recycled pid is never signalled.
 fn terminate(child: &mut Child) {
     if child.try_wait().ok().flatten().is_some() {
         return;
     }
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return;
-    };
-    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own unreaped child.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    let _ = send(child, libc::SIGTERM);
+    let _ = send(child, libc::SIGCONT);
 }
 
 /// Waits up to `timeout` for `child` to exit.
