@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use tabula_client::Channels;
 use tabula_client::meta::{MetaTable, TabletRecord, TabletState, read_root, write_root};
-use tabula_common::{Code, Epoch, Error, ServerId, StorageRoot, TableId};
+use tabula_common::{Code, Epoch, Error, ServerId, StorageRoot, TableId, TabletId};
 use tabula_lockservice::client::LockClient;
 use tabula_proto::tabula::tablet::v1 as tpb;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::election::Leadership;
 use crate::tables::meta_schema;
@@ -169,7 +169,7 @@ impl Executor {
     pub async fn unload(
         &self,
         snapshot: &Snapshot,
-        tablet: tabula_common::TabletId,
+        tablet: TabletId,
         server: &ServerId,
         epoch: Epoch,
     ) -> Result<(), Error> {
@@ -232,6 +232,23 @@ impl Executor {
                     format!("deleting {}: {e}", record.manifest_path),
                 )
             })
+    }
+
+    /// Deletes the manifests of tablets a recorded split or merge replaced: METADATA no longer
+    /// names them, so nothing loads them again, and their SSTables live on in the manifests of
+    /// the tablets that replaced them. A failure is logged, not answered: the split or merge
+    /// is recorded either way, and a leftover manifest only costs its few bytes.
+    pub async fn forget_replaced(&self, tablets: &[TabletId]) {
+        for tablet in tablets {
+            let storage = self.storage.clone();
+            let path = crate::bootstrap::manifest_path(*tablet);
+            let deleted = tokio::task::spawn_blocking(move || storage.delete(&path)).await;
+            match deleted {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(%tablet, error = %e, "a replaced tablet's manifest stays"),
+                Err(e) => warn!(%tablet, error = %e, "a replaced tablet's manifest stays"),
+            }
+        }
     }
 
     fn schema_of(&self, snapshot: &Snapshot, table: TableId) -> Result<tpb::Schema, Error> {

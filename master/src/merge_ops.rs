@@ -349,11 +349,13 @@ async fn settle(
         (Some(l), Some(r)) => (l, r),
         (None, None) | (None, Some(_)) if parts.merged_recorded => {
             // Recorded by an earlier attempt; only the intent is left.
+            exec.forget_replaced(&[intent.left, intent.right]).await;
             merge_intents::remove(&exec.lock, stored).await?;
             return Ok(None);
         }
         (Some(l), None) if parts.merged_recorded => {
             delete_left(exec, l).await?;
+            exec.forget_replaced(&[intent.left, intent.right]).await;
             merge_intents::remove(&exec.lock, stored).await?;
             return Ok(None);
         }
@@ -375,6 +377,7 @@ async fn settle(
         record_merge(exec, left, right, &merged).await?;
     } else {
         delete_left(exec, left).await?;
+        exec.forget_replaced(&[intent.left, intent.right]).await;
     }
     merge_intents::remove(&exec.lock, stored).await?;
     Ok(Some(merged))
@@ -416,6 +419,7 @@ async fn record_merge(
 ) -> Result<(), Error> {
     exec.record(right, merged).await?;
     delete_left(exec, left).await?;
+    exec.forget_replaced(&[left.tablet, right.tablet]).await;
     info!(
         left = %left.tablet,
         right = %right.tablet,
@@ -528,6 +532,11 @@ pub async fn finish_merge(
     if let Some(l) = &left {
         delete_left(exec, l).await?;
     }
+    let replaced: Vec<TabletId> = [&left, &right]
+        .into_iter()
+        .filter_map(|r| r.as_ref().map(|r| r.tablet))
+        .collect();
+    exec.forget_replaced(&replaced).await;
     info!(
         tablet = %loaded.tablet,
         merged = %merged.tablet,

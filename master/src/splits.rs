@@ -119,6 +119,7 @@ pub async fn record_split(
         }
     }
     exec.record(parent, &r).await?;
+    exec.forget_replaced(&[parent.tablet]).await;
     info!(
         parent = %parent.tablet,
         left = %l.tablet,

@@ -103,6 +103,11 @@ async fn merge_tablets_leaves_one_tablet_fewer_and_loses_nothing() {
     assert_eq!(merged.end_row, None);
     let after = tiles(&meta, table).await;
     assert_eq!(after.len(), 2, "{after:?}");
+    let storage = LocalDir::open(root.path()).unwrap();
+    for (t, kept) in [(&before[1], false), (&before[2], false), (&after[1], true)] {
+        let exists = tabula_common::StorageRoot::exists(&storage, &Manifest::path(t.tablet));
+        assert_eq!(exists.unwrap(), kept, "manifest of tablet {}", t.tablet);
+    }
     assert_eq!(
         after[0].tablet, before[0].tablet,
         "the first tablet is untouched"
@@ -332,11 +337,13 @@ async fn a_merge_interrupted_between_its_two_marks_is_finished_from_its_intent()
     })
     .await;
     assert_eq!(one[0].tablet, merged);
-    assert_eq!(
-        Manifest::load(&storage, right.tablet).unwrap().split_into,
-        [merged],
-        "the right tablet is marked as replaced"
-    );
+    for t in [left.tablet, right.tablet] {
+        let exists = tabula_common::StorageRoot::exists(&storage, &Manifest::path(t));
+        assert!(
+            !exists.unwrap(),
+            "tablet {t}'s manifest is forgotten once recorded"
+        );
+    }
     assert!(intents(&cell).await.is_empty(), "the intent is settled");
     all_served(&channels, &next, 3).await;
     read_back(&meta, table, &rows).await;
@@ -486,11 +493,18 @@ async fn split_siblings_are_compacted_by_the_master_and_merged() {
         .unwrap();
 
     let merged = merge(&channels, &master, "sib", b"a").await.unwrap();
-    assert_eq!((merged.start_row.as_slice(), merged.end_row), (&b""[..], None));
+    assert_eq!(
+        (merged.start_row.as_slice(), merged.end_row),
+        (&b""[..], None)
+    );
     assert_eq!(tiles(&meta, table).await.len(), 1);
     all_served(&channels, &master, 3).await;
     read_back(&meta, table, &rows).await;
-    assert_eq!(get(&meta, table, b"b").await.unwrap(), None, "a deleted row came back");
+    assert_eq!(
+        get(&meta, table, b"b").await.unwrap(),
+        None,
+        "a deleted row came back"
+    );
 
     master.shutdown().await;
     server.shutdown().await.unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tabula_client::Channels;
 use tabula_client::meta::MetaTable;
-use tabula_common::{Code, Error, RowKey, TableId};
+use tabula_common::{Code, Error, RowKey, TableId, TabletId};
 use tabula_master::Master;
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::tabula::master::v1 as mpb;
@@ -130,6 +130,16 @@ async fn split_tablet_at_a_row_and_at_the_middle_is_recorded_and_loses_nothing()
     let ids: Vec<u64> = tablets.iter().map(|t| t.tablet.0).collect();
     assert_eq!(ids, vec![left.tablet_id, right.tablet_id]);
     assert!(!ids.contains(&parent.tablet.0));
+    let storage = tabula_common::storage::LocalDir::open(root.path()).unwrap();
+    let manifest = |t: u64| {
+        let path = tabula_tabletserver::engine::manifest::Manifest::path(TabletId(t));
+        tabula_common::StorageRoot::exists(&storage, &path).unwrap()
+    };
+    assert!(
+        !manifest(parent.tablet.0),
+        "the recorded split's parent manifest is forgotten"
+    );
+    assert!(manifest(left.tablet_id) && manifest(right.tablet_id));
     read_all_back(&meta, table_id, &rows, &value).await;
     eventually("ListTablets to show the children", WAIT, || async {
         let listed = listed_tablets(&channels, &master, "t").await;
