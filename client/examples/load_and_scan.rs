@@ -7,13 +7,14 @@
 //! ```
 //!
 //! It creates the table `example` (family `cf`, split at `row05000`) if it does not exist,
-//! writes 10,000 rows in batches, then scans a prefix and a range and prints what came back.
+//! writes 10,000 rows in batches, then scans a prefix and a range, and reads the last rows of
+//! the table with a reversed, limited scan, and prints what came back.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tabula_client::{Client, Family, Mutation, RowRange, RowSet};
+use tabula_client::{Client, Family, Mutation, ReadOptions, RowRange, RowSet};
 use tabula_common::Code;
 
 const ROWS: usize = 10_000;
@@ -91,6 +92,27 @@ async fn run(addrs: &[String]) -> Result<(), tabula_common::Error> {
         start.elapsed(),
         keys.first().map_or("", String::as_str),
         keys.last().map_or("", String::as_str)
+    );
+
+    // The newest rows first: a reversed scan from the table's end, limited to 5 rows.
+    let start = Instant::now();
+    let options = ReadOptions {
+        rows_limit: Some(5),
+        reversed: true,
+        ..ReadOptions::default()
+    };
+    let rows = table
+        .read_rows_with(RowSet::all(), options)
+        .collect_rows()
+        .await?;
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|r| r.key.escape_ascii().to_string())
+        .collect();
+    println!(
+        "the last 5 rows, reversed, in {:?}: {}",
+        start.elapsed(),
+        keys.join(" ")
     );
     Ok(())
 }

@@ -19,7 +19,8 @@ pub struct ClientOptions {
     pub backoff_min: Duration,
     /// Longest pause between attempts.
     pub backoff_max: Duration,
-    /// METADATA rows read per location-cache miss: the tablet asked for and its neighbours.
+    /// METADATA rows read per location-cache miss: the tablet asked for and its neighbours
+    /// (the tablets after it; for a reversed scan, the tablets before it).
     pub prefetch_tablets: usize,
     /// Most tablet records the location cache holds.
     pub max_cached_tablets: usize,

@@ -10,7 +10,8 @@
 
 use bytes::Bytes;
 use tabula_client::{
-    Client, Family, Filter, Mutation, ReadOptions, Row, RowRange, RowSet, Rule, Table,
+    Client, ClientOptions, Family, Filter, Mutation, ReadOptions, Row, RowRange, RowSet, Rule,
+    Table,
 };
 use tabula_common::Code;
 use tabula_master::Master;
@@ -280,6 +281,38 @@ async fn writes_across_tablets_then_scans_return_every_row_once_in_order() {
     for pair in samples.windows(2) {
         assert!(pair[0].offset_bytes <= pair[1].offset_bytes, "{samples:?}");
     }
+
+    // Twenty tablets, three records prefetched per METADATA read: a fresh client's reversed
+    // scan walks METADATA backwards from the table's end (a miss every few tablets, each
+    // caching the tablets before the one it locates) and answers every row once.
+    let splits: Vec<Bytes> = (1..20).map(|i| key(i * 10)).collect();
+    let splits: Vec<&[u8]> = splits.iter().map(|k| k.as_ref()).collect();
+    admin
+        .create_table("many", &[Family::new("cf")], &splits)
+        .await
+        .unwrap();
+    all_served(client.channels(), &master, 25).await;
+    load(&client.table("many").await.unwrap(), 200).await;
+    let options = ClientOptions {
+        prefetch_tablets: 3,
+        ..ClientOptions::default()
+    };
+    let fresh = Client::connect_with(&cell.addrs(), options).await.unwrap();
+    let many = fresh.table("many").await.unwrap();
+    // The last row alone: one METADATA read caches the last tablet and the two before it.
+    assert_eq!(
+        scan_keys(&many, RowSet::all(), true, Some(1)).await,
+        vec![key(199)]
+    );
+    assert_eq!(fresh.cached_locations(), 3);
+    let mut want: Vec<Bytes> = (0..200).map(key).collect();
+    want.reverse();
+    assert_eq!(scan_keys(&many, RowSet::all(), true, None).await, want);
+    assert_eq!(fresh.cached_locations(), 20);
+    assert_eq!(
+        reverse_of_forward(&many, RowSet::all(), 25).await.len(),
+        200
+    );
 
     master.shutdown().await;
     s1.shutdown().await.unwrap();
