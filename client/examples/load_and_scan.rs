@@ -8,7 +8,8 @@
 //!
 //! It creates the table `example` (family `cf`, split at `row05000`) if it does not exist,
 //! writes 10,000 rows in batches, then scans a prefix and a range, and reads the last rows of
-//! the table with a reversed, limited scan, and prints what came back.
+//! the table with a reversed, limited scan, and scans the whole table both ways, printing
+//! what came back and how long it took.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -114,5 +115,21 @@ async fn run(addrs: &[String]) -> Result<(), tabula_common::Error> {
         start.elapsed(),
         keys.join(" ")
     );
+
+    // The whole table both ways.
+    for reversed in [false, true] {
+        let start = Instant::now();
+        let options = ReadOptions {
+            reversed,
+            ..ReadOptions::default()
+        };
+        let n = table
+            .read_rows_with(RowSet::all(), options)
+            .collect_rows()
+            .await?
+            .len();
+        let way = if reversed { "reversed" } else { "forward" };
+        println!("whole table {way}: {n} rows in {:?}", start.elapsed());
+    }
     Ok(())
 }
