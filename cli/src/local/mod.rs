@@ -290,13 +290,15 @@ impl Local {
         }
     }
 
-    /// The arguments of a process's next start: a tablet server gets a fresh server id.
+    /// The arguments of a process's next start: a tablet server or a master gets a fresh id,
+    /// a lock node comes back as itself on its data directory.
     fn respawn_spec(&self, old: &Spec, start: u32) -> Spec {
         match old.role {
             Role::Tablet => {
                 plan::tablet_server(&self.dir, &self.shape, old.n, self.run_unix_ms, start)
             }
-            Role::Lock | Role::Master => old.clone(),
+            Role::Master => plan::master(&self.dir, &self.shape, old.n, self.run_unix_ms, start),
+            Role::Lock => old.clone(),
         }
     }
 

@@ -4,8 +4,9 @@
 //! `i` on `B + 10 + i - 1` with its metrics on `B + 20 + i - 1`, master `i` on `B + 30 + i - 1`.
 //! A restart on the same directory takes `B` and the lock-node count from `cluster.json`, so
 //! every lock node comes back with the same id, port and peers (its Raft membership names
-//! them). Tablet-server ids carry the run's start time and a per-run start counter: a server id
-//! is never reused, not after a crash and not in a later run.
+//! them). Tablet-server and master ids carry the run's start time and a per-run start counter:
+//! an id is never reused, not after a crash and not in a later run (a restarted master with
+//! its old id could not announce itself while its dead session's announcement lasted).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,15 +192,16 @@ pub(crate) fn tablet_server(
     }
 }
 
-/// Master `n` (1-based).
-pub(crate) fn master(dir: &Path, shape: &Shape, n: u32) -> Spec {
+/// Master `n` (1-based), started for the `start`-th time in the run that began at
+/// `run_unix_ms`.
+pub(crate) fn master(dir: &Path, shape: &Shape, n: u32, run_unix_ms: u64, start: u32) -> Spec {
     let me = addr(port(shape.base_port, 3, n - 1));
     let name = format!("m-{n}");
+    let id = format!("m-{n}-{run_unix_ms}-{start}");
     let storage = dir.join("storage").display().to_string();
     Spec {
         role: Role::Master,
         n,
-        id: name.clone(),
         addr: me.clone(),
         metrics: None,
         log: log_path(dir, &name),
@@ -213,8 +215,9 @@ pub(crate) fn master(dir: &Path, shape: &Shape, n: u32) -> Spec {
             "--storage-root",
             &storage,
             "--master-id",
-            &name,
+            &id,
         ]),
+        id,
         name,
     }
 }
@@ -223,7 +226,7 @@ pub(crate) fn master(dir: &Path, shape: &Shape, n: u32) -> Spec {
 pub(crate) fn processes(dir: &Path, shape: &Shape, run_unix_ms: u64) -> Vec<Spec> {
     let locks = (1..=shape.lock_nodes).map(|n| lock_node(dir, shape, n));
     let tablets = (1..=shape.tablet_servers).map(|n| tablet_server(dir, shape, n, run_unix_ms, 0));
-    let masters = (1..=shape.masters).map(|n| master(dir, shape, n));
+    let masters = (1..=shape.masters).map(|n| master(dir, shape, n, run_unix_ms, 0));
     locks.chain(tablets).chain(masters).collect()
 }
 
@@ -330,7 +333,7 @@ mod tests {
                 .any(|w| w == ["--storage-root", "/d/storage"])
         );
         assert_eq!(procs[7].addr, "127.0.0.1:7132");
-        assert_eq!(procs[7].id, "m-2");
+        assert_eq!(procs[7].id, "m-2-1234-0");
         assert!(procs[7].args.windows(2).any(|w| w[0] == "--lock"
             && w[1] == "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"));
         let mut addrs: Vec<&str> = procs.iter().map(|p| p.addr.as_str()).collect();
@@ -340,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_tablet_server_never_reuses_an_id() {
+    fn a_restarted_tablet_server_or_master_never_reuses_an_id() {
         let dir = Path::new("/d");
         let a = tablet_server(dir, &shape(), 1, 1000, 0);
         let b = tablet_server(dir, &shape(), 1, 1000, 1);
@@ -348,6 +351,17 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert_ne!(a.id, c.id);
         assert_eq!(a.addr, b.addr);
+        let a = master(dir, &shape(), 2, 1000, 0);
+        let b = master(dir, &shape(), 2, 1000, 1);
+        let c = master(dir, &shape(), 2, 2000, 0);
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!((a.addr.as_str(), a.name.as_str()), (b.addr.as_str(), "m-2"));
+        assert!(
+            b.args
+                .windows(2)
+                .any(|w| w == ["--master-id", "m-2-1000-1"])
+        );
     }
 
     #[test]

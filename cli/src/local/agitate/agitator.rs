@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::super::control::{ProcView, REQUEST_QUEUE, Signal, SignalError, SignalRequest};
 use super::super::unix_ms;
-use super::choose::{Choice, Leases, Picture, choose, quiet_after_kill, role_of};
+use super::choose::{Choice, Leases, Picture, choose, quiet_after_kill, role_busy, role_of};
 use super::faults::{active_master_now, admin_fault, lock_leader_now, request_signal, stopped};
 use super::log::{self, Entry, FaultLog};
 use super::schedule::Schedule;
@@ -324,6 +324,13 @@ impl Agitator {
             }
             return true;
         }
+        let views = self.views.borrow().clone();
+        let held: Vec<String> = self.held.iter().map(|h| h.name.clone()).collect();
+        // Asked before the facts, which cost RPCs: a busy role waits at once.
+        if let Some(why) = role_of(kind).and_then(|r| role_busy(&views, &held, r)) {
+            self.wait(kind, now, why);
+            return true;
+        }
         let active_master = match kind {
             Kind::Master => active_master_now(&self.client).await,
             _ => None,
@@ -332,8 +339,6 @@ impl Agitator {
             Kind::Lock => lock_leader_now(self.client.lock()).await,
             _ => None,
         };
-        let views = self.views.borrow().clone();
-        let held: Vec<String> = self.held.iter().map(|h| h.name.clone()).collect();
         let picture = Picture {
             procs: &views,
             held: &held,

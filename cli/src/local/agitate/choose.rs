@@ -83,11 +83,12 @@ pub(crate) fn quiet_after_kill(role: Role, leases: Leases) -> Duration {
     }
 }
 
-/// Why no process of `role` may be taken now, if so.
-fn role_busy(picture: &Picture<'_>, role: Role) -> Option<String> {
-    let mut members = picture.procs.iter().filter(|p| p.role == role);
+/// Why no process of `role` may be taken now, if so (`held`: the processes the agitator
+/// holds down).
+pub(crate) fn role_busy(procs: &[ProcView], held: &[String], role: Role) -> Option<String> {
+    let mut members = procs.iter().filter(|p| p.role == role);
     members.find_map(|p| {
-        if picture.held.contains(&p.name) {
+        if held.contains(&p.name) {
             Some(format!("{} is held down by the agitator", p.name))
         } else if p.pid.is_none() {
             Some(format!("{} is down", p.name))
@@ -102,7 +103,7 @@ pub(crate) fn choose(kind: Kind, picture: &Picture<'_>, rng: &mut impl Rng) -> C
     let Some(role) = role_of(kind) else {
         return Choice::Wait("admin is not a process fault".to_owned());
     };
-    if let Some(why) = role_busy(picture, role) {
+    if let Some(why) = role_busy(picture.procs, picture.held, role) {
         return Choice::Wait(why);
     }
     let members: Vec<&ProcView> = picture.procs.iter().filter(|p| p.role == role).collect();
