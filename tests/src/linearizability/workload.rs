@@ -1,6 +1,6 @@
 //! One client of the register workload: random reads, writes and compare-and-sets on a few
 //! keys, each recorded in a shared [`Recorder`] around the call, until a time on the
-//! recorder's clock.
+//! recorder's clock or a stop flag.
 //!
 //! Written values are unique (`<client>-<counter>`), so a read tells which write it saw. A
 //! compare-and-set expects the last value this client read from that key (absent if it has
@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,8 +27,11 @@ pub struct ClientPlan {
     pub client: u32,
     /// The registers' keys (rows).
     pub keys: Vec<Bytes>,
-    /// When to stop, on the recorder's clock (the call in flight then is finished).
+    /// When to stop at the latest, on the recorder's clock (the call in flight then is
+    /// finished).
     pub until: Duration,
+    /// Set to stop earlier (checked between calls).
+    pub stop: Arc<AtomicBool>,
     /// Longest pause between two calls.
     pub max_pause: Duration,
     /// Percent of calls that are reads.
@@ -72,7 +76,8 @@ pub async fn run_client(
     let mut last_read: HashMap<Bytes, Option<Bytes>> = HashMap::new();
     let mut counter = 0u64;
     let mut stats = ClientStats::default();
-    while recorder.now() < plan.until && !plan.keys.is_empty() {
+    let running = || recorder.now() < plan.until && !plan.stop.load(Ordering::Relaxed);
+    while running() && !plan.keys.is_empty() {
         let key = plan.keys[rng.random_range(0..plan.keys.len())].clone();
         let dice = rng.random_range(0..100u32);
         let call = if dice < plan.read_percent {
