@@ -289,6 +289,108 @@ fn unknown_reads_are_ignored_and_counted() {
     assert_eq!(report.keys[0].unknown_outcomes, 1);
 }
 
+/// A long history of `clients` concurrent clients on two keys, each client calling one
+/// operation after another with random latencies; the register executes the operations in the
+/// order of random points inside their intervals. About 3% of the writes and compare-and-sets
+/// lose their answer, half of those without taking effect.
+fn concurrent_history(seed: u64, clients: u32, per_client: usize) -> Vec<Operation> {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    // (point, client, invoke, complete, kind, key)
+    let mut planned = Vec::new();
+    for client in 0..clients {
+        let mut now = rng.random_range(0..1_000u64);
+        for _ in 0..per_client {
+            let invoke = now;
+            let point = invoke + rng.random_range(0..5_000u64);
+            let complete = point + rng.random_range(0..5_000u64);
+            let kind = rng.random_range(0..3u8);
+            let key = rng.random_range(0..2u8);
+            planned.push((point, client, invoke, complete, kind, key));
+            now = complete + rng.random_range(0..3_000u64);
+        }
+    }
+    planned.sort();
+    let mut regs: HashMap<u8, Option<Bytes>> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, (_, client, invoke, complete, kind, key)) in planned.into_iter().enumerate() {
+        let reg = regs.entry(key).or_insert(None);
+        let new = val(&format!("{client}-{i}"));
+        let lost = kind != 0 && rng.random_range(0..100) < 3;
+        let applied = !lost || rng.random_bool(0.5);
+        let (call, ret) = match kind {
+            0 => (Call::Read, Return::Read(reg.clone())),
+            1 => {
+                if applied {
+                    *reg = Some(new.clone());
+                }
+                (Call::Write(new), Return::Write)
+            }
+            _ => {
+                let expect = if rng.random_bool(0.7) {
+                    reg.clone()
+                } else {
+                    Some(val("stale"))
+                };
+                let matched = expect == *reg;
+                if matched && applied {
+                    *reg = Some(new.clone());
+                }
+                (
+                    Call::CompareAndSet { expect, new },
+                    Return::CompareAndSet(matched),
+                )
+            }
+        };
+        let key = Bytes::from(format!("key{key}"));
+        let (invoke, complete) = (
+            Duration::from_micros(invoke),
+            Duration::from_micros(complete),
+        );
+        out.push(if lost {
+            Operation::unknown(client, key, call, invoke)
+        } else {
+            Operation::completed(client, key, call, invoke, complete, ret)
+        });
+    }
+    out
+}
+
+#[test]
+fn a_long_concurrent_history_with_unknown_outcomes_is_checked_in_few_steps() {
+    let h = concurrent_history(7, 8, 1_000);
+    let unknown = h.iter().filter(|o| o.is_unknown()).count();
+    assert!(unknown > 50, "{unknown}");
+    let report = check(&h, &CheckOptions::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Ok, "{report}");
+    for k in &report.keys {
+        // Linear in the operations times the unknown outcomes (each of which the search may
+        // try at every point after its call): nothing exponential.
+        let bound = k.operations * (k.unknown_outcomes + 10);
+        assert!(k.steps < bound as u64, "{report}");
+    }
+    // One read moved to a value written only much later is caught.
+    let mut late = h.clone();
+    let victim = late
+        .iter()
+        .position(|o| o.key == "key0" && matches!(o.call, Call::Read))
+        .unwrap();
+    let future = late
+        .iter()
+        .rev()
+        .find_map(|o| match (&o.call, &o.completion) {
+            (Call::Write(v), Some(_)) if o.key == "key0" => Some(v.clone()),
+            _ => None,
+        })
+        .unwrap();
+    if let Some(c) = late[victim].completion.as_mut() {
+        c.ret = Return::Read(Some(future));
+    }
+    let report = check(&late, &CheckOptions::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Violation, "{report}");
+}
+
 /// One generated operation: (kind 0 read / 1 write / 2 cas, key, time before and after its
 /// linearization point, unknown outcome if 0 (of 8), which value a cas expects, client).
 type Spec = (u8, u8, u64, u64, u8, u8, u32);
