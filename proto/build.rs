@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "tabula/raft.proto",
     "tabula/lock.proto",
     "tabula/master.proto",
+    "tabula/bench.proto",
 ];
 
 /// Vendored googleapis files compiled even if nothing of ours imports them yet.

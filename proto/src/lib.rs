@@ -74,6 +74,15 @@ pub mod tabula {
         }
     }
 
+    /// The bare echo service `tabula bench` measures its ceilings with.
+    pub mod bench {
+        generated! {
+            /// Version 1 of `tabula/bench.proto`: `EchoService` (unary echo, server-streaming
+            /// transfer), client and server.
+            v1 => "tabula.bench.v1"
+        }
+    }
+
     /// Raft traffic between the nodes of a lock-service cell.
     pub mod raft {
         generated! {

@@ -1,15 +1,26 @@
-//! `tabula bench`: measure one part of Tabula in isolation. One module per benchmark; what they
-//! share (the scratch directory, tables, medians and percentiles) has its own module here.
+//! `tabula bench`: measure one part of Tabula in isolation, or a whole cluster. One module per
+//! benchmark; what they share (the scratch directory, tables, medians and percentiles, the
+//! cluster a cluster benchmark runs against, the raw ceilings, plots) has its own module here.
 
+mod ceiling;
+mod cluster;
 pub(crate) mod engine;
 pub(crate) mod lock;
+pub(crate) mod paper;
+mod plot;
 mod scratch;
 mod stats;
 mod table;
+pub(crate) mod ycsb;
 
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
 use crate::output::OutputFormat;
+use crate::signal::StopSignals;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -18,6 +29,11 @@ pub(crate) enum BenchCommand {
     Engine(engine::EngineArgs),
     /// Writes, KeepAlives and leader failover of a local 3-node lock-service cell.
     Lock(lock::LockBenchArgs),
+    /// A YCSB core workload (a-f) against a cluster, beside this machine's raw gRPC ceilings.
+    Ycsb(ycsb::YcsbArgs),
+    /// The Bigtable paper's Figure 6 set (1000-byte values) against a cluster, per tablet
+    /// server, beside the paper's single-server numbers and this machine's raw ceilings.
+    Paper(paper::PaperArgs),
 }
 
 /// Runs one benchmark, printing its results in `output`.
@@ -25,5 +41,26 @@ pub(crate) fn run(command: BenchCommand, output: OutputFormat) -> anyhow::Result
     match command {
         BenchCommand::Engine(args) => engine::run(engine::EngineArgs { output, ..args }),
         BenchCommand::Lock(args) => lock::run(lock::LockBenchArgs { output, ..args }),
+        BenchCommand::Ycsb(args) => ycsb::run(ycsb::YcsbArgs { output, ..args }),
+        BenchCommand::Paper(args) => paper::run(paper::PaperArgs { output, ..args }),
     }
+}
+
+/// Runs `work` on a fresh multi-threaded runtime until it ends or Ctrl-C / SIGTERM arrives
+/// (then its future is dropped and an error says so).
+fn block_on_interruptible<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tabula-bench")
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let mut signals = StopSignals::install()?;
+        tokio::select! {
+            result = work => result,
+            by = signals.recv() => Err(anyhow!("interrupted by {by}")),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }

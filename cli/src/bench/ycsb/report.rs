@@ -1,0 +1,343 @@
+//! The YCSB report: YCSB's own output lines (`[OVERALL], Throughput(ops/sec), ...`, per
+//! operation count, average and percentile latencies in microseconds) followed by this run's
+//! ceilings and the ratios to them; and the same as one JSON document. Pure.
+
+use serde_json::json;
+
+use crate::bench::ceiling::Ceilings;
+use crate::bench::stats::Second;
+use crate::bench::ycsb::driver::{KindStats, Phase};
+
+/// Everything one `bench ycsb` run measured, and how.
+#[derive(Debug, Clone)]
+pub(super) struct Report {
+    pub(super) workload: &'static str,
+    pub(super) distribution: &'static str,
+    pub(super) records: u64,
+    pub(super) operations: u64,
+    pub(super) concurrency: usize,
+    pub(super) tablet_servers: usize,
+    pub(super) table: String,
+    /// The load phase (kind `LOAD`, one op per batch).
+    pub(super) load: Phase,
+    pub(super) run: Phase,
+    pub(super) ceilings: Ceilings,
+    pub(super) notes: Vec<String>,
+}
+
+/// One operation kind's numbers, derived from its stats and the run's length.
+struct OpNumbers<'a> {
+    name: &'static str,
+    stats: &'a KindStats,
+    ops_per_sec: f64,
+    mb_per_sec: f64,
+}
+
+impl Report {
+    fn ops(&self) -> Vec<OpNumbers<'_>> {
+        let secs = self.run.elapsed.as_secs_f64().max(1e-9);
+        self.run
+            .kinds
+            .iter()
+            .map(|(name, stats)| OpNumbers {
+                name,
+                stats,
+                ops_per_sec: stats.ops() as f64 / secs,
+                mb_per_sec: stats.moved.bytes as f64 / 1e6 / secs,
+            })
+            .collect()
+    }
+
+    /// Rows per second of the load.
+    fn load_rows_per_sec(&self) -> f64 {
+        self.load.moved().rows as f64 / self.load.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The run's throughput as a fraction of the echo ceiling.
+    pub(super) fn ratio_to_echo(&self) -> f64 {
+        self.ceilings.echo_ratio(self.run.ops_per_sec())
+    }
+
+    /// YCSB-style lines, then the ceilings and ratios.
+    pub(super) fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |section: &str, metric: &str, value: String| {
+            out.push_str(&format!("[{section}], {metric}, {value}\n"));
+        };
+        line(
+            "CONFIG",
+            "Workload",
+            format!(
+                "{} ({}, {} records, {} ops, {} clients, {} tablet servers)",
+                self.workload,
+                self.distribution,
+                self.records,
+                self.operations,
+                self.concurrency,
+                self.tablet_servers
+            ),
+        );
+        line(
+            "LOAD",
+            "RunTime(ms)",
+            format!("{:.0}", self.load.elapsed.as_secs_f64() * 1000.0),
+        );
+        line(
+            "LOAD",
+            "Throughput(rows/sec)",
+            format!("{:.1}", self.load_rows_per_sec()),
+        );
+        line(
+            "OVERALL",
+            "RunTime(ms)",
+            format!("{:.0}", self.run.elapsed.as_secs_f64() * 1000.0),
+        );
+        line(
+            "OVERALL",
+            "Throughput(ops/sec)",
+            format!("{:.1}", self.run.ops_per_sec()),
+        );
+        let c = &self.ceilings;
+        line(
+            "CEILING",
+            &format!(
+                "EchoCalls(ops/sec, {} B x {} in flight)",
+                c.config.payload_bytes, c.config.concurrency
+            ),
+            format!("{:.1}", c.echo_calls_per_sec),
+        );
+        line(
+            "CEILING",
+            &format!(
+                "Streaming(MB/sec, {} B messages x {} streams)",
+                c.config.payload_bytes, c.config.concurrency
+            ),
+            format!("{:.1}", c.stream_mb_per_sec),
+        );
+        line(
+            "OVERALL",
+            "RatioToEcho",
+            format!("{:.3}", self.ratio_to_echo()),
+        );
+        for op in self.ops() {
+            let n = op.name;
+            let s = op.stats;
+            line(n, "Operations", s.ops().to_string());
+            if let Some(l) = s.latencies.summary() {
+                line(n, "AverageLatency(us)", format!("{:.1}", l.mean_us));
+                line(n, "MinLatency(us)", l.min_us.to_string());
+                line(n, "MaxLatency(us)", l.max_us.to_string());
+                line(n, "50thPercentileLatency(us)", l.p50_us.to_string());
+                line(n, "95thPercentileLatency(us)", l.p95_us.to_string());
+                line(n, "99thPercentileLatency(us)", l.p99_us.to_string());
+                line(n, "99.9thPercentileLatency(us)", l.p999_us.to_string());
+            }
+            line(n, "Return=OK", s.ops().to_string());
+            line(n, "Throughput(ops/sec)", format!("{:.1}", op.ops_per_sec));
+            if n == "SCAN" {
+                line(n, "Throughput(MB/sec)", format!("{:.2}", op.mb_per_sec));
+                line(
+                    n,
+                    "RatioToStreaming",
+                    format!("{:.3}", c.stream_ratio(op.mb_per_sec)),
+                );
+            }
+            if s.failed > 0 {
+                line(&format!("{n}-FAILED"), "Operations", s.failed.to_string());
+            }
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+
+    /// The document `--output json` prints.
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        let c = &self.ceilings;
+        let mut operations = serde_json::Map::new();
+        for op in self.ops() {
+            let l = op.stats.latencies.summary();
+            let scan = op.name == "SCAN";
+            operations.insert(
+                op.name.to_owned(),
+                json!({
+                    "operations": op.stats.ops(),
+                    "failed": op.stats.failed,
+                    "first_error": op.stats.first_error,
+                    "throughput_ops_per_sec": op.ops_per_sec,
+                    "mb_per_sec": op.mb_per_sec,
+                    "rows": op.stats.moved.rows,
+                    "average_latency_us": l.map(|l| l.mean_us),
+                    "min_latency_us": l.map(|l| l.min_us),
+                    "max_latency_us": l.map(|l| l.max_us),
+                    "p50_latency_us": l.map(|l| l.p50_us),
+                    "p95_latency_us": l.map(|l| l.p95_us),
+                    "p99_latency_us": l.map(|l| l.p99_us),
+                    "p999_latency_us": l.map(|l| l.p999_us),
+                    "ratio": if scan {
+                        c.stream_ratio(op.mb_per_sec)
+                    } else {
+                        c.echo_ratio(op.ops_per_sec)
+                    },
+                    "ratio_baseline": if scan { "stream_mb_per_sec" } else { "echo_calls_per_sec" },
+                }),
+            );
+        }
+        json!({
+            "benchmark": "ycsb",
+            "workload": self.workload,
+            "distribution": self.distribution,
+            "records": self.records,
+            "operations_requested": self.operations,
+            "concurrency": self.concurrency,
+            "tablet_servers": self.tablet_servers,
+            "table": self.table,
+            "load": {
+                "runtime_ms": self.load.elapsed.as_secs_f64() * 1000.0,
+                "rows": self.load.moved().rows,
+                "throughput_rows_per_sec": self.load_rows_per_sec(),
+                "failed_batches": self.load.failed(),
+            },
+            "overall": {
+                "runtime_ms": self.run.elapsed.as_secs_f64() * 1000.0,
+                "operations": self.run.ops(),
+                "failed": self.run.failed(),
+                "throughput_ops_per_sec": self.run.ops_per_sec(),
+                "ratio_to_echo": self.ratio_to_echo(),
+            },
+            "operations": operations,
+            "ceilings": c.to_json(),
+            "timeline": timeline_json(&self.run.timeline.seconds()),
+            "notes": self.notes,
+        })
+    }
+}
+
+/// Per second: operations and latency percentiles, for scripts and plots.
+pub(in crate::bench) fn timeline_json(seconds: &[Second]) -> serde_json::Value {
+    seconds
+        .iter()
+        .map(|s| {
+            json!({
+                "second": s.second,
+                "ops": s.ops,
+                "p50_us": s.latency.map(|l| l.p50_us),
+                "p99_us": s.latency.map(|l| l.p99_us),
+                "p999_us": s.latency.map(|l| l.p999_us),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bench::ceiling::CeilingConfig;
+    use crate::bench::stats::{Latencies, Timeline};
+    use crate::bench::ycsb::driver::Moved;
+
+    fn kind(us: &[u64], failed: u64, bytes: u64) -> KindStats {
+        let mut latencies = Latencies::new();
+        for &u in us {
+            latencies.record(Duration::from_micros(u));
+        }
+        KindStats {
+            latencies,
+            failed,
+            first_error: (failed > 0).then(|| "unavailable: x".to_owned()),
+            moved: Moved {
+                rows: us.len() as u64,
+                bytes,
+            },
+        }
+    }
+
+    fn sample() -> Report {
+        let mut kinds = BTreeMap::new();
+        kinds.insert("READ", kind(&[100, 200, 300, 400], 0, 4000));
+        kinds.insert("SCAN", kind(&[1000, 3000], 1, 2_000_000));
+        let mut timeline = Timeline::new();
+        timeline.record(Duration::from_millis(10), Duration::from_micros(100));
+        let run = Phase {
+            kinds,
+            timeline,
+            elapsed: Duration::from_secs(2),
+        };
+        let mut load_kinds = BTreeMap::new();
+        load_kinds.insert("LOAD", kind(&[5000], 0, 100_000));
+        Report {
+            workload: "e",
+            distribution: "zipfian",
+            records: 100,
+            operations: 7,
+            concurrency: 8,
+            tablet_servers: 3,
+            table: "usertable".to_owned(),
+            load: Phase {
+                kinds: load_kinds,
+                timeline: Timeline::new(),
+                elapsed: Duration::from_millis(500),
+            },
+            run,
+            ceilings: Ceilings {
+                config: CeilingConfig {
+                    payload_bytes: 1000,
+                    concurrency: 8,
+                    duration: Duration::from_secs(3),
+                },
+                echo_calls_per_sec: 30.0,
+                stream_mb_per_sec: 4.0,
+            },
+            notes: vec!["a note".to_owned()],
+        }
+    }
+
+    #[test]
+    fn text_has_ycsb_lines_ceilings_and_ratios() {
+        let text = sample().to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        for want in [
+            "[OVERALL], RunTime(ms), 2000",
+            "[OVERALL], Throughput(ops/sec), 3.0",
+            "[OVERALL], RatioToEcho, 0.100",
+            "[CEILING], EchoCalls(ops/sec, 1000 B x 8 in flight), 30.0",
+            "[CEILING], Streaming(MB/sec, 1000 B messages x 8 streams), 4.0",
+            "[LOAD], Throughput(rows/sec), 2.0",
+            "[READ], Operations, 4",
+            "[READ], AverageLatency(us), 250.0",
+            "[READ], 50thPercentileLatency(us), 200",
+            "[READ], 99.9thPercentileLatency(us), 400",
+            "[SCAN], Operations, 2",
+            "[SCAN], Throughput(MB/sec), 1.00",
+            "[SCAN], RatioToStreaming, 0.250",
+            "[SCAN-FAILED], Operations, 1",
+            "note: a note",
+        ] {
+            assert!(lines.contains(&want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("READ-FAILED"));
+    }
+
+    #[test]
+    fn json_carries_every_number() {
+        let doc = sample().to_json();
+        assert_eq!(doc["benchmark"], "ycsb");
+        assert_eq!(doc["overall"]["operations"], 6);
+        assert_eq!(doc["overall"]["failed"], 1);
+        assert_eq!(doc["overall"]["ratio_to_echo"], 0.1);
+        assert_eq!(doc["operations"]["READ"]["p95_latency_us"], 400);
+        assert_eq!(
+            doc["operations"]["READ"]["ratio_baseline"],
+            "echo_calls_per_sec"
+        );
+        assert_eq!(doc["operations"]["SCAN"]["ratio"], 0.25);
+        assert_eq!(doc["operations"]["SCAN"]["failed"], 1);
+        assert_eq!(doc["ceilings"]["echo_calls_per_sec"], 30.0);
+        assert_eq!(doc["load"]["rows"], 1);
+        assert_eq!(doc["timeline"][0]["ops"], 1);
+    }
+}
