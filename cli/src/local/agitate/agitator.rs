@@ -2,8 +2,9 @@
 //!
 //! Every tick it (1) notices processes that came back (a `restart` entry for each, and the
 //! end of a hold), (2) resumes a paused tablet server whose pause is over, (3) fires the
-//! faults that are due: it gathers the facts a kind needs, lets `choose` pick the target and
-//! asks the supervisor for the signal. Admin operations run as one child task at a time, so a
+//! faults that are due, longest overdue first: it gathers the facts a kind needs, lets
+//! `choose` pick the target and asks the supervisor for the signal; a kind that has to wait
+//! keeps its roles from the kinds after it in that look (`choose::Reservations`). Admin operations run as one child task at a time, so a
 //! slow split does not delay a kill. A process the agitator took away stays *held* — killed
 //! until it is back and has had [`RECOVERY`] to rejoin and its role's quiet time after a kill
 //! has passed (`choose::quiet_after_kill`), paused until resumed and then until it restarted
@@ -27,7 +28,9 @@ use tokio::task::JoinHandle;
 
 use super::super::control::{ProcView, REQUEST_QUEUE, Signal, SignalError, SignalRequest};
 use super::super::unix_ms;
-use super::choose::{Choice, Leases, Picture, choose, quiet_after_kill, role_busy, role_of};
+use super::choose::{
+    Choice, Leases, Picture, Reservations, choose, quiet_after_kill, role_busy, role_of,
+};
 use super::faults::{active_master_now, admin_fault, lock_leader_now, request_signal, stopped};
 use super::log::{self, Entry, FaultLog};
 use super::schedule::Schedule;
@@ -176,6 +179,15 @@ enum HeldState {
     Resumed { until: Instant },
 }
 
+/// What became of a due fault.
+enum Fired {
+    Yes,
+    /// It waits (its role busy, a fact missing); retried at the next look.
+    Waits,
+    /// The supervisor is stopping.
+    Stopping,
+}
+
 struct Agitator {
     config: AgitateConfig,
     log: FaultLog,
@@ -239,12 +251,19 @@ impl Agitator {
         if !self.resume_due(now).await {
             return false;
         }
+        let mut kept = Reservations::default();
         for kind in self.schedule.due(now) {
             if self.stopping() {
                 return false;
             }
-            if !self.fire(kind, now).await {
-                return false;
+            if let Some(why) = kept.blocks(kind) {
+                self.wait(kind, now, why);
+                continue;
+            }
+            match self.fire(kind, now).await {
+                Fired::Yes => {}
+                Fired::Waits => kept.keep_for(kind),
+                Fired::Stopping => return false,
             }
         }
         true
@@ -307,8 +326,8 @@ impl Agitator {
         self.log.record(&entry);
     }
 
-    /// Fires (or defers) a fault of `kind` that is due; answers false once stopping.
-    async fn fire(&mut self, kind: Kind, now: Instant) -> bool {
+    /// Fires (or defers) a fault of `kind` that is due.
+    async fn fire(&mut self, kind: Kind, now: Instant) -> Fired {
         if kind == Kind::Admin {
             if self.admin.is_some() {
                 self.wait(
@@ -321,15 +340,16 @@ impl Agitator {
                 let task = admin_fault(self.client.clone(), seed, ADMIN_TIMEOUT, self.stop.clone());
                 self.admin = Some(tokio::spawn(task));
                 self.fired(kind, now);
+                return Fired::Yes;
             }
-            return true;
+            return Fired::Waits;
         }
         let views = self.views.borrow().clone();
         let held: Vec<String> = self.held.iter().map(|h| h.name.clone()).collect();
         // Asked before the facts, which cost RPCs: a busy role waits at once.
         if let Some(why) = role_of(kind).and_then(|r| role_busy(&views, &held, r)) {
             self.wait(kind, now, why);
-            return true;
+            return Fired::Waits;
         }
         let active_master = match kind {
             Kind::Master => active_master_now(&self.client).await,
@@ -339,9 +359,11 @@ impl Agitator {
             Kind::Lock => lock_leader_now(self.client.lock()).await,
             _ => None,
         };
+        let paused = self.paused();
         let picture = Picture {
             procs: &views,
             held: &held,
+            paused: &paused,
             active_master: active_master
                 .as_ref()
                 .map(|(id, addr)| (id.as_str(), addr.as_str())),
@@ -350,7 +372,7 @@ impl Agitator {
         let (target, signal, state) = match choose(kind, &picture, &mut self.rng) {
             Choice::Wait(why) => {
                 self.wait(kind, now, why);
-                return true;
+                return Fired::Waits;
             }
             Choice::Kill(t) => (
                 t,
@@ -400,12 +422,21 @@ impl Agitator {
                     self.period(kind)
                 ))
             }
-            Err(SignalError::Stopping) => return false,
+            Err(SignalError::Stopping) => return Fired::Stopping,
             Err(e) => entry.failed(e.to_string()),
         };
         self.log.record(&entry);
         self.fired(kind, now);
-        true
+        Fired::Yes
+    }
+
+    /// The tablet servers stopped by a pause now.
+    fn paused(&self) -> Vec<String> {
+        self.held
+            .iter()
+            .filter(|h| matches!(h.state, HeldState::Paused { .. }))
+            .map(|h| h.name.clone())
+            .collect()
     }
 
     fn period(&self, kind: Kind) -> Duration {
@@ -438,13 +469,7 @@ impl Agitator {
             let entry = admin_done(&mut self.admin).await;
             self.log.record(&entry);
         }
-        let paused: Vec<String> = self
-            .held
-            .iter()
-            .filter(|h| matches!(h.state, HeldState::Paused { .. }))
-            .map(|h| h.name.clone())
-            .collect();
-        for name in paused {
+        for name in self.paused() {
             self.resume(&name).await;
         }
     }

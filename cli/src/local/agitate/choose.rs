@@ -7,6 +7,9 @@
 //! one tablet server (killed or paused) and one master are down at a time; a lock node is
 //! killed only if a majority of the cell stays up; the paused server is never killed. And a
 //! killed process's role stays quiet until the cluster can have healed ([`quiet_after_kill`]).
+//! A pause and a lock-leader kill never overlap: a new leader gives every session its TTL plus
+//! a grace, so the paused server's session would outlive the pause and the pause would test
+//! nothing.
 
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ pub(crate) struct Picture<'a> {
     /// Names of the processes the agitator holds down: killed and not yet back, paused, or
     /// resumed and not yet settled.
     pub(crate) held: &'a [String],
+    /// Names of the tablet servers stopped by a pause now (also in `held`).
+    pub(crate) paused: &'a [String],
     /// The active master's id and address, from `/tabula/master` (asked only for `master`).
     pub(crate) active_master: Option<(&'a str, &'a str)>,
     /// The lock-service leader's node id and address (asked only for `lock`).
@@ -83,6 +88,45 @@ pub(crate) fn quiet_after_kill(role: Role, leases: Leases) -> Duration {
     }
 }
 
+/// The roles a fault of `kind` needs free: its own, and for a pause also the lock cell (see
+/// the module doc); none for `admin`.
+pub(crate) fn roles_needed(kind: Kind) -> &'static [Role] {
+    match kind {
+        Kind::Master => &[Role::Master],
+        Kind::Tablet => &[Role::Tablet],
+        Kind::Lock => &[Role::Lock],
+        Kind::Pause => &[Role::Tablet, Role::Lock],
+        Kind::Admin => &[],
+    }
+}
+
+/// Within one look at the cluster (due kinds taken longest-overdue first), the roles kept for
+/// a fault that had to wait: a later kind that needs one of them waits too, so a fault that
+/// needs two roles free at once (a pause) is not starved by the kinds that keep either busy.
+#[derive(Debug, Default)]
+pub(crate) struct Reservations {
+    kept: Vec<(Role, Kind)>,
+}
+
+impl Reservations {
+    /// Why `kind` must wait for an earlier kind, if so.
+    pub(crate) fn blocks(&self, kind: Kind) -> Option<String> {
+        roles_needed(kind).iter().find_map(|role| {
+            self.kept
+                .iter()
+                .find(|(r, k)| r == role && *k != kind)
+                .map(|(r, k)| format!("the {} processes are kept for the overdue {k}", r.name()))
+        })
+    }
+
+    /// `kind` had to wait: keep its roles for it.
+    pub(crate) fn keep_for(&mut self, kind: Kind) {
+        for role in roles_needed(kind) {
+            self.kept.push((*role, kind));
+        }
+    }
+}
+
 /// Why no process of `role` may be taken now, if so (`held`: the processes the agitator
 /// holds down).
 pub(crate) fn role_busy(procs: &[ProcView], held: &[String], role: Role) -> Option<String> {
@@ -105,6 +149,20 @@ pub(crate) fn choose(kind: Kind, picture: &Picture<'_>, rng: &mut impl Rng) -> C
     };
     if let Some(why) = role_busy(picture.procs, picture.held, role) {
         return Choice::Wait(why);
+    }
+    if kind == Kind::Pause
+        && let Some(why) = role_busy(picture.procs, picture.held, Role::Lock)
+    {
+        return Choice::Wait(format!(
+            "{why}: a new lock leader would keep the paused server's session past the pause"
+        ));
+    }
+    if kind == Kind::Lock
+        && let Some(name) = picture.paused.first()
+    {
+        return Choice::Wait(format!(
+            "{name} is paused: a new lock leader would keep its session past the pause"
+        ));
     }
     let members: Vec<&ProcView> = picture.procs.iter().filter(|p| p.role == role).collect();
     let target = match kind {
@@ -308,6 +366,7 @@ mod tests {
         Picture {
             procs,
             held,
+            paused: &[],
             active_master: Some(("m-2", "127.0.0.1:7032")),
             lock_leader: Some((3, "127.0.0.1:7013")),
         }
@@ -386,7 +445,10 @@ mod tests {
                 for kind in [Kind::Master, Kind::Tablet, Kind::Lock, Kind::Pause] {
                     for _ in 0..20 {
                         let choice = choose(kind, &picture(&procs, &held), &mut rng);
-                        if role_of(kind) == Some(role) {
+                        // A lock node down also holds the pauses back.
+                        let blocked = role_of(kind) == Some(role)
+                            || (kind == Kind::Pause && role == Role::Lock);
+                        if blocked {
                             assert!(
                                 matches!(choice, Choice::Wait(_)),
                                 "{kind} with {} {how}: {choice:?}",
@@ -406,6 +468,58 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_and_a_lock_leader_kill_never_overlap() {
+        let procs = cluster();
+        let mut rng = StdRng::seed_from_u64(4);
+        let held = ["ts-2".to_owned()];
+        let paused = Picture {
+            paused: &held,
+            ..picture(&procs, &held)
+        };
+        assert!(matches!(
+            choose(Kind::Lock, &paused, &mut rng),
+            Choice::Wait(why) if why.contains("ts-2 is paused")
+        ));
+        assert_eq!(choose(Kind::Master, &paused, &mut rng), kill("m-2", 32));
+        // Killed, not paused: the lock leader may go.
+        assert_eq!(
+            choose(Kind::Lock, &picture(&procs, &held), &mut rng),
+            kill("lock-3", 13)
+        );
+        let held = ["lock-1".to_owned()];
+        assert!(matches!(
+            choose(Kind::Pause, &picture(&procs, &held), &mut rng),
+            Choice::Wait(why) if why.contains("lock-1")
+        ));
+        assert!(matches!(
+            choose(Kind::Tablet, &picture(&procs, &held), &mut rng),
+            Choice::Kill(_)
+        ));
+    }
+
+    #[test]
+    fn a_waiting_pause_keeps_the_tablet_servers_and_the_lock_cell() {
+        let mut kept = Reservations::default();
+        for kind in Kind::ALL {
+            assert_eq!(kept.blocks(kind), None);
+        }
+        kept.keep_for(Kind::Pause);
+        assert!(kept.blocks(Kind::Tablet).unwrap().contains("overdue pause"));
+        assert!(kept.blocks(Kind::Lock).unwrap().contains("lock processes"));
+        assert_eq!(kept.blocks(Kind::Master), None);
+        assert_eq!(kept.blocks(Kind::Admin), None);
+        let mut kept = Reservations::default();
+        kept.keep_for(Kind::Tablet);
+        assert!(kept.blocks(Kind::Pause).is_some());
+        assert_eq!(kept.blocks(Kind::Lock), None);
+        assert_eq!(
+            kept.blocks(Kind::Tablet),
+            None,
+            "a kind is not kept from itself"
+        );
+    }
+
+    #[test]
     fn a_small_lock_cell_keeps_its_leader() {
         let procs = vec![
             view("lock-1", Role::Lock, "1", Some(11)),
@@ -415,6 +529,7 @@ mod tests {
         let p = Picture {
             procs: &procs,
             held: &[],
+            paused: &[],
             active_master: Some(("m-1", "")),
             lock_leader: Some((1, "")),
         };
