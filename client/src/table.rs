@@ -5,8 +5,13 @@
 //!
 //! Retry rules (DESIGN.md section 7):
 //! - `mutate_row` / `mutate_rows` are retried on any retryable code until the deadline
-//!   (`mutate_rows` only its failed entries). A `SetCell` at the server's time retried after
-//!   an ambiguous failure may be written twice (two versions).
+//!   (`mutate_rows` only its failed entries) when repeating them is harmless: every `SetCell`
+//!   carries its own timestamp. A `SetCell` at the server's time (-1, the builders' default)
+//!   or an aggregate `AddToCell`/`MergeToCell` is not: repeated after an ambiguous failure it
+//!   would be written again at a later time, possibly over a write made in between (A, B, A
+//!   again — not linearizable, as the checker in tests/src/linearizability shows). Such
+//!   mutations are retried only when they cannot have been applied, like the conditional
+//!   writes below; otherwise the error says the outcome is unknown.
 //! - `check_and_mutate_row` and `read_modify_write_row` are retried only when the request
 //!   cannot have been applied: a `WrongTablet` answer, a refused connection, or a failure
 //!   before sending. After any other failure the answer is an error whose message says the
@@ -143,6 +148,23 @@ impl Table {
     ) -> Result<(), Error> {
         let row: Bytes = row.into();
         let mutations: Vec<bt::Mutation> = mutations.iter().map(Mutation::to_proto).collect();
+        if !repeatable(&mutations) {
+            return self
+                .unsafe_to_repeat("mutate a row", &row, |record| {
+                    let request = tpb::MutateRowRequest {
+                        tablet: Some(record.tablet_ref()),
+                        row_key: row.to_vec(),
+                        mutations: mutations.clone(),
+                    };
+                    let channels = self.client.channels().clone();
+                    async move {
+                        let mut data = channels.data(&record.server_addr)?;
+                        let answer = self.timed_raw(data.mutate_row(request)).await;
+                        Ok(answer.map(|_| ()))
+                    }
+                })
+                .await;
+        }
         let mut backoff = Backoff::new(self.client.options());
         loop {
             let attempt = async {
@@ -167,7 +189,8 @@ impl Table {
     /// Applies each entry's mutations to its row, each row atomically; one result per entry,
     /// in order. Entries are grouped by tablet and sent in parallel (at most
     /// `max_parallel_requests` requests at once); only failed entries with a retryable code
-    /// are retried.
+    /// are retried, and an entry that is not repeatable (a `SetCell` at the server's time)
+    /// only when it cannot have been applied — else its result says the outcome is unknown.
     pub async fn mutate_rows(
         &self,
         entries: Vec<(Bytes, Vec<Mutation>)>,
@@ -179,6 +202,7 @@ impl Table {
                 mutations: ms.iter().map(Mutation::to_proto).collect(),
             })
             .collect();
+        let repeat: Vec<bool> = entries.iter().map(|e| repeatable(&e.mutations)).collect();
         let mut results: Vec<Option<Result<(), Error>>> = vec![None; entries.len()];
         let mut pending: Vec<usize> = (0..entries.len()).collect();
         let mut backoff = Backoff::new(self.client.options());
@@ -245,21 +269,33 @@ impl Table {
                                     if relocates(&e) {
                                         self.client.invalidate(&record);
                                     }
-                                    retry.push(i);
-                                    last_error = Some(e);
+                                    // The server decides a wrong tablet before applying.
+                                    let definite = matches!(e.code, Code::WrongTablet { .. });
+                                    if repeat[i] || definite {
+                                        retry.push(i);
+                                        last_error = Some(e);
+                                    } else {
+                                        results[i] = Some(Err(outcome_unknown(e)));
+                                    }
                                 }
                                 other => results[i] = Some(other),
                             }
                         }
                     }
-                    Err(e) if e.code.is_retryable() => {
+                    Err(f) if f.error.code.is_retryable() => {
                         self.client.invalidate(&record);
-                        retry.extend(indexes);
-                        last_error = Some(e);
-                    }
-                    Err(e) => {
                         for i in indexes {
-                            results[i] = Some(Err(e.clone()));
+                            if repeat[i] || !f.maybe_applied {
+                                retry.push(i);
+                            } else {
+                                results[i] = Some(Err(outcome_unknown(f.error.clone())));
+                            }
+                        }
+                        last_error = Some(f.error);
+                    }
+                    Err(f) => {
+                        for i in indexes {
+                            results[i] = Some(Err(f.error.clone()));
                         }
                     }
                 }
@@ -280,19 +316,27 @@ impl Table {
             .collect()
     }
 
-    /// One `MutateRows` to `record`'s server; per-entry results in request order.
+    /// One `MutateRows` to `record`'s server; per-entry results in request order, or the
+    /// failure of the whole request and whether it may have been applied.
     async fn send_batch(
         &self,
         record: &TabletRecord,
         batch: Vec<tpb::mutate_rows_request::Entry>,
-    ) -> Result<Vec<Result<(), Error>>, Error> {
+    ) -> Result<Vec<Result<(), Error>>, Failed> {
         let n = batch.len();
-        let mut data = self.client.channels().data(&record.server_addr)?;
+        let mut data = self
+            .client
+            .channels()
+            .data(&record.server_addr)
+            .map_err(Failed::before)?;
         let request = tpb::MutateRowsRequest {
             tablet: Some(record.tablet_ref()),
             entries: batch,
         };
-        let answer = self.timed(data.mutate_rows(request)).await?;
+        let answer = self
+            .timed_raw(data.mutate_rows(request))
+            .await
+            .map_err(Failed::from_status)?;
         let mut out: Vec<Result<(), Error>> = (0..n)
             .map(|_| {
                 Err(Error::new(
@@ -477,5 +521,40 @@ impl Table {
                 "no answer within {limit:?}"
             ))),
         }
+    }
+}
+
+/// Whether repeating `mutations` after an ambiguous failure is harmless (see the module doc):
+/// no `SetCell` at the server's time and no aggregate.
+fn repeatable(mutations: &[bt::Mutation]) -> bool {
+    use bt::mutation::Mutation as M;
+    mutations.iter().all(|m| match &m.mutation {
+        Some(M::SetCell(c)) => c.timestamp_micros != -1,
+        Some(M::AddToCell(_) | M::MergeToCell(_)) => false,
+        _ => true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_mutations_with_their_own_timestamps_are_repeatable() {
+        let at_server = Mutation::set_cell("cf", "q", "v");
+        let at_time = Mutation::set_cell("cf", "q", "v").at(1_000);
+        let delete = Mutation::delete_row();
+        let proto = |ms: &[&Mutation]| ms.iter().map(|m| m.to_proto()).collect::<Vec<_>>();
+        assert!(repeatable(&proto(&[&at_time, &delete])));
+        assert!(repeatable(&[]));
+        assert!(!repeatable(&proto(&[&at_time, &at_server])));
+        let add = bt::Mutation {
+            mutation: Some(bt::mutation::Mutation::AddToCell(
+                bt::mutation::AddToCell::default(),
+            )),
+        };
+        assert!(!repeatable(&[add]));
     }
 }
