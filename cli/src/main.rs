@@ -10,6 +10,7 @@
 mod bench;
 mod daemon;
 mod exit;
+mod ingest;
 mod local;
 mod lock;
 mod master;
@@ -51,6 +52,9 @@ enum Command {
     /// Measure parts of Tabula in isolation.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write linked lists of nodes that only point at acknowledged nodes (continuous ingest),
+    /// logging every acknowledged batch, until --loops, --duration, Ctrl-C or SIGTERM.
+    Ingest(ingest::IngestArgs),
     /// Run a whole cluster on this machine (lock service, tablet servers, masters) as child
     /// processes until Ctrl-C or SIGTERM; data and logs under --dir.
     Local(local::LocalArgs),
@@ -63,16 +67,21 @@ enum Command {
     /// The tablet server: run one until Ctrl-C or SIGTERM.
     #[command(subcommand)]
     Tablet(tablet::TabletCommand),
+    /// Scan a table `tabula ingest` wrote and fail unless no acknowledged node is lost or
+    /// corrupt (counts REFERENCED, UNREFERENCED, UNDEFINED, CRC, ACKED-MISSING).
+    Verify(ingest::VerifyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
+        Command::Ingest(args) => ingest::ingest(args, &cli.lock, cli.output),
         Command::Local(args) => local::run(args),
         Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
         Command::Master(command) => master::run(command, &cli.lock),
         Command::Tablet(command) => tablet::run(command, &cli.lock),
+        Command::Verify(args) => ingest::verify(args, &cli.lock, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
