@@ -180,6 +180,8 @@ fn expected_manifest() -> Manifest {
         sstables: vec![SSTABLE],
         log_dirs: vec![LOG_DIR.into()],
         split_into: Vec::new(),
+        // The fixture is a version-2 manifest, which has no mark.
+        timestamp_mark: 0,
     }
 }
 

@@ -96,6 +96,66 @@ fn server_timestamps_strictly_increase_even_when_the_clock_stands_still() {
     assert_eq!(ts[4], env.clock.now().micros());
 }
 
+/// The newest timestamp of `row`'s `cf:q`.
+fn newest_ts(t: &Tablet, row: &str) -> i64 {
+    let got = t.read_row(row.as_bytes(), &CellFilter::default()).unwrap();
+    got.unwrap().cells[0].timestamp
+}
+
+/// A tablet reopened elsewhere — flushed and moved, or recovered from a dead server's log — on
+/// a server whose clock is behind never hands out a server timestamp below one handed out
+/// before, so "the latest version" stays the latest write. A caller's own timestamp far in
+/// the future does not drag server time along.
+#[test]
+fn server_timestamps_never_go_back_when_a_tablet_is_reopened_behind_the_clock() {
+    let env = Env::new();
+    let schema = Schema::with_families(["cf"]);
+    let start = env.clock.now();
+    let first = env
+        .engine("s1")
+        .create_tablet(TabletId(3), Bytes::new(), None, schema.clone())
+        .unwrap();
+    first.apply(put("flushed", "q", -1, "v1")).unwrap();
+    let flushed_ts = newest_ts(&first, "flushed");
+    first.flush().unwrap();
+    assert_eq!(first.manifest().timestamp_mark, flushed_ts);
+    env.clock.advance(std::time::Duration::from_secs(10));
+    first.apply(put("logged", "q", -1, "v1")).unwrap();
+    let logged_ts = newest_ts(&first, "logged");
+    let future = logged_ts + 3_600_000_000;
+    first
+        .apply(put("explicit", "q", future, "far ahead"))
+        .unwrap();
+    first.close(); // a crash: the last writes are only in the log
+
+    // The next server's clock is 5 s behind the first write's.
+    env.clock.set(Timestamp(start.micros() - 5_000_000));
+    let second = env
+        .engine("s2")
+        .open_tablet(TabletId(3), schema.clone())
+        .unwrap();
+    second.apply(put("logged", "q", -1, "v2")).unwrap();
+    let after = newest_ts(&second, "logged");
+    assert_eq!(after, logged_ts + 1, "the mark is recovered from the log");
+    let row = second
+        .read_row(b"logged", &CellFilter::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.cells[0].value,
+        b("v2"),
+        "the latest write is the latest version"
+    );
+    second.flush().unwrap();
+    assert_eq!(second.manifest().timestamp_mark, after);
+    drop(second);
+
+    // Moved again (flushed): the mark comes from the manifest.
+    let third = env.engine("s3").open_tablet(TabletId(3), schema).unwrap();
+    third.apply(put("flushed", "q", -1, "v2")).unwrap();
+    assert_eq!(newest_ts(&third, "flushed"), after + 1);
+}
+
 #[test]
 fn bad_writes_are_refused_with_typed_errors() {
     let env = Env::new();

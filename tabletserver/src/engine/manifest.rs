@@ -3,12 +3,13 @@
 //! `tablets/<tablet-id>/manifest` on the storage root.
 //!
 //! ```text
-//! magic "TBMF" | version:u32le (=2; 1 is read too) | body_len:u32le | body | crc32c(body):u32le
+//! magic "TBMF" | version:u32le (=3; 1 and 2 are read too) | body_len:u32le | body | crc32c(body):u32le
 //! body = tablet_id:u64le | start_row:lenbytes | has_end:u8 | [end_row:lenbytes]
 //!      | redo_seq:u64le | last_seq:u64le
 //!      | sstable_count:u32le | file_id:u128le*
 //!      | log_dir_count:u32le | log_dir:lenbytes*
-//!      | split_count:u32le | child_tablet_id:u64le*     (version 2 only)
+//!      | split_count:u32le | child_tablet_id:u64le*     (version 2 and later)
+//!      | timestamp_mark:i64le                           (version 3)
 //! lenbytes = len:u32le | bytes
 //! ```
 //!
@@ -29,9 +30,11 @@ use super::key::Seq;
 use super::sstable::RowRange;
 
 const MAGIC: &[u8; 4] = b"TBMF";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The first version, without `split_into`; still read.
 const VERSION_1: u32 = 1;
+/// The second, without `timestamp_mark`; still read.
+const VERSION_2: u32 = 2;
 /// Largest manifest accepted (a tablet with ~100k SSTables would be a bug anyway).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -75,6 +78,10 @@ pub struct Manifest {
     pub log_dirs: Vec<String>,
     /// The children this tablet was split into (left, right); empty for a live tablet.
     pub split_into: Vec<TabletId>,
+    /// The highest server timestamp (microseconds) handed out for this tablet's writes by the
+    /// time of this manifest, so that a server opening it later never hands out a lower one
+    /// (0: none known).
+    pub timestamp_mark: i64,
 }
 
 impl Manifest {
@@ -129,6 +136,7 @@ impl Manifest {
         for child in &self.split_into {
             body.put_u64_le(child.0);
         }
+        body.put_i64_le(self.timestamp_mark);
         let mut out = BytesMut::with_capacity(body.len() + 16);
         out.put_slice(MAGIC);
         out.put_u32_le(VERSION);
@@ -149,7 +157,7 @@ impl Manifest {
         }
         buf.advance(4);
         let version = buf.get_u32_le();
-        if version != VERSION && version != VERSION_1 {
+        if ![VERSION, VERSION_1, VERSION_2].contains(&version) {
             return Err(corrupt("unsupported version"));
         }
         let len = buf.get_u32_le() as usize;
@@ -181,12 +189,16 @@ impl Manifest {
                 log_dirs.push(String::from_utf8(get_bytes(body)?.to_vec()).ok()?);
             }
             let mut split_into = Vec::new();
-            if version == VERSION {
+            if version >= VERSION_2 {
                 let n = get_u32(body)? as usize;
                 if n.checked_mul(8)? > body.remaining() {
                     return None;
                 }
                 split_into = (0..n).map(|_| TabletId(body.get_u64_le())).collect();
+            }
+            let mut timestamp_mark = 0;
+            if version >= VERSION {
+                timestamp_mark = i64::from_le_bytes(get_u64(body)?.to_le_bytes());
             }
             body.is_empty().then_some(Manifest {
                 tablet,
@@ -197,6 +209,7 @@ impl Manifest {
                 sstables,
                 log_dirs,
                 split_into,
+                timestamp_mark,
             })
         };
         let m = parse(&mut body).ok_or(corrupt("malformed body"))?;
@@ -263,25 +276,42 @@ mod tests {
             sstables: vec![FileId(7), FileId(u128::MAX)],
             log_dirs: vec!["logs/s1".into(), "logs/s2".into()],
             split_into: vec![TabletId(43), TabletId(44)],
+            timestamp_mark: 1_700_000_000_000_123,
         }
     }
 
+    /// `m`'s encoding as an older `version`: the body without the fields it lacks.
+    fn as_version(m: &Manifest, version: u32, drop_tail: usize) -> Bytes {
+        let v3 = m.encode();
+        let body = &v3[12..v3.len() - 4 - drop_tail];
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        Bytes::from(out)
+    }
+
     #[test]
-    fn version_1_manifests_are_read_without_children() {
+    fn older_versions_are_read_without_the_fields_they_lack() {
         let m = Manifest {
             split_into: Vec::new(),
+            timestamp_mark: 0,
             ..sample()
         };
-        let v2 = m.encode();
-        // A version-1 file: the same body without the trailing (empty) child list.
-        let body = &v2[12..v2.len() - 4 - 4];
-        let mut v1 = Vec::new();
-        v1.extend_from_slice(MAGIC);
-        v1.extend_from_slice(&VERSION_1.to_le_bytes());
-        v1.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        v1.extend_from_slice(body);
-        v1.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
-        assert_eq!(Manifest::decode("x", Bytes::from(v1)).unwrap(), m);
+        // Version 1: no (empty) child list and no timestamp mark.
+        assert_eq!(
+            Manifest::decode("x", as_version(&m, VERSION_1, 4 + 8)).unwrap(),
+            m
+        );
+        // Version 2: no timestamp mark.
+        let with_children = Manifest {
+            timestamp_mark: 0,
+            ..sample()
+        };
+        let v2 = as_version(&with_children, VERSION_2, 8);
+        assert_eq!(Manifest::decode("x", v2).unwrap(), with_children);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tabula_common::FileId;
@@ -308,6 +309,9 @@ impl Inner {
             .last_seq
             .max(flushed_max_seq)
             .max(manifest.redo_seq);
+        manifest.timestamp_mark = manifest
+            .timestamp_mark
+            .max(self.last_timestamp.load(Ordering::Acquire));
         if let Err(e) = self.engine.permit_manifest_write(self.id) {
             // Not a failure of the tablet: the flushed memtable stays frozen and readable, and
             // the output (named by no manifest) is deleted now rather than by file GC.

@@ -24,6 +24,11 @@ use crate::engine::options::Schema;
 use crate::engine::sstable::{RowRange, Sstable};
 
 use super::engine::Engine;
+
+/// How far ahead of this server's clock a replayed cell's timestamp may be and still count as
+/// one a server handed out (a minute of clock skew between servers); further ahead, it is a
+/// caller's own timestamp.
+const MAX_CLOCK_LEAD_MICROS: i64 = 60_000_000;
 use super::seq::SeqTracker;
 use super::write::RowLocks;
 
@@ -93,10 +98,11 @@ impl Tablet {
             sstables: Vec::new(),
             log_dirs: vec![engine.log.server_dir()],
             split_into: Vec::new(),
+            timestamp_mark: 0,
         };
         engine.permit_manifest_write(id)?;
         manifest.store(engine.storage.as_ref())?;
-        Tablet::start(engine, manifest, Vec::new(), Memtable::new(), schema, 0)
+        Tablet::start(engine, manifest, Vec::new(), Memtable::new(), schema, 0, 0)
     }
 
     pub(crate) fn open(
@@ -121,6 +127,15 @@ impl Tablet {
         let memtable = Memtable::new();
         let mut last = manifest.last_seq;
         let mut replayed = 0u64;
+        // Server timestamps handed out since the manifest are only in the log; an entry
+        // further ahead of this server's clock than MAX_CLOCK_LEAD_MICROS must be a caller's
+        // own timestamp, which must not drag server time along.
+        let ts_bound = engine
+            .clock
+            .now()
+            .micros()
+            .saturating_add(MAX_CLOCK_LEAD_MICROS);
+        let mut timestamp_mark = manifest.timestamp_mark;
         let stats = replay(
             engine.storage.as_ref(),
             &manifest.log_dirs,
@@ -129,6 +144,11 @@ impl Tablet {
             |rec: ReplayedRecord| -> Result<(), EngineError> {
                 let m = RowMutation::decode(rec.payload)?;
                 let entries = m.into_entries(rec.seq);
+                for e in &entries {
+                    if e.key.timestamp <= ts_bound {
+                        timestamp_mark = timestamp_mark.max(e.key.timestamp);
+                    }
+                }
                 last = last.max(rec.seq + u64::from(rec.entry_count.max(1)) - 1);
                 memtable.insert(entries);
                 replayed += 1;
@@ -143,7 +163,15 @@ impl Tablet {
             engine.permit_manifest_write(id)?;
             manifest.store(engine.storage.as_ref())?;
         }
-        let tablet = Tablet::start(engine, manifest, sstables, memtable, schema, last)?;
+        let tablet = Tablet::start(
+            engine,
+            manifest,
+            sstables,
+            memtable,
+            schema,
+            last,
+            timestamp_mark,
+        )?;
         if replayed > 0 {
             // Flush what was replayed so this tablet never needs the older logs again.
             tablet.flush()?;
@@ -159,6 +187,7 @@ impl Tablet {
         active: Memtable,
         schema: Schema,
         last_seq: Seq,
+        timestamp_mark: i64,
     ) -> Result<Tablet, EngineError> {
         let state = State {
             active: Arc::new(active),
@@ -172,7 +201,7 @@ impl Tablet {
             schema: RwLock::new(Arc::new(schema)),
             state: RwLock::new(Arc::new(state)),
             seqs: SeqTracker::new(last_seq.max(manifest.last_seq)),
-            last_timestamp: AtomicI64::new(0),
+            last_timestamp: AtomicI64::new(timestamp_mark),
             manifest: Mutex::new(manifest),
             compaction: Mutex::new(()),
             work: Mutex::new(Work::default()),

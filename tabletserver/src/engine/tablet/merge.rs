@@ -184,6 +184,7 @@ fn merged_manifest(l: &Manifest, r: &Manifest, merged: TabletId) -> Result<Manif
         sstables,
         log_dirs,
         split_into: Vec::new(),
+        timestamp_mark: l.timestamp_mark.max(r.timestamp_mark),
     })
 }
 

@@ -61,6 +61,9 @@ impl Tablet {
         let _guard = inner.compaction.lock();
         inner.flush_frozen()?;
         let parent = inner.manifest.lock().clone();
+        let timestamp_mark = parent
+            .timestamp_mark
+            .max(inner.last_timestamp.load(Ordering::Acquire));
         let child = |id: TabletId, start_row: Bytes, end_row: Option<Bytes>| Manifest {
             tablet: id,
             start_row,
@@ -70,6 +73,7 @@ impl Tablet {
             sstables: parent.sstables.clone(),
             log_dirs: parent.log_dirs.clone(),
             split_into: Vec::new(),
+            timestamp_mark,
         };
         let l = child(left, parent.start_row.clone(), Some(at.clone()));
         let r = child(right, at, parent.end_row.clone());
