@@ -7,8 +7,10 @@
 //! problems clap cannot see). Reading order: this file, `exit`, `output`, then a command group
 //! such as `bench`.
 
+mod admin;
 mod bench;
 mod daemon;
+mod data;
 mod exit;
 mod ingest;
 mod local;
@@ -32,8 +34,9 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
 
-    /// The lock-service cell the `lock` commands and the servers talk to: HOST:PORT of its
-    /// nodes, comma-separated.
+    /// The lock-service cell the commands and the servers talk to: HOST:PORT of its nodes,
+    /// comma-separated. The data, admin and `lock` commands default to the local cluster's
+    /// cell, 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103; the servers must be given one.
     #[arg(
         long,
         global = true,
@@ -52,6 +55,10 @@ enum Command {
     /// Measure parts of Tabula in isolation.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    #[command(flatten)]
+    Data(data::DataCommand),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
     /// Write linked lists of nodes that only point at acknowledged nodes (continuous ingest),
     /// logging every acknowledged batch, until --loops, --duration, Ctrl-C or SIGTERM.
     Ingest(ingest::IngestArgs),
@@ -76,9 +83,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(command) => bench::run(command, cli.output),
+        Command::Data(command) => data::run(command, &cli.lock, cli.output),
+        Command::Admin(command) => admin::run(command, &cli.lock, cli.output),
         Command::Ingest(args) => ingest::ingest(args, &cli.lock, cli.output),
         Command::Local(args) => local::run(args),
-        Command::Lock(command) => lock::run(command, &cli.lock, cli.output),
+        Command::Lock(command) => {
+            lock::run(command, &data::cluster::lock_addrs(&cli.lock), cli.output)
+        }
         Command::Master(command) => master::run(command, &cli.lock),
         Command::Tablet(command) => tablet::run(command, &cli.lock),
         Command::Verify(args) => ingest::verify(args, &cli.lock, cli.output),
@@ -200,6 +211,32 @@ mod tests {
         let Command::Lock(lock::LockCommand::Hold(_)) = cli.command else {
             panic!("parsed {:?}", cli.command);
         };
+    }
+
+    #[test]
+    fn data_and_admin_commands_sit_at_the_top_level_with_the_global_flags() {
+        let cli = Cli::try_parse_from([
+            "tabula", "get", "t", "r", "--output", "json", "--lock", "h:1,h:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.lock, ["h:1", "h:2"]);
+        assert!(matches!(
+            cli.command,
+            Command::Data(data::DataCommand::Get(_))
+        ));
+        let cli = Cli::try_parse_from(["tabula", "tables"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Admin(admin::AdminCommand::Tables)
+        ));
+        assert_eq!(
+            data::cluster::lock_addrs(&cli.lock),
+            data::cluster::LOCAL_CELL
+        );
+        let err =
+            Cli::try_parse_from(["tabula", "create-table", "t", "--family", "c f"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
