@@ -16,7 +16,14 @@ const PROTOS: &[&str] = &[
 ];
 
 /// Vendored googleapis files compiled even if nothing of ours imports them yet.
-const VENDORED_ROOTS: &[&str] = &["vendor/googleapis/google/bigtable/v2/data.proto"];
+const VENDORED_ROOTS: &[&str] = &[
+    "vendor/googleapis/google/bigtable/v2/data.proto",
+    // The Cloud Bigtable API the gateway serves: data and table admin.
+    "vendor/googleapis/google/bigtable/v2/bigtable.proto",
+    "vendor/googleapis/google/bigtable/v2/feature_flags.proto",
+    "vendor/googleapis/google/bigtable/v2/response_params.proto",
+    "vendor/googleapis/google/bigtable/admin/v2/bigtable_table_admin.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

@@ -1,0 +1,377 @@
+//! `google.bigtable.v2.Bigtable` over the client library: each call resolves its table
+//! (`NOT_FOUND` if there is none), checks and converts the request (`convert`), makes the
+//! matching `Table` call and answers in Cloud Bigtable's shapes. No state: the `Client`'s
+//! caches are the only thing kept between calls.
+//!
+//! Semantics worth knowing:
+//! - `ReadRows` streams rows as the client library delivers them (in order, reversed if
+//!   asked, resuming across tablets), packed by `chunks`; a message is sent as soon as the
+//!   next row is not ready, so rows are never held back.
+//! - `MutateRows` answers one message with a status per entry; an entry's code is retryable
+//!   (`UNAVAILABLE`, `DEADLINE_EXCEEDED`) only if its failure was (the client library has
+//!   already retried what it safely could; an outcome it cannot know says so).
+//! - `CheckAndMutateRow`: `predicate_matched` is whether the predicate left a cell; without
+//!   a predicate, whether the row has any cell.
+//! - Change streams and SQL (`ExecuteQuery`) are `UNIMPLEMENTED`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tabula_client::{Client, Filter, ReadOptions, Row, RowStream, Table};
+use tabula_common::Error;
+use tabula_proto::google::bigtable::v2 as bt;
+use tabula_proto::google::rpc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::chunks::Packer;
+use crate::convert;
+use crate::names::{Instance, TableName};
+use crate::status::{grpc_code, to_status, unimplemented};
+
+/// A boxed stream of answers.
+pub(crate) type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The data API.
+#[derive(Debug, Clone)]
+pub struct DataService {
+    client: Client,
+}
+
+impl DataService {
+    /// The data API over `client`.
+    pub fn new(client: Client) -> DataService {
+        DataService { client }
+    }
+
+    /// The table a request names (`table_name`), which must exist.
+    async fn table(&self, table_name: &str) -> Result<Table, Status> {
+        let name = TableName::parse("table_name", table_name).map_err(to_status)?;
+        self.client.table(&name.table).await.map_err(to_status)
+    }
+}
+
+#[tonic::async_trait]
+impl bt::bigtable_server::Bigtable for DataService {
+    type ReadRowsStream = Answers<bt::ReadRowsResponse>;
+
+    async fn read_rows(
+        &self,
+        request: Request<bt::ReadRowsRequest>,
+    ) -> Result<Response<Self::ReadRowsStream>, Status> {
+        let req = request.into_inner();
+        let table = self.table(&req.table_name).await?;
+        let options = ReadOptions {
+            filter: req.filter.map(Filter::from_proto),
+            rows_limit: convert::rows_limit(req.rows_limit)?,
+            reversed: req.reversed,
+        };
+        let rows = table.read_rows_with(convert::row_set(req.rows), options);
+        Ok(Response::new(Box::pin(ReadStream::new(rows))))
+    }
+
+    type SampleRowKeysStream = Answers<bt::SampleRowKeysResponse>;
+
+    async fn sample_row_keys(
+        &self,
+        request: Request<bt::SampleRowKeysRequest>,
+    ) -> Result<Response<Self::SampleRowKeysStream>, Status> {
+        let table = self.table(&request.into_inner().table_name).await?;
+        let samples = table.sample_row_keys().await.map_err(to_status)?;
+        let answers: Vec<Result<bt::SampleRowKeysResponse, Status>> = samples
+            .into_iter()
+            .map(|s| {
+                Ok(bt::SampleRowKeysResponse {
+                    row_key: s.row_key.to_vec(),
+                    offset_bytes: s.offset_bytes,
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(answers))))
+    }
+
+    async fn mutate_row(
+        &self,
+        request: Request<bt::MutateRowRequest>,
+    ) -> Result<Response<bt::MutateRowResponse>, Status> {
+        let req = request.into_inner();
+        let row = convert::row_key("row_key", req.row_key)?;
+        let mutations = convert::mutations("mutations", req.mutations, false)?;
+        let table = self.table(&req.table_name).await?;
+        table.mutate_row(row, mutations).await.map_err(to_status)?;
+        Ok(Response::new(bt::MutateRowResponse {}))
+    }
+
+    type MutateRowsStream = Answers<bt::MutateRowsResponse>;
+
+    async fn mutate_rows(
+        &self,
+        request: Request<bt::MutateRowsRequest>,
+    ) -> Result<Response<Self::MutateRowsStream>, Status> {
+        let req = request.into_inner();
+        if req.entries.is_empty() {
+            return Err(to_status(Error::invalid_argument(
+                "entries: at least one entry is required",
+            )));
+        }
+        // A malformed entry fails the whole request, as Cloud Bigtable does.
+        let mut entries = Vec::with_capacity(req.entries.len());
+        for (i, e) in req.entries.into_iter().enumerate() {
+            let row = convert::row_key(&format!("entries[{i}].row_key"), e.row_key)?;
+            let mutations =
+                convert::mutations(&format!("entries[{i}].mutations"), e.mutations, false)?;
+            entries.push((row, mutations));
+        }
+        let table = self.table(&req.table_name).await?;
+        let results = table.mutate_rows(entries).await;
+        let entries = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| bt::mutate_rows_response::Entry {
+                index: i64::try_from(i).unwrap_or(i64::MAX),
+                status: Some(entry_status(r)),
+            })
+            .collect();
+        let answer = bt::MutateRowsResponse {
+            entries,
+            rate_limit_info: None,
+        };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(answer)))))
+    }
+
+    async fn check_and_mutate_row(
+        &self,
+        request: Request<bt::CheckAndMutateRowRequest>,
+    ) -> Result<Response<bt::CheckAndMutateRowResponse>, Status> {
+        let req = request.into_inner();
+        let row = convert::row_key("row_key", req.row_key)?;
+        if req.true_mutations.is_empty() && req.false_mutations.is_empty() {
+            return Err(to_status(Error::invalid_argument(
+                "true_mutations, false_mutations: at least one mutation is required",
+            )));
+        }
+        let on_true = convert::mutations("true_mutations", req.true_mutations, true)?;
+        let on_false = convert::mutations("false_mutations", req.false_mutations, true)?;
+        let table = self.table(&req.table_name).await?;
+        let matched = table
+            .check_and_mutate_row(
+                row,
+                req.predicate_filter.map(Filter::from_proto),
+                on_true,
+                on_false,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(bt::CheckAndMutateRowResponse {
+            predicate_matched: matched,
+        }))
+    }
+
+    async fn ping_and_warm(
+        &self,
+        request: Request<bt::PingAndWarmRequest>,
+    ) -> Result<Response<bt::PingAndWarmResponse>, Status> {
+        Instance::parse("name", &request.into_inner().name).map_err(to_status)?;
+        Ok(Response::new(bt::PingAndWarmResponse {}))
+    }
+
+    async fn read_modify_write_row(
+        &self,
+        request: Request<bt::ReadModifyWriteRowRequest>,
+    ) -> Result<Response<bt::ReadModifyWriteRowResponse>, Status> {
+        let req = request.into_inner();
+        let row = convert::row_key("row_key", req.row_key)?;
+        let rules = convert::rules(req.rules)?;
+        let table = self.table(&req.table_name).await?;
+        let changed = table
+            .read_modify_write_row(row, rules)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(bt::ReadModifyWriteRowResponse {
+            row: Some(row_to_proto(changed)),
+        }))
+    }
+
+    type GenerateInitialChangeStreamPartitionsStream =
+        Answers<bt::GenerateInitialChangeStreamPartitionsResponse>;
+
+    async fn generate_initial_change_stream_partitions(
+        &self,
+        _request: Request<bt::GenerateInitialChangeStreamPartitionsRequest>,
+    ) -> Result<Response<Self::GenerateInitialChangeStreamPartitionsStream>, Status> {
+        Err(unimplemented(
+            "change streams (GenerateInitialChangeStreamPartitions)",
+        ))
+    }
+
+    type ReadChangeStreamStream = Answers<bt::ReadChangeStreamResponse>;
+
+    async fn read_change_stream(
+        &self,
+        _request: Request<bt::ReadChangeStreamRequest>,
+    ) -> Result<Response<Self::ReadChangeStreamStream>, Status> {
+        Err(unimplemented("change streams (ReadChangeStream)"))
+    }
+
+    type ExecuteQueryStream = Answers<bt::ExecuteQueryResponse>;
+
+    async fn execute_query(
+        &self,
+        _request: Request<bt::ExecuteQueryRequest>,
+    ) -> Result<Response<Self::ExecuteQueryStream>, Status> {
+        Err(unimplemented("SQL (ExecuteQuery)"))
+    }
+}
+
+/// One `MutateRows` entry's outcome as a `google.rpc.Status`.
+fn entry_status(result: Result<(), Error>) -> rpc::Status {
+    match result {
+        Ok(()) => rpc::Status::default(),
+        Err(e) => rpc::Status {
+            code: grpc_code(&e.code) as i32,
+            message: e.message,
+            details: Vec::new(),
+        },
+    }
+}
+
+/// A row in wire form: cells grouped by family, then column, in the order given.
+pub(crate) fn row_to_proto(row: Row) -> bt::Row {
+    let mut families: Vec<bt::Family> = Vec::new();
+    for cell in row.cells {
+        if families.last().is_none_or(|f| f.name != cell.family) {
+            families.push(bt::Family {
+                name: cell.family.clone(),
+                columns: Vec::new(),
+            });
+        }
+        let Some(family) = families.last_mut() else {
+            continue;
+        };
+        if family
+            .columns
+            .last()
+            .is_none_or(|c| c.qualifier != cell.qualifier.as_ref())
+        {
+            family.columns.push(bt::Column {
+                qualifier: cell.qualifier.to_vec(),
+                cells: Vec::new(),
+            });
+        }
+        if let Some(column) = family.columns.last_mut() {
+            column.cells.push(bt::Cell {
+                timestamp_micros: cell.timestamp_micros,
+                value: cell.value.to_vec(),
+                labels: cell.labels,
+            });
+        }
+    }
+    bt::Row {
+        key: row.key.to_vec(),
+        families,
+    }
+}
+
+/// `ReadRows`' answer: the client library's rows packed into chunked messages. A message is
+/// sent when full, when the next row is not ready yet, and at the end; an error comes after
+/// every row before it.
+struct ReadStream {
+    rows: RowStream,
+    packer: Packer,
+    ready: VecDeque<bt::ReadRowsResponse>,
+    error: Option<Status>,
+    done: bool,
+}
+
+impl ReadStream {
+    fn new(rows: RowStream) -> ReadStream {
+        ReadStream {
+            rows,
+            packer: Packer::default(),
+            ready: VecDeque::new(),
+            error: None,
+            done: false,
+        }
+    }
+}
+
+impl Stream for ReadStream {
+    type Item = Result<bt::ReadRowsResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(message) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            if this.done {
+                return Poll::Ready(this.error.take().map(Err));
+            }
+            match Pin::new(&mut this.rows).poll_next(cx) {
+                Poll::Ready(Some(Ok(row))) => {
+                    this.packer.push(&row);
+                    this.ready.extend(this.packer.take());
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    this.error = Some(to_status(e));
+                    this.packer.seal();
+                    this.ready.extend(this.packer.take());
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    this.packer.seal();
+                    this.ready.extend(this.packer.take());
+                }
+                Poll::Pending => {
+                    this.packer.seal();
+                    this.ready.extend(this.packer.take());
+                    if this.ready.is_empty() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tabula_client::Cell;
+
+    #[test]
+    fn rows_group_cells_by_family_and_column() {
+        let c = |f: &str, q: &str, ts| Cell {
+            family: f.into(),
+            qualifier: Bytes::from(q.to_owned()),
+            timestamp_micros: ts,
+            value: Bytes::from("v"),
+            labels: vec![],
+        };
+        let row = Row {
+            key: Bytes::from("r"),
+            cells: vec![
+                c("a", "x", 2),
+                c("a", "x", 1),
+                c("a", "y", 1),
+                c("b", "x", 1),
+            ],
+        };
+        let wire = row_to_proto(row.clone());
+        assert_eq!(wire.families.len(), 2);
+        assert_eq!(wire.families[0].columns.len(), 2);
+        assert_eq!(wire.families[0].columns[0].cells.len(), 2);
+        assert_eq!(tabula_client::Row::from_proto(wire), row);
+    }
+
+    #[test]
+    fn entry_statuses_keep_the_code() {
+        assert_eq!(entry_status(Ok(())).code, 0);
+        let s = entry_status(Err(Error::new(tabula_common::Code::Unavailable, "down")));
+        assert_eq!(s.code, tonic::Code::Unavailable as i32);
+        assert_eq!(s.message, "down");
+    }
+}

@@ -1,0 +1,35 @@
+//! Serving the gateway: both Cloud Bigtable services on one address, until a shutdown signal.
+
+use std::future::Future;
+
+use tabula_client::Client;
+use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_server::BigtableTableAdminServer;
+use tabula_proto::google::bigtable::v2::bigtable_server::BigtableServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin::TableAdminService;
+use crate::data::DataService;
+
+/// The largest request accepted: a `MutateRows` batch of large values (a Cloud Bigtable
+/// value may be 100 MiB; a request, 256 MiB).
+pub const MAX_REQUEST_BYTES: usize = 256 << 20;
+
+/// Serves the data and table admin APIs on `listener` over `client` until `shutdown`
+/// completes; requests in flight then finish.
+pub async fn serve(
+    listener: TcpListener,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let data = BigtableServer::new(DataService::new(client.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let admin = BigtableTableAdminServer::new(TableAdminService::new(&client))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(data)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
