@@ -35,6 +35,7 @@ pub(super) fn draw(path: &Path, title: &str, seconds: &[Second]) -> anyhow::Resu
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
+        .max_light_lines(2)
         .x_desc("seconds")
         .y_desc("ops/s")
         .draw()
@@ -67,6 +68,7 @@ pub(super) fn draw(path: &Path, title: &str, seconds: &[Second]) -> anyhow::Resu
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
+        .max_light_lines(2)
         .x_desc("seconds")
         .y_desc("latency ms")
         .draw()

@@ -233,6 +233,7 @@ mod tests {
                 },
                 echo_calls_per_sec: 35_400.0,
                 stream_mb_per_sec: 10.0,
+                measurements: 1,
             },
             notes: vec![],
         }

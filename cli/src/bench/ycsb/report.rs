@@ -291,6 +291,7 @@ mod tests {
                 },
                 echo_calls_per_sec: 30.0,
                 stream_mb_per_sec: 4.0,
+                measurements: 1,
             },
             notes: vec!["a note".to_owned()],
         }
