@@ -31,7 +31,7 @@ use super::super::unix_ms;
 use super::choose::{
     Choice, Leases, Picture, Reservations, choose, quiet_after_kill, role_busy, role_of,
 };
-use super::faults::{active_master_now, admin_fault, lock_leader_now, request_signal, stopped};
+use super::faults::{admin_fault, cluster_now, lock_leader_now, request_signal, stopped};
 use super::log::{self, Entry, FaultLog};
 use super::schedule::Schedule;
 use super::spec::{AgitateSpec, Kind};
@@ -294,7 +294,14 @@ impl Agitator {
                 }
                 HeldState::Killed { .. } | HeldState::Paused { .. } => true,
                 HeldState::Recovering { until } => now < until,
-                HeldState::Resumed { until } => !back && now < until,
+                // It exited and is back: it rejoins like a killed process.
+                HeldState::Resumed { .. } if back => {
+                    h.state = HeldState::Recovering {
+                        until: now + RECOVERY,
+                    };
+                    true
+                }
+                HeldState::Resumed { until } => now < until,
             }
         });
     }
@@ -351,9 +358,9 @@ impl Agitator {
             self.wait(kind, now, why);
             return Fired::Waits;
         }
-        let active_master = match kind {
-            Kind::Master => active_master_now(&self.client).await,
-            _ => None,
+        let cluster = match kind {
+            Kind::Master | Kind::Tablet | Kind::Pause => cluster_now(&self.client).await,
+            Kind::Lock | Kind::Admin => None,
         };
         let lock_leader = match kind {
             Kind::Lock => lock_leader_now(self.client.lock()).await,
@@ -364,9 +371,10 @@ impl Agitator {
             procs: &views,
             held: &held,
             paused: &paused,
-            active_master: active_master
+            active_master: cluster
                 .as_ref()
-                .map(|(id, addr)| (id.as_str(), addr.as_str())),
+                .map(|c| (c.master.0.as_str(), c.master.1.as_str())),
+            unserved: cluster.as_ref().map(|c| c.unserved),
             lock_leader: lock_leader.as_ref().map(|(id, addr)| (*id, addr.as_str())),
         };
         let (target, signal, state) = match choose(kind, &picture, &mut self.rng) {

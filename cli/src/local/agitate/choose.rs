@@ -9,7 +9,10 @@
 //! killed process's role stays quiet until the cluster can have healed ([`quiet_after_kill`]).
 //! A pause and a lock-leader kill never overlap: a new leader gives every session its TTL plus
 //! a grace, so the paused server's session would outlive the pause and the pause would test
-//! nothing.
+//! nothing. A master kill, a tablet kill and a pause wait until the active master reports
+//! every tablet served: each hits a cluster that healed from the previous fault (service must
+//! come back after any single failure; faults faster than the healing would only measure
+//! how long the cluster can be kept down).
 
 use std::time::Duration;
 
@@ -30,8 +33,10 @@ pub(crate) struct Picture<'a> {
     pub(crate) held: &'a [String],
     /// Names of the tablet servers stopped by a pause now (also in `held`).
     pub(crate) paused: &'a [String],
-    /// The active master's id and address, from `/tabula/master` (asked only for `master`).
+    /// The active master's id and address, from `/tabula/master`, and how many tablets it
+    /// reports not served (asked only for `master`, `tablet` and `pause`).
     pub(crate) active_master: Option<(&'a str, &'a str)>,
+    pub(crate) unserved: Option<u32>,
     /// The lock-service leader's node id and address (asked only for `lock`).
     pub(crate) lock_leader: Option<(u64, &'a str)>,
 }
@@ -156,6 +161,17 @@ pub(crate) fn choose(kind: Kind, picture: &Picture<'_>, rng: &mut impl Rng) -> C
         return Choice::Wait(format!(
             "{why}: a new lock leader would keep the paused server's session past the pause"
         ));
+    }
+    if matches!(kind, Kind::Master | Kind::Tablet | Kind::Pause) {
+        match (picture.active_master, picture.unserved) {
+            (None, _) | (_, None) => {
+                return Choice::Wait("no active master answers the cluster status".to_owned());
+            }
+            (Some(_), Some(n)) if n > 0 => {
+                return Choice::Wait(format!("{n} tablet(s) not served yet"));
+            }
+            _ => {}
+        }
     }
     if kind == Kind::Lock
         && let Some(name) = picture.paused.first()
@@ -368,6 +384,7 @@ mod tests {
             held,
             paused: &[],
             active_master: Some(("m-2", "127.0.0.1:7032")),
+            unserved: Some(0),
             lock_leader: Some((3, "127.0.0.1:7013")),
         }
     }
@@ -468,6 +485,33 @@ mod tests {
     }
 
     #[test]
+    fn process_faults_but_the_lock_kill_wait_for_every_tablet_served() {
+        let procs = cluster();
+        let mut rng = StdRng::seed_from_u64(8);
+        for unserved in [None, Some(2)] {
+            let p = Picture {
+                unserved,
+                ..picture(&procs, &[])
+            };
+            for kind in [Kind::Master, Kind::Tablet, Kind::Pause] {
+                assert!(
+                    matches!(choose(kind, &p, &mut rng), Choice::Wait(_)),
+                    "{kind} with {unserved:?} tablets unserved"
+                );
+            }
+            assert_eq!(choose(Kind::Lock, &p, &mut rng), kill("lock-3", 13));
+        }
+        let p = Picture {
+            active_master: None,
+            ..picture(&procs, &[])
+        };
+        assert!(matches!(
+            choose(Kind::Tablet, &p, &mut rng),
+            Choice::Wait(why) if why.contains("no active master")
+        ));
+    }
+
+    #[test]
     fn a_pause_and_a_lock_leader_kill_never_overlap() {
         let procs = cluster();
         let mut rng = StdRng::seed_from_u64(4);
@@ -531,6 +575,7 @@ mod tests {
             held: &[],
             paused: &[],
             active_master: Some(("m-1", "")),
+            unserved: Some(0),
             lock_leader: Some((1, "")),
         };
         let mut rng = StdRng::seed_from_u64(3);

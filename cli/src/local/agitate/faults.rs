@@ -24,10 +24,19 @@ const FACT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for the tablets and servers an admin operation chooses from.
 const LIST_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The active master as `/tabula/master` names it — `(id, address)` — if that master answers
-/// as the active one (a restarted master can still be named while its dead session holds the
-/// lock, and then answers as a standby).
-pub(crate) async fn active_master_now(client: &Client) -> Option<(String, String)> {
+/// The cluster as its active master sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClusterFacts {
+    /// The active master's id and address.
+    pub(crate) master: (String, String),
+    /// Tablets not served now.
+    pub(crate) unserved: u32,
+}
+
+/// The active master as `/tabula/master` names it, if that master answers `ClusterStatus` as
+/// the active one (a restarted master can still be named while its dead session holds the
+/// lock, and then answers as a standby), with the count of tablets not served.
+pub(crate) async fn cluster_now(client: &Client) -> Option<ClusterFacts> {
     let hint = tokio::time::timeout(FACT_TIMEOUT, active_master(client.lock()))
         .await
         .ok()?
@@ -38,8 +47,13 @@ pub(crate) async fn active_master_now(client: &Client) -> Option<(String, String
         master.cluster_status(mpb::ClusterStatusRequest {}),
     )
     .await
-    .ok()?;
-    answer.ok().map(|_| (hint.id, hint.addr))
+    .ok()?
+    .ok()?
+    .into_inner();
+    Some(ClusterFacts {
+        master: (hint.id, hint.addr),
+        unserved: answer.tablets_not_serving,
+    })
 }
 
 /// The lock-service leader's node id and address, as a node's status says.
