@@ -6,9 +6,13 @@
 //!   client library, and verify exits 1 naming it as undefined and acknowledged-but-missing;
 //! - an ingest stopped by SIGTERM exits 0 after its batches in flight; the whole cluster is
 //!   stopped with SIGTERM and started again on its directory, and verify finds every
-//!   acknowledged node back.
+//!   acknowledged node back;
+//! - an ingest of about two minutes under `tabula local --agitate` (active master, tablet
+//!   server and lock-leader kills, a tablet server paused past its session, splits, moves,
+//!   merges, flushes and compactions) loses nothing: after the cluster is stopped and started
+//!   again without the agitator, verify passes.
 //!
-//! Both wait on conditions with generous deadlines; no timing is asserted.
+//! All wait on conditions with generous deadlines; no timing is asserted.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +20,7 @@ mod support;
 
 use std::fs::File;
 use std::io::Read;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -23,11 +28,15 @@ use std::time::Duration;
 
 use tabula_client::{Client, Mutation, ReadOptions, RowSet};
 
-use support::local::{LocalCluster, die_with_test, free_port_block};
+use support::local::{LocalCluster, PORT_SPAN, die_with_test, free_port_block};
 use support::{BIN, poll_until, signal};
 
 /// How long an ingest or a verify may take on a loaded 2-core machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(240);
+/// The agitator's faults and periods while the agitated ingest runs.
+const AGITATE: &str = "master=40s,tablet=30s,lock=60s,pause=50s,admin=15s";
+/// How long the agitated ingest writes.
+const AGITATED_INGEST: &str = "110s";
 
 /// A `tabula` child with its stdout collected and its stderr in a file.
 struct Run {
@@ -325,6 +334,111 @@ async fn every_acknowledged_node_is_back_after_a_whole_cluster_restart() {
     assert!(
         report["rows"].as_u64().unwrap() >= acked,
         "fewer rows than acknowledged nodes: {report:#}"
+    );
+    drop(second);
+}
+
+/// A base port whose block is free and lies below the kernel's ephemeral port range: the
+/// agitator restarts processes on their ports, and a port in that range can be taken meanwhile
+/// by an outgoing connection's local end (as in `local_agitate.rs`).
+fn free_port_block_below_ephemeral() -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let (first, last) = (10_000u16, low - PORT_SPAN);
+    let blocks = (last - first) / 100;
+    let start = u16::try_from(std::process::id() % u32::from(blocks)).unwrap();
+    (0..blocks)
+        .map(|i| first + (start + i) % blocks * 100)
+        .find(|base| {
+            (*base..*base + PORT_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .expect("a free block of ports below the ephemeral range")
+}
+
+/// The agitator's fault log, one JSON object per line.
+fn fault_log(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("agitator.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_under_the_agitator_loses_no_acknowledged_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let base = free_port_block_below_ephemeral();
+    let args: Vec<String> = ["--base-port", &base.to_string(), "--agitate", AGITATE]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut first = LocalCluster::start(&dir, &args, 1);
+    let lock = first.wait_ready().await;
+    let ack_log = tmp.path().join("acks.jsonl");
+
+    let mut ingest = Run::spawn(
+        tmp.path(),
+        "ingest",
+        &lock,
+        &[
+            "ingest",
+            "--table",
+            "ci",
+            "--writers",
+            "2",
+            "--batch",
+            "100",
+            "--splits",
+            "4",
+            "--duration",
+            AGITATED_INGEST,
+            "--ack-log",
+            ack_log.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    let (status, stdout) = ingest.finish().await;
+    assert_eq!(status.code(), Some(0), "ingest: {status}\n{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["stopped_by"], "duration", "{summary:#}");
+    let acked = summary["acked_nodes"].as_u64().unwrap();
+    assert!(acked > 0, "{summary:#}");
+    let faults = fault_log(&dir);
+    let fired: Vec<String> = faults
+        .iter()
+        .filter(|f| f["ok"] == true)
+        .filter_map(|f| f["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        fired
+            .iter()
+            .any(|k| ["master", "tablet", "lock", "pause"].contains(&k.as_str())),
+        "no process fault fired during the ingest: {faults:?}"
+    );
+    eprintln!(
+        "agitated ingest: {acked} nodes, {} nodes/s, batch p99 {} ms, {} retries, faults {fired:?}",
+        summary["nodes_per_second"], summary["batch_latency_ms"]["p99"], summary["retries"]
+    );
+
+    // Verify on a quiet cluster: the same directory again, without the agitator.
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(0), "tabula local stopped with {status}");
+    drop(first);
+    let mut second = LocalCluster::start(&dir, &[], 2);
+    assert_eq!(second.wait_ready().await, lock);
+    let (code, report) = verify(tmp.path(), &lock, &ack_log, 1).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["acked"], acked, "{report:#}");
+    assert_eq!(report["acked_missing"], 0, "{report:#}");
+    assert_eq!(report["undefined"], 0, "{report:#}");
+    assert_eq!(report["crc"], 0, "{report:#}");
+    eprintln!(
+        "verify after the agitation: {} referenced, {} unreferenced",
+        report["referenced"], report["unreferenced"]
     );
     drop(second);
 }
