@@ -12,6 +12,7 @@ mod bench;
 mod daemon;
 mod data;
 mod exit;
+mod gateway;
 mod ingest;
 mod local;
 mod lock;
@@ -62,6 +63,9 @@ enum Command {
     /// Write linked lists of nodes that only point at acknowledged nodes (continuous ingest),
     /// logging every acknowledged batch, until --loops, --duration, Ctrl-C or SIGTERM.
     Ingest(ingest::IngestArgs),
+    /// Serve Cloud Bigtable's data and table admin APIs over the cluster (no state: run any
+    /// number) until Ctrl-C or SIGTERM; clients find it with BIGTABLE_EMULATOR_HOST.
+    Gateway(gateway::GatewayArgs),
     /// Run a whole cluster on this machine (lock service, tablet servers, masters) as child
     /// processes until Ctrl-C or SIGTERM; data and logs under --dir.
     Local(local::LocalArgs),
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Data(command) => data::run(command, &cli.lock, cli.output),
         Command::Admin(command) => admin::run(command, &cli.lock, cli.output),
         Command::Ingest(args) => ingest::ingest(args, &cli.lock, cli.output),
+        Command::Gateway(args) => gateway::run(args, &cli.lock),
         Command::Local(args) => local::run(args),
         Command::Lock(command) => {
             lock::run(command, &data::cluster::lock_addrs(&cli.lock), cli.output)
