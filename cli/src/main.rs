@@ -89,7 +89,9 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(command, cli.output),
         Command::Data(command) => data::run(command, &cli.lock, cli.output),
         Command::Admin(command) => admin::run(command, &cli.lock, cli.output),
-        Command::Ingest(args) => ingest::ingest(args, &cli.lock, cli.output),
+        Command::Ingest(args) => {
+            ingest::ingest(args, &data::cluster::lock_addrs(&cli.lock), cli.output)
+        }
         Command::Gateway(args) => gateway::run(args, &cli.lock),
         Command::Local(args) => local::run(args),
         Command::Lock(command) => {
@@ -97,7 +99,9 @@ fn main() -> ExitCode {
         }
         Command::Master(command) => master::run(command, &cli.lock),
         Command::Tablet(command) => tablet::run(command, &cli.lock),
-        Command::Verify(args) => ingest::verify(args, &cli.lock, cli.output),
+        Command::Verify(args) => {
+            ingest::verify(args, &data::cluster::lock_addrs(&cli.lock), cli.output)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

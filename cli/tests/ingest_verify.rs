@@ -20,7 +20,6 @@ mod support;
 
 use std::fs::File;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -28,7 +27,7 @@ use std::time::Duration;
 
 use tabula_client::{Client, Mutation, ReadOptions, RowSet};
 
-use support::local::{LocalCluster, PORT_SPAN, die_with_test, free_port_block};
+use support::local::{LocalCluster, die_with_test, free_port_block};
 use support::{BIN, poll_until, signal};
 
 /// How long an ingest or a verify may take on a loaded 2-core machine.
@@ -338,25 +337,6 @@ async fn every_acknowledged_node_is_back_after_a_whole_cluster_restart() {
     drop(second);
 }
 
-/// A base port whose block is free and lies below the kernel's ephemeral port range: the
-/// agitator restarts processes on their ports, and a port in that range can be taken meanwhile
-/// by an outgoing connection's local end (as in `local_agitate.rs`).
-fn free_port_block_below_ephemeral() -> u16 {
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768);
-    let (first, last) = (10_000u16, low - PORT_SPAN);
-    let blocks = (last - first) / 100;
-    let start = u16::try_from(std::process::id() % u32::from(blocks)).unwrap();
-    (0..blocks)
-        .map(|i| first + (start + i) % blocks * 100)
-        .find(|base| {
-            (*base..*base + PORT_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        })
-        .expect("a free block of ports below the ephemeral range")
-}
-
 /// The agitator's fault log, one JSON object per line.
 fn fault_log(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("agitator.jsonl"))
@@ -370,7 +350,7 @@ fn fault_log(dir: &Path) -> Vec<serde_json::Value> {
 async fn ingest_under_the_agitator_loses_no_acknowledged_node() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
-    let base = free_port_block_below_ephemeral();
+    let base = free_port_block();
     let args: Vec<String> = ["--base-port", &base.to_string(), "--agitate", AGITATE]
         .iter()
         .map(|s| (*s).to_owned())

@@ -13,7 +13,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use serde_json::Value;
 use tabula_client::{Client, Mutation, RowSet, Table};
 
 use support::BIN;
-use support::local::{DEADLINE, LocalCluster, PORT_SPAN, create_table};
+use support::local::{DEADLINE, LocalCluster, create_table, free_port_block};
 
 /// Every kind on a period short enough that each fires within about 90 s.
 const SPEC: &str = "master=10s,tablet=8s,lock=12s,pause=15s,admin=4s";
@@ -36,25 +35,6 @@ const FAULTS_DEADLINE: Duration = Duration::from_secs(180);
 const WRITE_DEADLINE: Duration = Duration::from_secs(150);
 /// Window after a fault in which a write outage is attributed to it.
 const OUTAGE_WINDOW_MS: u64 = 40_000;
-
-/// A base port whose block is free and lies below the kernel's ephemeral port range: the
-/// agitator restarts processes on their ports all the time, and a port in that range can be
-/// taken meanwhile by any outgoing connection's local end (then the restart cannot bind).
-fn free_port_block_below_ephemeral() -> u16 {
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768);
-    let (first, last) = (10_000u16, low - PORT_SPAN);
-    let blocks = (last - first) / 100;
-    let start = u16::try_from(std::process::id() % u32::from(blocks)).unwrap();
-    (0..blocks)
-        .map(|i| first + (start + i) % blocks * 100)
-        .find(|base| {
-            (*base..*base + PORT_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        })
-        .expect("a free block of ports below the ephemeral range")
-}
 
 fn unix_ms() -> u64 {
     let d = SystemTime::now()
@@ -160,7 +140,7 @@ fn outages(lines: &[Value], acked: &[u64]) -> BTreeMap<String, u64> {
 async fn every_fault_fires_and_no_acknowledged_row_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
-    let base = free_port_block_below_ephemeral();
+    let base = free_port_block();
     let args: Vec<String> = [
         "--base-port",
         &base.to_string(),

@@ -1,6 +1,8 @@
-//! The ack log: one JSON line per acknowledged fresh batch, `{"writer":SEED,"from":C,"to":D}`
-//! (nodes `C..D` of that writer, `D` exclusive), appended by `tabula ingest` and read back by
-//! `tabula verify`, which regenerates the acknowledged keys from it.
+//! The ack log: one JSON line per acknowledged fresh batch,
+//! `{"writer":SEED,"from":C,"to":D,"time_ms":T,"latency_us":L}` (nodes `C..D` of that writer,
+//! `D` exclusive, acknowledged at unix time `T` ms after `L` µs), appended by `tabula ingest`
+//! and read back by `tabula verify`, which regenerates the acknowledged keys from it, and by
+//! scripts/soak_report.py, which derives availability and outages from the times.
 //!
 //! Writing: the writers hand records to a bounded channel; one thread owns the file, appends
 //! each record and flushes whenever the channel is empty (no fsync per line: the log survives
@@ -37,12 +39,23 @@ pub(super) struct AckRecord {
     pub(super) from: u64,
     /// One past the last count.
     pub(super) to: u64,
+    /// When the batch was acknowledged, unix milliseconds (0: a log from before times).
+    pub(super) time_ms: u64,
+    /// From sending the batch to its acknowledgement, microseconds (retries included).
+    pub(super) latency_us: u64,
 }
 
 impl AckRecord {
     /// Its line, without the newline.
     pub(super) fn to_line(self) -> String {
-        serde_json::json!({ "writer": self.writer, "from": self.from, "to": self.to }).to_string()
+        serde_json::json!({
+            "writer": self.writer,
+            "from": self.from,
+            "to": self.to,
+            "time_ms": self.time_ms,
+            "latency_us": self.latency_us,
+        })
+        .to_string()
     }
 
     /// Parses one line.
@@ -57,6 +70,8 @@ impl AckRecord {
             writer: field("writer")?,
             from: field("from")?,
             to: field("to")?,
+            time_ms: field("time_ms").unwrap_or(0),
+            latency_us: field("latency_us").unwrap_or(0),
         };
         if record.to < record.from || record.to - record.from > MAX_RECORD_NODES {
             bail!("bad range {}..{}", record.from, record.to);
@@ -191,6 +206,8 @@ mod tests {
             writer: u64::MAX,
             from: 200,
             to: 400,
+            time_ms: 1_700_000_000_123,
+            latency_us: 4_567,
         };
         assert_eq!(AckRecord::parse(&record.to_line()).unwrap(), record);
         assert!(AckRecord::parse(r#"{"writer":1,"from":5,"to":4}"#).is_err());
@@ -236,6 +253,8 @@ mod tests {
                 writer: 2,
                 from: i * 5,
                 to: i * 5 + 5,
+                time_ms: 0,
+                latency_us: 0,
             };
             sender.send(record).await.unwrap();
         }

@@ -109,6 +109,8 @@ impl Writer {
                         writer: self.seed,
                         from: batch.first_count,
                         to: batch.first_count + nodes,
+                        time_ms: unix_ms(),
+                        latency_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
                     };
                     self.acks
                         .send(record)
@@ -184,4 +186,11 @@ async fn reached(stop: &mut watch::Receiver<Stop>, level: Stop) {
     if stop.wait_for(|s| *s >= level).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// The wall clock in unix milliseconds (0 if it is before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

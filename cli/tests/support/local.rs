@@ -24,18 +24,24 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 /// Ports `tabula local` uses above its base port.
 pub(crate) const PORT_SPAN: u16 = 40;
 
-/// A base port whose block of `PORT_SPAN` ports is free right now.
+/// A base port whose block of `PORT_SPAN` ports is free right now and lies below the kernel's
+/// ephemeral port range: `tabula local` restarts children on their ports, and a port in that
+/// range can be taken meanwhile by any outgoing connection's local end (then the restart
+/// cannot bind it).
 pub(crate) fn free_port_block() -> u16 {
-    let start = 20_000 + u16::try_from(std::process::id() % 300).unwrap() * 100;
-    let mut base = start;
-    loop {
-        let free = (base..base + PORT_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return base;
-        }
-        base = if base >= 60_000 { 20_000 } else { base + 100 };
-        assert_ne!(base, start, "no free block of {PORT_SPAN} ports");
-    }
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let (first, last) = (10_000u16, low.saturating_sub(PORT_SPAN).max(10_100));
+    let blocks = (last - first) / 100;
+    let start = u16::try_from(std::process::id() % u32::from(blocks)).unwrap();
+    (0..blocks)
+        .map(|i| first + (start + i) % blocks * 100)
+        .find(|base| {
+            (*base..*base + PORT_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .expect("a free block of ports below the ephemeral range")
 }
 
 /// A `tabula local` child process, its stdout lines collected.
