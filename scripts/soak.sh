@@ -87,9 +87,11 @@ while (( $(date +%s) - start < total_s )); do
   left=$(( total_s - ($(date +%s) - start) ))
   this=$(( left < round_s ? left : round_s ))
   echo "soak: round $i: ingest for ${this}s" >&2
+  ingest_start=$(date +%s)
   "$bin" --lock "$lock" ingest --table soak --writers "$writers" --batch "$batch" \
     --splits "$splits" --duration "${this}s" --ack-log "$dir/acks.jsonl" --output json \
     >> "$dir/ingest.jsonl" 2>> "$dir/ingest.err" || echo "soak: round $i: ingest exited with $?" >&2
+  echo "{\"round\":$i,\"ingest_start\":$ingest_start,\"ingest_end\":$(date +%s)}" >> "$dir/rounds.jsonl"
   echo "soak: round $i: verify" >&2
   if ! "$bin" --lock "$lock" verify --table soak --ack-log "$dir/acks.jsonl" --output json \
     > "$dir/verify-$i.json" 2>> "$dir/verify.err"; then
