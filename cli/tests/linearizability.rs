@@ -33,8 +33,8 @@ use tabula_tests::linearizability::{
 };
 use tokio::task::JoinSet;
 
-use support::eventually;
 use support::local::{LocalCluster, free_port_block};
+use support::{eventually, poll_until};
 
 /// The agitator's periods (each first fires after 75-125% of its period): every kind fires
 /// within about a minute, and a master is active often enough for the admin operations.
@@ -164,9 +164,10 @@ async fn own_faults(addrs: Vec<String>, recorder: Arc<Recorder>) -> Vec<(Duratio
     let mut done = Vec::new();
     for (at, key) in OWN_SPLITS {
         // Scheduling, not synchronisation: the workload runs meanwhile.
-        while recorder.now() < at {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_until("the own fault's time", MAX_WORKLOAD, || {
+            (recorder.now() >= at).then_some(())
+        })
+        .await;
         let began = recorder.now();
         for what in split_and_move(&admin, KEYS[key]).await {
             eprintln!("own fault from {:.1}s: {what}", began.as_secs_f64());
@@ -297,18 +298,18 @@ async fn single_row_operations_stay_linearizable_while_the_agitator_runs() {
     let own = tokio::spawn(own_faults(addrs.clone(), Arc::clone(&recorder)));
 
     // Until every kind fired and the minimum has passed (polling the fault log).
-    loop {
+    poll_until("every fault kind to fire", MAX_WORKLOAD, || {
         let seen = fired(&agitator_log(&dir));
-        let now = recorder.now();
-        if KINDS.iter().all(|k| seen.contains(*k)) && now >= MIN_WORKLOAD && own.is_finished() {
-            break;
-        }
         assert!(
-            now < MAX_WORKLOAD,
+            recorder.now() < MAX_WORKLOAD,
             "within {MAX_WORKLOAD:?} only {seen:?} fired of {KINDS:?}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let done = KINDS.iter().all(|k| seen.contains(*k))
+            && recorder.now() >= MIN_WORKLOAD
+            && own.is_finished();
+        done.then_some(())
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let stopped_at = recorder.now();
     let mut stats: Vec<ClientStats> = Vec::new();

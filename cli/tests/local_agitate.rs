@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tabula_client::{Client, Mutation, RowSet, Table};
 
-use support::BIN;
 use support::local::{DEADLINE, LocalCluster, create_table, free_port_block};
+use support::{BIN, poll_until};
 
 /// Every kind on a period short enough that each fires within about 90 s.
 const SPEC: &str = "master=10s,tablet=8s,lock=12s,pause=15s,admin=4s";
@@ -163,21 +163,20 @@ async fn every_fault_fires_and_no_acknowledged_row_is_lost() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write_rows(table, Arc::clone(&stop)));
     let end = Instant::now() + FAULTS_DEADLINE;
-    loop {
+    // The explicit deadline inside says what is missing; the polling one only backs it up.
+    poll_until("every fault kind to fire", FAULTS_DEADLINE * 2, || {
         let lines = fault_log(&dir);
         let seen = fired(&lines);
         let paused_ok = a_resumed_server_restarted(&lines);
-        if KINDS.iter().all(|k| seen.contains(*k)) && paused_ok {
-            break;
-        }
         assert!(
             Instant::now() < end,
             "within {FAULTS_DEADLINE:?} only {seen:?} fired of {KINDS:?}; a paused server \
              exited after its resume and restarted: {paused_ok}"
         );
         assert!(!writer.is_finished(), "the writer failed");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        (KINDS.iter().all(|k| seen.contains(*k)) && paused_ok).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let acked = writer.await.unwrap();
 

@@ -16,6 +16,7 @@ use tabula_master::{Master, merge_intents};
 use tabula_proto::tabula::master::v1 as mpb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 use tabula_tabletserver::engine::manifest::Manifest;
+use tabula_tabletserver::server::TabletServer;
 use tabula_tests::master_helpers::{
     WAIT, all_served, create_table, get, master_config, put, put_retrying,
 };
@@ -62,6 +63,48 @@ async fn read_back(meta: &MetaTable, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]
             "row {:?} lost",
             row.escape_ascii()
         );
+    }
+}
+
+/// One lock node, one tablet server and a master over a temporary storage root, with table
+/// `name` (split at `splits`) created and every tablet served.
+struct OneServer {
+    cell: LockCell,
+    root: tempfile::TempDir,
+    server: TabletServer,
+    master: Master,
+    channels: Channels,
+    meta: MetaTable,
+    table: TableId,
+}
+
+impl OneServer {
+    async fn start(name: &str, splits: &[&[u8]]) -> OneServer {
+        let cell = LockCell::start(1).await.unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let server = start_tablet_server(&cell, root.path()).await.unwrap();
+        let master = Master::start(master_config(&cell, root.path()))
+            .await
+            .unwrap();
+        let channels = Channels::default();
+        all_served(&channels, &master, 2).await;
+        let table = TableId(
+            create_table(&channels, &master, name, splits)
+                .await
+                .table_id,
+        );
+        let tablets = 3 + u32::try_from(splits.len()).unwrap();
+        all_served(&channels, &master, tablets).await;
+        let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+        OneServer {
+            cell,
+            root,
+            server,
+            master,
+            channels,
+            meta,
+            table,
+        }
     }
 }
 
@@ -159,21 +202,15 @@ async fn merge_tablets_leaves_one_tablet_fewer_and_loses_nothing() {
 /// and finishes the merge in METADATA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_merge_the_master_did_not_record_is_finished_by_the_next_master() {
-    let cell = LockCell::start(1).await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let server = start_tablet_server(&cell, root.path()).await.unwrap();
-    let master = Master::start(master_config(&cell, root.path()))
-        .await
-        .unwrap();
-    let channels = Channels::default();
-    all_served(&channels, &master, 2).await;
-    let table = TableId(
-        create_table(&channels, &master, "r", &[b"m"])
-            .await
-            .table_id,
-    );
-    all_served(&channels, &master, 4).await;
-    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    let OneServer {
+        cell,
+        root,
+        server,
+        master,
+        channels,
+        meta,
+        table,
+    } = OneServer::start("r", &[b"m"]).await;
     let mut rows = Vec::new();
     for row in [&b"a"[..], b"l", b"m", b"z"] {
         let value = [row, b"-v"].concat();
@@ -259,21 +296,15 @@ async fn intents(cell: &LockCell) -> Vec<merge_intents::StoredIntent> {
 /// the next master finishes the merge before assigning anything it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_merge_interrupted_between_its_two_marks_is_finished_from_its_intent() {
-    let cell = LockCell::start(1).await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let server = start_tablet_server(&cell, root.path()).await.unwrap();
-    let master = Master::start(master_config(&cell, root.path()))
-        .await
-        .unwrap();
-    let channels = Channels::default();
-    all_served(&channels, &master, 2).await;
-    let table = TableId(
-        create_table(&channels, &master, "gap", &[b"m"])
-            .await
-            .table_id,
-    );
-    all_served(&channels, &master, 4).await;
-    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    let OneServer {
+        cell,
+        root,
+        server,
+        master,
+        channels,
+        meta,
+        table,
+    } = OneServer::start("gap", &[b"m"]).await;
     let mut rows = Vec::new();
     for row in [&b"a"[..], b"l", b"m", b"z"] {
         let value = [row, b"-v"].concat();
@@ -358,21 +389,15 @@ async fn a_merge_interrupted_between_its_two_marks_is_finished_from_its_intent()
 /// neighbours) is rolled back: the intent goes and both tablets are served again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_merge_intent_is_rolled_back() {
-    let cell = LockCell::start(1).await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let server = start_tablet_server(&cell, root.path()).await.unwrap();
-    let master = Master::start(master_config(&cell, root.path()))
-        .await
-        .unwrap();
-    let channels = Channels::default();
-    all_served(&channels, &master, 2).await;
-    let table = TableId(
-        create_table(&channels, &master, "back", &[b"g", b"p"])
-            .await
-            .table_id,
-    );
-    all_served(&channels, &master, 5).await;
-    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    let OneServer {
+        cell,
+        root,
+        server,
+        master,
+        channels,
+        meta,
+        table,
+    } = OneServer::start("back", &[b"g", b"p"]).await;
     let mut rows = Vec::new();
     for row in [&b"a"[..], b"h", b"q"] {
         let value = [row, b"-v"].concat();
@@ -428,17 +453,15 @@ async fn a_refused_merge_intent_is_rolled_back() {
 /// major-compacts both and merges, and the deleted row stays deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_siblings_are_compacted_by_the_master_and_merged() {
-    let cell = LockCell::start(1).await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let server = start_tablet_server(&cell, root.path()).await.unwrap();
-    let master = Master::start(master_config(&cell, root.path()))
-        .await
-        .unwrap();
-    let channels = Channels::default();
-    all_served(&channels, &master, 2).await;
-    let table = TableId(create_table(&channels, &master, "sib", &[]).await.table_id);
-    all_served(&channels, &master, 3).await;
-    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    let OneServer {
+        cell,
+        root: _root,
+        server,
+        master,
+        channels,
+        meta,
+        table,
+    } = OneServer::start("sib", &[]).await;
     let mut rows = Vec::new();
     for first in b'a'..=b'z' {
         let row = vec![first];
