@@ -549,3 +549,52 @@ fn writers_are_held_back_then_refused_when_flushes_fail_and_resume_after() {
     }
     assert_eq!(rows(&t).len(), written + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_writes_are_durable_visible_and_finish_even_when_their_caller_goes_away() {
+    let env = Env::new();
+    let schema = Schema::with_families(["cf"]);
+    {
+        let t = Arc::new(
+            env.engine("dead")
+                .create_tablet(TabletId(7), Bytes::new(), None, schema.clone())
+                .unwrap(),
+        );
+        // Dropped as soon as it is made: the write still runs to its end.
+        drop(t.apply_async(put("dropped", "q", 1, "v")));
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let t = t.clone();
+            writers.spawn(async move {
+                for i in 0..50 {
+                    t.apply_async(put(&format!("w{w:02}-{i:02}"), "q", 1, "v"))
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !rows(&t).contains(&"dropped".to_string()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write whose future was dropped never became visible"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(rows(&t).len(), 16 * 50 + 1);
+        // Nothing was left unfinished: a later write becomes visible at once.
+        t.apply_async(put("zz-last", "q", 1, "v")).await.unwrap();
+        assert_eq!(rows(&t).last().map(String::as_str), Some("zz-last"));
+        // Crash: only the commit log keeps the writes.
+        Arc::try_unwrap(t).expect("no writer holds the tablet").close();
+    }
+    let heir = env.engine("heir").open_tablet(TabletId(7), schema).unwrap();
+    assert_eq!(
+        rows(&heir).len(),
+        16 * 50 + 2,
+        "every acknowledged write was logged"
+    );
+}

@@ -52,6 +52,10 @@ pub enum EngineError {
     /// A merge of two tablets was refused: a precondition does not hold (nothing was stored).
     #[error("merge refused: {0}")]
     MergeRefused(String),
+    /// A task the engine ran the work in panicked or was cancelled (the runtime shutting
+    /// down); the outcome of a write is then unknown.
+    #[error("{0}")]
+    Task(String),
     /// The tablet was split: its manifest names its children, and it is never opened again.
     #[error("tablet {tablet} was split into {children:?}")]
     WasSplit {
@@ -78,7 +82,8 @@ impl From<EngineError> for Error {
             EngineError::Sstable(_)
             | EngineError::Manifest(_)
             | EngineError::Payload(_)
-            | EngineError::Io(_) => Code::Internal,
+            | EngineError::Io(_)
+            | EngineError::Task(_) => Code::Internal,
         };
         Error::new(code, e.to_string())
     }

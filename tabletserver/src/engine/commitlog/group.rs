@@ -103,6 +103,16 @@ impl Group {
         self.writing
     }
 
+    /// Whether records wait in the pending batch.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.records > 0
+    }
+
+    /// The highest ticket written.
+    pub(crate) fn done(&self) -> u64 {
+        self.done
+    }
+
     /// Whether a batch has failed.
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped

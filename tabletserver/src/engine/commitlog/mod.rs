@@ -53,4 +53,4 @@ pub use naming::server_log_dir;
 pub use reader::{ReplayStats, ReplayedRecord, replay};
 pub use record::MAX_PAYLOAD_BYTES;
 pub use scan::{DamageKind, ScannedRecord, SegmentDamage, SegmentScanner, scan_segment};
-pub use writer::{CommitLog, CommitLogOptions, CommitLogStats, LogPosition};
+pub use writer::{CommitLog, CommitLogOptions, CommitLogStats, Enqueued, LogPosition};

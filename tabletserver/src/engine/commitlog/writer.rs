@@ -13,6 +13,14 @@
 //! segment it syncs the old one, even with `sync: false`, so every segment but the newest of
 //! each run of the server is complete on disk — what `reader` relies on.
 //!
+//! Async appends (`enqueue` + `wait_durable`, what the data service uses): the appender joins
+//! the pending batch without blocking and awaits a `watch` of the highest batch written. The
+//! I/O is done by a leader loop on the blocking pool, started by the appender that finds none
+//! scheduled: it leads batch after batch while records are pending, then ends. So a write costs
+//! a task wake-up, not a blocked thread, and one blocking-pool handoff serves a whole run of
+//! batches. Blocking `append` callers and the leader loop share the same `Group`; whoever finds
+//! the pending batch unwritten and nobody writing leads it.
+//!
 //! Failure: a failed write, fdatasync or segment creation stops the log for good. That append
 //! and every later one return `CommitLogError::Stopped`; nothing is retried.
 //!
@@ -31,6 +39,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tabula_common::{AppendFile, ServerId, StorageRoot, TabletId};
+use tokio::sync::watch;
 
 use super::error::CommitLogError;
 use super::group::{Batch, Group, Turn};
@@ -114,6 +123,9 @@ struct State {
     /// Every segment in the directory; `Some` (tablet -> highest seq) for those written here.
     segments: BTreeMap<u64, Option<HashMap<TabletId, u64>>>,
     stats: CommitLogStats,
+    /// Whether a leader loop for async appenders is scheduled or running on the blocking pool
+    /// (at most one is).
+    leader_scheduled: bool,
 }
 
 impl State {
@@ -143,6 +155,24 @@ impl State {
     }
 }
 
+/// How far the log has got, published to async appenders after every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// Highest ticket written.
+    done: u64,
+    stopped: bool,
+}
+
+/// A record joined to a pending batch by [`CommitLog::enqueue`]; durable once
+/// [`CommitLog::wait_durable`] says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an enqueued record is not durable until wait_durable says so"]
+pub struct Enqueued {
+    /// Where the record goes.
+    pub position: LogPosition,
+    ticket: u64,
+}
+
 /// Counters a leader gathers while writing a batch.
 #[derive(Default)]
 struct WriteCounts {
@@ -159,6 +189,8 @@ pub struct CommitLog {
     header_len: u64,
     state: Mutex<State>,
     wake: Condvar,
+    /// The group's progress, for async appenders (`wait_durable`).
+    progress: watch::Sender<Progress>,
     /// How long each fdatasync took.
     sync_latency: Histogram,
 }
@@ -230,6 +262,7 @@ impl CommitLog {
                 segments_created: 1,
                 ..CommitLogStats::default()
             },
+            leader_scheduled: false,
         };
         tracing::info!(server_id = %server, segment = number, "commit log opened");
         Ok(CommitLog {
@@ -240,6 +273,10 @@ impl CommitLog {
             header_len,
             state: Mutex::new(state),
             wake: Condvar::new(),
+            progress: watch::Sender::new(Progress {
+                done: 0,
+                stopped: false,
+            }),
             sync_latency,
         })
     }
@@ -255,16 +292,8 @@ impl CommitLog {
         entry_count: u32,
         payload: &[u8],
     ) -> Result<LogPosition, CommitLogError> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(CommitLogError::RecordTooLarge {
-                len: payload.len(),
-                max: MAX_PAYLOAD_BYTES,
-            });
-        }
-        check_fields(seq, entry_count).map_err(CommitLogError::InvalidRecord)?;
-        let record = record::encode(tablet, seq, entry_count, payload);
+        let record = encode_record(tablet, seq, entry_count, payload)?;
         let last_seq = seq + u64::from(entry_count) - 1;
-
         let mut state = self.state.lock();
         loop {
             if state.group.is_stopped() {
@@ -282,13 +311,7 @@ impl CommitLog {
                 self.lead(&mut state, false);
             }
         }
-        let position = state.assign(
-            record.len() as u64,
-            self.opts.segment_bytes,
-            self.header_len,
-        );
-        state.note_seq(position.segment, tablet, last_seq);
-        let ticket = state.group.push(position.segment, &record);
+        let (position, ticket) = self.push(&mut state, tablet, last_seq, &record);
         loop {
             match state.group.turn(ticket) {
                 Turn::Done => return Ok(position),
@@ -297,6 +320,102 @@ impl CommitLog {
                 Turn::Lead => self.lead(&mut state, false),
             }
         }
+    }
+
+    /// Joins one row mutation's record to the pending batch without waiting for it to be
+    /// written, and makes sure a leader loop will write it; [`CommitLog::wait_durable`] then
+    /// waits for that. Must be called from within a Tokio runtime (the leader loop runs on
+    /// its blocking pool). When the pending batch is full (`max_pending_bytes`), waits for
+    /// room first.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        tablet: TabletId,
+        seq: u64,
+        entry_count: u32,
+        payload: &[u8],
+    ) -> Result<Enqueued, CommitLogError> {
+        let record = encode_record(tablet, seq, entry_count, payload)?;
+        let last_seq = seq + u64::from(entry_count) - 1;
+        let mut progress = self.progress.subscribe();
+        loop {
+            // Marks what is seen now, so a batch finishing from here on wakes the wait below.
+            progress.borrow_and_update();
+            let (pushed, start_leader) = {
+                let mut state = self.state.lock();
+                if state.group.is_stopped() {
+                    return Err(CommitLogError::Stopped);
+                }
+                let pushed = state
+                    .group
+                    .has_room(record.len(), self.opts.max_pending_bytes)
+                    .then(|| self.push(&mut state, tablet, last_seq, &record));
+                let start_leader = !state.leader_scheduled;
+                state.leader_scheduled = true;
+                (pushed, start_leader)
+            };
+            if start_leader {
+                let log = Arc::clone(self);
+                tokio::task::spawn_blocking(move || log.lead_while_pending());
+            }
+            if let Some((position, ticket)) = pushed {
+                return Ok(Enqueued { position, ticket });
+            }
+            // Full: wait for the batch being written to finish, then try again.
+            if progress.changed().await.is_err() {
+                return Err(CommitLogError::Stopped);
+            }
+        }
+    }
+
+    /// Waits until `enqueued`'s record is durable (fdatasynced, or written to the OS with
+    /// `sync: false`); `Stopped` if the log failed first.
+    pub async fn wait_durable(&self, enqueued: &Enqueued) -> Result<LogPosition, CommitLogError> {
+        let mut progress = self.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.done >= enqueued.ticket || p.stopped)
+            .await
+            .map_err(|_| CommitLogError::Stopped)?;
+        if reached.done >= enqueued.ticket {
+            Ok(enqueued.position)
+        } else {
+            Err(CommitLogError::Stopped)
+        }
+    }
+
+    /// Assigns `record` its position and adds it to the pending batch; returns the position
+    /// and the batch's ticket.
+    fn push(
+        &self,
+        state: &mut State,
+        tablet: TabletId,
+        last_seq: u64,
+        record: &[u8],
+    ) -> (LogPosition, u64) {
+        let position = state.assign(
+            record.len() as u64,
+            self.opts.segment_bytes,
+            self.header_len,
+        );
+        state.note_seq(position.segment, tablet, last_seq);
+        let ticket = state.group.push(position.segment, record);
+        (position, ticket)
+    }
+
+    /// The leader loop of async appenders (on the blocking pool): leads batch after batch
+    /// while records are pending, waiting out any other leader, then ends.
+    fn lead_while_pending(&self) {
+        let mut state = self.state.lock();
+        loop {
+            if state.group.is_stopped() || !state.group.has_pending() {
+                break;
+            }
+            if state.group.is_writing() {
+                self.wake.wait(&mut state);
+            } else {
+                self.lead(&mut state, false);
+            }
+        }
+        state.leader_scheduled = false;
     }
 
     /// Writes whatever is pending and fdatasyncs the current segment, even with `sync: false`.
@@ -347,6 +466,10 @@ impl CommitLog {
                 state.group.finish(batch.ticket, false);
             }
         }
+        self.progress.send_replace(Progress {
+            done: state.group.done(),
+            stopped: state.group.is_stopped(),
+        });
         self.wake.notify_all();
     }
 
@@ -474,6 +597,23 @@ impl CommitLog {
     pub fn sync_latency(&self) -> HistogramSnapshot {
         self.sync_latency.snapshot()
     }
+}
+
+/// Checks and encodes one record (CRC included), outside any lock.
+fn encode_record(
+    tablet: TabletId,
+    seq: u64,
+    entry_count: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, CommitLogError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(CommitLogError::RecordTooLarge {
+            len: payload.len(),
+            max: MAX_PAYLOAD_BYTES,
+        });
+    }
+    check_fields(seq, entry_count).map_err(CommitLogError::InvalidRecord)?;
+    Ok(record::encode(tablet, seq, entry_count, payload))
 }
 
 /// Syncs `file`, recording how long it took.

@@ -1,15 +1,28 @@
 //! The write path: validate, take sequence numbers (and a server timestamp), append to the
 //! commit log and wait for the group commit, insert into the active memtable, become visible.
 //! A full memtable freezes; too many frozen memtables make writers wait for the flusher.
+//!
+//! Two ways in, one path: `apply` blocks its thread on the group commit (recovery, admin work
+//! on the blocking pool, tests); `apply_async` (the data service) awaits it without holding a
+//! thread, and runs as a task of its own once started, so a caller that goes away can never
+//! leave a mutation logged but not inserted, or its sequence numbers unfinished (which would
+//! stop every later write from becoming visible).
+//!
+//! Row locks are Tokio mutexes (striped): the data service holds a row's lock across the
+//! await of the commit, so a check-and-mutate or read-modify-write of the row never sees a
+//! write of the same row half done. Blocking code takes them with `lock_row` (never from an
+//! async context).
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::engine::commitlog::Enqueued;
 use crate::engine::error::EngineError;
+use crate::engine::key::Entry;
 use crate::engine::key::Seq;
 use crate::engine::memtable::Memtable;
 use crate::engine::mutation::RowMutation;
@@ -22,45 +35,122 @@ const ROW_LOCK_STRIPES: usize = 256;
 /// Striped row locks.
 #[derive(Debug)]
 pub(crate) struct RowLocks {
-    stripes: Vec<Mutex<()>>,
+    stripes: Vec<Arc<AsyncMutex<()>>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl RowLocks {
     pub(crate) fn new() -> Self {
         RowLocks {
-            stripes: (0..ROW_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..ROW_LOCK_STRIPES)
+                .map(|_| Arc::new(AsyncMutex::new(())))
+                .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
 
-/// Holds a row's lock: no other read-modify-write of rows in the same stripe runs meanwhile.
+/// Holds a row's lock: no other locked write of rows in the same stripe runs meanwhile.
 #[derive(Debug)]
-pub struct RowGuard<'a> {
-    _guard: MutexGuard<'a, ()>,
+pub struct RowGuard {
+    _guard: OwnedMutexGuard<()>,
+}
+
+/// A mutation with its sequence numbers taken and its record encoded, not yet logged.
+struct Prepared {
+    first: Seq,
+    count: u64,
+    payload: bytes::Bytes,
+    mutation: RowMutation,
 }
 
 impl Tablet {
     /// Applies a row mutation atomically and durably; returns its last sequence number.
     /// Once this returns, the write is in the commit log (synced) and visible to readers.
+    /// Blocks the thread on the group commit: from async code use [`Tablet::apply_async`].
     pub fn apply(&self, mutation: RowMutation) -> Result<Seq, EngineError> {
         self.inner.apply(mutation)
     }
 
-    /// Locks `row` for a read-modify-write (check-and-mutate, increment, append). Plain
-    /// `apply` does not need it: every mutation is atomic on its own.
-    pub fn lock_row(&self, row: &[u8]) -> RowGuard<'_> {
-        let stripe = (self.inner.row_locks.hasher.hash_one(row) as usize) % ROW_LOCK_STRIPES;
-        let lock = &self.inner.row_locks.stripes[stripe];
+    /// [`Tablet::apply`] without blocking a thread: the group commit is awaited. Once called,
+    /// the write runs to its end in a task of its own, even if the returned future is dropped.
+    /// Must be called within a Tokio runtime.
+    pub fn apply_async(
+        &self,
+        mutation: RowMutation,
+    ) -> impl Future<Output = Result<Seq, EngineError>> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::spawn(async move { inner.apply_async(mutation).await });
+        async move {
+            task.await
+                .map_err(|e| EngineError::Task(format!("a write task failed: {e}")))?
+        }
+    }
+
+    /// Locks `row` for a read-modify-write (check-and-mutate, increment, append), blocking
+    /// the thread; never call it from async code (use [`Tablet::lock_row_async`]).
+    pub fn lock_row(&self, row: &[u8]) -> RowGuard {
         RowGuard {
-            _guard: lock.lock(),
+            _guard: self.inner.row_locks.stripe(row).blocking_lock_owned(),
+        }
+    }
+
+    /// Locks `row`, waiting without blocking a thread.
+    pub async fn lock_row_async(&self, row: &[u8]) -> RowGuard {
+        RowGuard {
+            _guard: self.inner.row_locks.stripe(row).lock_owned().await,
         }
     }
 }
 
+impl RowLocks {
+    fn stripe(&self, row: &[u8]) -> Arc<AsyncMutex<()>> {
+        let stripe = (self.hasher.hash_one(row) as usize) % ROW_LOCK_STRIPES;
+        Arc::clone(&self.stripes[stripe])
+    }
+}
+
 impl Inner {
-    pub(crate) fn apply(&self, mut m: RowMutation) -> Result<Seq, EngineError> {
+    pub(crate) fn apply(&self, m: RowMutation) -> Result<Seq, EngineError> {
+        self.check_mutation(&m)?;
+        self.wait_for_room()?;
+        let p = self.prepare(m)?;
+        let logged = self
+            .engine
+            .log
+            .append(self.id, p.first, p.count as u32, &p.payload);
+        self.complete(p, logged.map(|_| ()))
+    }
+
+    async fn apply_async(self: Arc<Self>, m: RowMutation) -> Result<Seq, EngineError> {
+        self.check_mutation(&m)?;
+        if self.must_wait_for_room() {
+            let inner = Arc::clone(&self);
+            tokio::task::spawn_blocking(move || inner.wait_for_room())
+                .await
+                .map_err(|e| EngineError::Task(format!("a write stall task failed: {e}")))??;
+        }
+        let p = self.prepare(m)?;
+        let log = &self.engine.log;
+        let logged = match log
+            .enqueue(self.id, p.first, p.count as u32, &p.payload)
+            .await
+        {
+            Ok(enqueued) => self.wait_logged(enqueued).await,
+            Err(e) => Err(e),
+        };
+        self.complete(p, logged)
+    }
+
+    async fn wait_logged(
+        &self,
+        enqueued: Enqueued,
+    ) -> Result<(), crate::engine::commitlog::CommitLogError> {
+        self.engine.log.wait_durable(&enqueued).await.map(|_| ())
+    }
+
+    /// Checks that `m` may be applied here: open, valid, in range, known families.
+    fn check_mutation(&self, m: &RowMutation) -> Result<(), EngineError> {
         self.check_open()?;
         m.validate()?;
         if !self.range.contains(&m.row) {
@@ -68,20 +158,23 @@ impl Inner {
                 row: m.row.escape_ascii().to_string(),
             });
         }
+        let schema = self.schema.read();
+        if let Some(f) = m
+            .mutations
+            .iter()
+            .filter_map(|x| x.family())
+            .find(|f| !schema.families.contains_key(*f))
         {
-            let schema = self.schema.read();
-            if let Some(f) = m
-                .mutations
-                .iter()
-                .filter_map(|x| x.family())
-                .find(|f| !schema.families.contains_key(*f))
-            {
-                return Err(EngineError::UnknownFamily(
-                    String::from_utf8_lossy(f).into_owned(),
-                ));
-            }
+            return Err(EngineError::UnknownFamily(
+                String::from_utf8_lossy(f).into_owned(),
+            ));
         }
-        self.wait_for_room()?;
+        Ok(())
+    }
+
+    /// Takes `m`'s sequence numbers (and server timestamp) and encodes its record. From here
+    /// on, `complete` must be called, whatever happens.
+    fn prepare(&self, mut m: RowMutation) -> Result<Prepared, EngineError> {
         let count = m.mutations.len() as u64;
         let first = self.seqs.begin(count);
         if let Err(e) = self.check_open() {
@@ -93,26 +186,37 @@ impl Inner {
             m.resolve_server_time(self.next_server_timestamp());
         }
         let payload = m.encode();
-        if let Err(e) = self
-            .engine
-            .log
-            .append(self.id, first, count as u32, &payload)
-        {
-            self.seqs.finish(first);
+        Ok(Prepared {
+            first,
+            count,
+            payload,
+            mutation: m,
+        })
+    }
+
+    /// After the log write: inserts the entries and makes them visible, or, if the log failed,
+    /// retires the numbers and fails the tablet.
+    fn complete(
+        &self,
+        p: Prepared,
+        logged: Result<(), crate::engine::commitlog::CommitLogError>,
+    ) -> Result<Seq, EngineError> {
+        if let Err(e) = logged {
+            self.seqs.finish(p.first);
             self.fail(format!("commit log append failed: {e}"));
             return Err(e.into());
         }
-        let entries = m.into_entries(first);
+        let entries: Vec<Entry> = p.mutation.into_entries(p.first);
         let full = {
             let state = self.state.read();
             state.active.insert(entries);
             state.active.approximate_bytes() >= self.engine.opts.memtable_bytes
         };
-        self.seqs.finish(first);
+        self.seqs.finish(p.first);
         if full {
             self.freeze(false);
         }
-        Ok(first + count - 1)
+        Ok(p.first + p.count - 1)
     }
 
     /// A server timestamp: the wall clock in microseconds, made strictly increasing per tablet
@@ -134,10 +238,15 @@ impl Inner {
         }
     }
 
+    /// Whether a writer must wait for the flusher first (see `wait_for_room`).
+    fn must_wait_for_room(&self) -> bool {
+        self.state.read().frozen.len() >= self.engine.opts.max_frozen_memtables.max(1)
+    }
+
     /// Waits while too many frozen memtables await their flush (bounded memory).
     fn wait_for_room(&self) -> Result<(), EngineError> {
         let max = self.engine.opts.max_frozen_memtables.max(1);
-        if self.state.read().frozen.len() < max {
+        if !self.must_wait_for_room() {
             return Ok(());
         }
         let deadline = Instant::now() + self.engine.opts.write_stall_timeout;

@@ -1,5 +1,5 @@
-//! `CheckAndMutateRow`: under the row's lock, read the row through the predicate filter; if any
-//! cell comes out apply the true mutations, else the false ones. With no predicate the check
+//! `CheckAndMutateRow`: under the row's lock, read the row through the predicate filter (on the
+//! blocking pool); if any cell comes out apply the true mutations, else the false ones. With no predicate the check
 //! is whether the row has any cell. A predicate that fails is an answer
 //! (`predicate_matched = false`), not an error. Both mutation lists are checked before the
 //! read, so bad input never depends on the row's contents; at least one of them must be
@@ -11,7 +11,7 @@ use tabula_proto::tabula::tablet::v1 as api;
 use crate::engine::{CellFilter, RowMutation};
 use crate::filter::Filter;
 
-use super::{Shared, convert, route, with_row_locked};
+use super::{Shared, blocking, convert, route, with_row_locked};
 
 /// `CheckAndMutateRow`; returns whether the predicate matched.
 pub(super) async fn check_and_mutate_row(
@@ -42,30 +42,39 @@ pub(super) async fn check_and_mutate_row(
     served.count_read();
     served.count_write();
     let key = row.clone();
-    let matched = with_row_locked(served, row.clone(), move |tablet| {
-        let matched = match &predicate {
-            Some(filter) => match tablet.read_row(&key, &filter.pushdown())? {
-                Some(r) => !filter.apply(&r.key, &r.cells, &mut rand::rng()).is_empty(),
-                None => false,
-            },
-            None => {
-                let any = CellFilter {
-                    max_versions: Some(1),
-                    ..CellFilter::default()
-                };
-                tablet.read_row(&key, &any)?.is_some()
-            }
-        };
+    let matched = with_row_locked(served, row, move |served| async move {
+        let reader = served.clone();
+        let row = key.clone();
+        let matched = blocking(move || {
+            let tablet = &reader.tablet;
+            Ok(match &predicate {
+                Some(filter) => match tablet.read_row(&row, &filter.pushdown())? {
+                    Some(r) => !filter.apply(&r.key, &r.cells, &mut rand::rng()).is_empty(),
+                    None => false,
+                },
+                None => {
+                    let any = CellFilter {
+                        max_versions: Some(1),
+                        ..CellFilter::default()
+                    };
+                    tablet.read_row(&row, &any)?.is_some()
+                }
+            })
+        })
+        .await?;
         let mutations = if matched {
             true_mutations
         } else {
             false_mutations
         };
         if !mutations.is_empty() {
-            tablet.apply(RowMutation {
-                row: key,
-                mutations,
-            })?;
+            served
+                .tablet
+                .apply_async(RowMutation {
+                    row: key,
+                    mutations,
+                })
+                .await?;
         }
         Ok(matched)
     })

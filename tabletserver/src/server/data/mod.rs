@@ -7,9 +7,10 @@
 //! before anything is applied: bad input is refused with nothing written.
 //!
 //! Single-row transactions: every write of a row — plain `MutateRow` too — runs under the row's
-//! lock (`Tablet::lock_row`), so `CheckAndMutateRow` and `ReadModifyWriteRow` read and write with
-//! no other write of the row in between. The guarded section blocks on the commit log's
-//! fdatasync, so it runs on the blocking pool. After the write, the gate is asked again: a write
+//! lock (`Tablet::lock_row_async`), so `CheckAndMutateRow` and `ReadModifyWriteRow` read and
+//! write with no other write of the row in between. The guarded section awaits the commit
+//! log's group commit (`Tablet::apply_async`) without holding a thread; only the reads of a
+//! check-and-mutate or read-modify-write go to the blocking pool. After the write, the gate is asked again: a write
 //! that was synced after the session stopped being safe is answered `Unavailable` (outcome
 //! unknown), never OK (see `gate`). Reads see whole mutations only: the engine reads each
 //! range at one snapshot sequence number, and a mutation becomes visible all at once.
@@ -35,7 +36,6 @@ use tabula_proto::tabula::tablet::v1 as api;
 use tabula_proto::tabula::tablet::v1::tablet_service_server::{TabletService, TabletServiceServer};
 use tonic::{Request, Response, Status};
 
-use crate::engine::Tablet;
 use crate::engine::sstable::RowRange;
 
 use super::{Gate, Registry, Route, ServedTablet};
@@ -196,19 +196,26 @@ impl Shared {
     }
 }
 
-/// Runs `f` on the blocking pool while holding `row`'s lock in `served`'s tablet: the section
-/// of a single-row transaction that reads, decides and applies (and waits for the sync).
-async fn with_row_locked<T, F>(served: Arc<ServedTablet>, row: Bytes, f: F) -> Result<T, Error>
+/// Runs `work` while holding `row`'s lock in `served`'s tablet: the section of a single-row
+/// transaction that reads, decides and applies (and awaits the commit). It runs in a task of
+/// its own, so it finishes — and only then releases the lock — even if the RPC goes away
+/// meanwhile: no other locked write of the row can slip in beside a write still in flight.
+async fn with_row_locked<T, W, Fut>(
+    served: Arc<ServedTablet>,
+    row: Bytes,
+    work: W,
+) -> Result<T, Error>
 where
     T: Send + 'static,
-    F: FnOnce(&Tablet) -> Result<T, Error> + Send + 'static,
+    W: FnOnce(Arc<ServedTablet>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, Error>> + Send + 'static,
 {
-    blocking(move || {
-        let tablet = &served.tablet;
-        let _guard = tablet.lock_row(&row);
-        f(tablet)
-    })
-    .await
+    let task = tokio::spawn(async move {
+        let _guard = served.tablet.lock_row_async(&row).await;
+        work(served).await
+    });
+    task.await
+        .map_err(|e| Error::internal(format!("a data-path task failed: {e}")))?
 }
 
 /// Runs `f` on the blocking pool.

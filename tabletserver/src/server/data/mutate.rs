@@ -43,8 +43,8 @@ pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> R
 /// runs in between).
 async fn apply_locked(served: Arc<ServedTablet>, m: RowMutation) -> Result<(), Error> {
     let row = m.row.clone();
-    with_row_locked(served, row, move |tablet| {
-        tablet.apply(m)?;
+    with_row_locked(served, row, move |served| async move {
+        served.tablet.apply_async(m).await?;
         Ok(())
     })
     .await

@@ -21,7 +21,7 @@ use crate::engine::{CellFilter, Mutation, RowMutation, Tablet};
 use crate::filter::{OutCell, to_proto_row};
 
 use super::convert::{self, RmwOp, RmwRule};
-use super::{Shared, route, with_row_locked};
+use super::{Shared, blocking, route, with_row_locked};
 
 /// `(family, qualifier)`.
 type Column = (Bytes, Bytes);
@@ -47,10 +47,15 @@ pub(super) async fn read_modify_write_row(
     served.count_read();
     served.count_write();
     let key = row.clone();
-    let cells = with_row_locked(served, row, move |tablet| {
-        let latest = read_latest(tablet, &key, &rules)?;
-        let changed = apply_rules(&latest, &rules)?;
-        let now = now_micros(tablet);
+    let cells = with_row_locked(served, row, move |served| async move {
+        let reader = served.clone();
+        let (row, rules) = (key.clone(), rules.clone());
+        let (latest, changed, now) = blocking(move || {
+            let latest = read_latest(&reader.tablet, &row, &rules)?;
+            let changed = apply_rules(&latest, &rules)?;
+            Ok((latest, changed, now_micros(&reader.tablet)))
+        })
+        .await?;
         let cells: Vec<OutCell> = changed
             .into_iter()
             .map(|((family, qualifier), value)| {
@@ -75,10 +80,13 @@ pub(super) async fn read_modify_write_row(
                 value: c.value.clone(),
             })
             .collect();
-        tablet.apply(RowMutation {
-            row: key.clone(),
-            mutations,
-        })?;
+        served
+            .tablet
+            .apply_async(RowMutation {
+                row: key.clone(),
+                mutations,
+            })
+            .await?;
         Ok(to_proto_row(key, cells))
     })
     .await?;
