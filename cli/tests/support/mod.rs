@@ -14,6 +14,7 @@
 #![allow(dead_code, unsafe_code, clippy::unwrap_used)]
 
 pub(crate) mod local;
+pub(crate) mod python;
 
 use std::collections::BTreeMap;
 use std::fs::File;
