@@ -1,8 +1,8 @@
 """A tablet server SIGKILLed while the official Python client reads and writes through the
 gateway: the client's own retries carry it through, and no acknowledged write is lost.
 
-Six writers (four with ``mutate_row``, two with ``bulk_mutate_rows`` batches) each write their
-own rows once, each row to a tablet of its own (the table is split at the writers' prefixes),
+Six writers (four with ``mutate_row``, two with ``bulk_mutate_rows`` batches, one of those on
+the killed server) each write their own rows once, each row to a tablet of its own (the table is split at the writers' prefixes),
 and record every row acknowledged. Two readers meanwhile read acknowledged rows back, one at a
 time and by prefix scans: a row acknowledged before a read started must be in it with its exact
 value. Once every writer has written for a while, the tablet server serving most of the table's
@@ -50,7 +50,7 @@ from google.cloud.bigtable.data import (
 from conftest import INSTANCE, PROJECT
 
 WRITERS = 6
-BULK_WRITERS = {4, 5}
+# Rows per bulk_mutate_rows call; two writers use it, one of them writing to the killed server.
 BULK_BATCH = 5
 READERS = 2
 # Every writer has this many rows acknowledged before the kill (the workload runs), and this
@@ -60,6 +60,10 @@ ACKS_AFTER_KILL = 30
 # The whole run (a failover takes the session TTL, 10 s in tabula local, plus reassignment).
 RUN_DEADLINE_S = 150.0
 TIMESTAMP = 1_700_000_000_000_000
+# Each RPC attempt is given this long (the client's defaults are 20 s and 60 s, longer than the
+# failover): an attempt waiting on the killed server is cancelled and the client tries again,
+# so the client's own retries, not only the gateway's, carry the workload through.
+ATTEMPT_TIMEOUT_S = 3.0
 
 
 def env(name):
@@ -168,10 +172,10 @@ def wait_for(what, deadline_s, check, interval_s=0.1, **details):
         time.sleep(interval_s)
 
 
-def writer_loop(table, writer, log, stop):
+def writer_loop(table, writer, bulk, log, stop):
     seq = 0
     while not stop.is_set():
-        if writer in BULK_WRITERS:
+        if bulk:
             keys = [key_of(writer, seq + i) for i in range(BULK_BATCH)]
             seq += BULK_BATCH
             started = time.monotonic()
@@ -180,7 +184,8 @@ def writer_loop(table, writer, log, stop):
                     [
                         RowMutationEntry(k, SetCell("cf", b"v", value_of(k), timestamp_micros=TIMESTAMP))
                         for k in keys
-                    ]
+                    ],
+                    attempt_timeout=ATTEMPT_TIMEOUT_S,
                 )
             except Exception as e:  # noqa: BLE001 - recorded: the row may or may not be there
                 with log.lock:
@@ -192,7 +197,9 @@ def writer_loop(table, writer, log, stop):
             started = time.monotonic()
             try:
                 table.mutate_row(
-                    keys[0], SetCell("cf", b"v", value_of(keys[0]), timestamp_micros=TIMESTAMP)
+                    keys[0],
+                    SetCell("cf", b"v", value_of(keys[0]), timestamp_micros=TIMESTAMP),
+                    attempt_timeout=ATTEMPT_TIMEOUT_S,
                 )
             except Exception as e:  # noqa: BLE001
                 with log.lock:
@@ -215,13 +222,16 @@ def reader_loop(table, logs, stop, problems, stats, seed):
         try:
             if rng.random() < 0.8:
                 key = rng.choice(known)
-                row = table.read_row(key)
+                row = table.read_row(key, attempt_timeout=ATTEMPT_TIMEOUT_S)
                 got = None if row is None else [(c.family, c.qualifier, c.value) for c in row.cells]
                 if got != [("cf", b"v", value_of(key))]:
                     problems.append(f"read_row({key!r}) after its ack answered {got!r}")
             else:
                 p = prefix(writer)
-                rows = table.read_rows(ReadRowsQuery(row_ranges=RowRange(start_key=p, end_key=p[:-1] + b".")))
+                rows = table.read_rows(
+                    ReadRowsQuery(row_ranges=RowRange(start_key=p, end_key=p[:-1] + b".")),
+                    attempt_timeout=ATTEMPT_TIMEOUT_S,
+                )
                 seen = {r.row_key: r.cells[0].value for r in rows}
                 missing = [k for k in known if seen.get(k) != value_of(k)]
                 if missing:
@@ -270,12 +280,14 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
         w for w in range(WRITERS) for t in tablets if t["address"] == victim_addr and t["start"] == (prefix(w).decode() if w else "")
     )
     assert victim_writers, f"no writer's tablet is on {victim_addr}: {tablets}"
+    # Bulk writers: one whose tablet is on the victim, one whose tablet is elsewhere.
+    bulk_writers = {victim_writers[0]} | {next(w for w in range(WRITERS) if w not in victim_writers)}
 
     logs = [WriterLog() for _ in range(WRITERS)]
     stop = threading.Event()
     problems = []
     stats = {"lock": threading.Lock(), "reads": 0, "read_failures": 0, "slowest_read_s": 0.0}
-    threads = [threading.Thread(target=writer_loop, args=(table, w, logs[w], stop), daemon=True) for w in range(WRITERS)]
+    threads = [threading.Thread(target=writer_loop, args=(table, w, w in bulk_writers, logs[w], stop), daemon=True) for w in range(WRITERS)]
     threads += [
         threading.Thread(target=reader_loop, args=(table, logs, stop, problems, stats, seed), daemon=True)
         for seed in range(READERS)
@@ -319,6 +331,7 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     assert not any(t.is_alive() for t in threads), "a client thread did not stop within 120 s"
     ended = time.monotonic()
 
+    attempts = Counter(rpcs.calls)  # before the verifying scan below adds one
     # Everything written, read back through a fresh scan of the whole table.
     rows = table.read_rows(ReadRowsQuery())
     stored = {r.row_key: [(c.family, c.qualifier, c.value, c.timestamp_micros) for c in r.cells] for r in rows}
@@ -332,8 +345,8 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     operations = Counter()
     for w, log in enumerate(logs):
         ops = len(log.acked) + len(log.failed)
-        operations["mutate_rows" if w in BULK_WRITERS else "mutate_row"] += (
-            ops // BULK_BATCH if w in BULK_WRITERS else ops
+        operations["mutate_rows" if w in bulk_writers else "mutate_row"] += (
+            ops // BULK_BATCH if w in bulk_writers else ops
         )
     operations["read_rows"] = stats["reads"] + stats["read_failures"]
     stall = max(longest_gap(logs[w].acked, killed, recovered) for w in victim_writers)
@@ -342,6 +355,7 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
         "victim": victim_name,
         "victim_tablets_of_table": victim_tablets,
         "writers_on_victim": victim_writers,
+        "bulk_writers": sorted(bulk_writers),
         "acked_rows": len(acked),
         "acked_before_kill": acked_before_kill,
         "failed_writes": len(failed),
@@ -352,8 +366,8 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
         "kill_to_all_writers_recovered_s": round(recovered - killed, 2),
         "kill_to_end_s": round(ended - killed, 1),
         "operations": dict(operations),
-        "rpc_attempts": dict(rpcs.calls),
-        "client_retries": sum(rpcs.calls.values()) - sum(operations.values()),
+        "rpc_attempts": dict(attempts),
+        "client_retries": sum(attempts.values()) - sum(operations.values()),
         "rpc_errors": dict(rpcs.errors),
     }
     with capsys.disabled():
