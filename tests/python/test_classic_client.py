@@ -431,3 +431,15 @@ def test_delete_table_and_missing_tables(instance, make_table, unique_name):
     row = instance.table("never-created-" + unique_name).direct_row(b"k")
     row.set_cell("cf", b"q", b"v", timestamp=T0)
     assert row.commit().code == 5  # NOT_FOUND
+
+
+def test_what_tabula_does_not_offer_is_unimplemented_with_a_reason(make_table, unique_name):
+    table = make_table(unique_name, {"cf": None})
+    for call in (table.get_iam_policy, lambda: list(table.list_backups())):
+        with pytest.raises(exceptions.MethodNotImplemented) as refused:
+            call()
+        assert "not supported by Tabula" in refused.value.message, refused.value
+    # Consistency tokens: a write is durable and visible once acknowledged.
+    admin = table._instance._client.table_admin_client
+    token = admin.generate_consistency_token(name=table.name).consistency_token
+    assert admin.check_consistency(name=table.name, consistency_token=token).consistent
