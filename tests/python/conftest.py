@@ -66,9 +66,7 @@ def make_table(instance):
 
     def make(name, column_families, initial_split_keys=()):
         table = instance.table(name)
-        table.create(
-            initial_split_keys=list(initial_split_keys), column_families=column_families
-        )
+        table.create(initial_split_keys=list(initial_split_keys), column_families=column_families)
         created.append(table)
         return table
 

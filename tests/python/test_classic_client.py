@@ -14,7 +14,7 @@ from google.api_core import exceptions
 from google.cloud.bigtable import column_family, row_filters
 from google.cloud.bigtable.row_set import RowRange, RowSet
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 # A fixed, millisecond-aligned instant, so timestamps read back can be compared exactly.
 T0 = datetime.datetime(2024, 5, 17, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -201,8 +201,7 @@ def test_batch_writes_and_row_sets(make_table, unique_name):
             batcher.mutate(row)
     batched = rows_of(table.read_rows(start_key=b"batched-", end_key=b"batched.."))
     assert batched == [
-        (f"batched-{i:02}".encode(), {"cf": {b"n": [(str(i).encode(), ts(i))]}})
-        for i in range(20)
+        (f"batched-{i:02}".encode(), {"cf": {b"n": [(str(i).encode(), ts(i))]}}) for i in range(20)
     ]
 
 
@@ -265,7 +264,10 @@ def test_reads_with_filters(make_table, unique_name):
     # Value range and exact value.
     assert read(
         row_filters.RowFilterChain(
-            [row_filters.FamilyNameRegexFilter("meta"), row_filters.ValueRangeFilter(b"6", b"7", inclusive_end=False)]
+            [
+                row_filters.FamilyNameRegexFilter("meta"),
+                row_filters.ValueRangeFilter(b"6", b"7", inclusive_end=False),
+            ]
         )
     ) == [
         (b"banana", {"meta": {b"len": [(b"6", ts(0))]}}),
@@ -286,7 +288,10 @@ def test_reads_with_filters(make_table, unique_name):
         [
             row_filters.FamilyNameRegexFilter("meta"),
             row_filters.RowFilterChain(
-                [row_filters.ColumnQualifierRegexFilter(b"col-a"), row_filters.CellsColumnLimitFilter(1)]
+                [
+                    row_filters.ColumnQualifierRegexFilter(b"col-a"),
+                    row_filters.CellsColumnLimitFilter(1),
+                ]
             ),
         ]
     )
@@ -333,9 +338,7 @@ def test_check_and_mutate_with_conditional_rows(make_table, unique_name):
     }
 
     # Now the predicate's latest-version check fails: the false branch runs.
-    latest_is_open = row_filters.RowFilterChain(
-        [row_filters.CellsColumnLimitFilter(1), is_open]
-    )
+    latest_is_open = row_filters.RowFilterChain([row_filters.CellsColumnLimitFilter(1), is_open])
     cond = table.conditional_row(b"account", filter_=latest_is_open)
     cond.set_cell("cf", b"state", b"reopened", timestamp=ts(2), state=True)
     cond.set_cell("cf", b"note", b"was not open", timestamp=ts(2), state=False)

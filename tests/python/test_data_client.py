@@ -13,7 +13,6 @@ import datetime
 import pytest
 from google.api_core import exceptions
 from google.cloud.bigtable import column_family
-from google.cloud.bigtable_admin_v2 import types as admin_types
 from google.cloud.bigtable.data import (
     AddToCell,
     BigtableDataClientAsync,
@@ -24,10 +23,11 @@ from google.cloud.bigtable.data import (
     RowMutationEntry,
     RowRange,
     SetCell,
+    row_filters,
 )
-from google.cloud.bigtable.data import row_filters
 from google.cloud.bigtable.data.exceptions import MutationsExceptionGroup
 from google.cloud.bigtable.data.read_modify_write_rules import AppendValueRule, IncrementRule
+from google.cloud.bigtable_admin_v2 import types as admin_types
 
 from conftest import INSTANCE, PROJECT
 
@@ -40,16 +40,14 @@ def ts(ms_after_t0):
 
 
 def as_datetime(micros):
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     return epoch + datetime.timedelta(microseconds=micros)
 
 
 def cells_of(row):
     """A data-API ``Row`` as ``[(family, qualifier, value, timestamp_micros, labels), ...]`` in
     the order the server sent them (family, then qualifier, then newest first)."""
-    return [
-        (c.family, c.qualifier, c.value, c.timestamp_micros, list(c.labels)) for c in row.cells
-    ]
+    return [(c.family, c.qualifier, c.value, c.timestamp_micros, list(c.labels)) for c in row.cells]
 
 
 def keys_of(rows):
@@ -88,7 +86,10 @@ def test_mutate_row_and_read_row(table):
     assert table.read_row(b"r2") is None
 
     # Deletes: a version range of one column, a family, then the row.
-    table.mutate_row(b"r1", DeleteRangeFromColumn("cf", b"a", start_timestamp_micros=ts(0), end_timestamp_micros=ts(1)))
+    table.mutate_row(
+        b"r1",
+        DeleteRangeFromColumn("cf", b"a", start_timestamp_micros=ts(0), end_timestamp_micros=ts(1)),
+    )
     table.mutate_row(b"r1", DeleteAllFromFamily("meta"))
     assert cells_of(table.read_row(b"r1")) == [
         ("cf", b"a", b"a-new", ts(3), []),
@@ -107,7 +108,10 @@ def test_server_time_and_client_time_writes(table):
     assert by_qualifier[b"server"].value == b"s"
     assert by_qualifier[b"client"].value == b"c"
     assert by_qualifier[b"client"].timestamp_micros % 1000 == 0
-    assert abs(by_qualifier[b"server"].timestamp_micros - by_qualifier[b"client"].timestamp_micros) < 60_000_000
+    assert (
+        abs(by_qualifier[b"server"].timestamp_micros - by_qualifier[b"client"].timestamp_micros)
+        < 60_000_000
+    )
 
 
 # Gap for the lead (tabletserver): see the reason.
@@ -166,7 +170,13 @@ def test_bulk_mutate_rows_and_range_queries(table):
         ],
         row_keys=[b"user0005", b"nope"],
     )
-    assert keys_of(table.read_rows(q)) == [b"user0005", b"user0021", b"user0022", b"user0118", b"user0119"]
+    assert keys_of(table.read_rows(q)) == [
+        b"user0005",
+        b"user0021",
+        b"user0022",
+        b"user0118",
+        b"user0119",
+    ]
     q = ReadRowsQuery(row_ranges=RowRange(end_key=b"user0003"), limit=2)
     assert keys_of(table.read_rows(q)) == keys[:2]
 
@@ -179,7 +189,9 @@ def test_bulk_mutate_rows_and_range_queries(table):
         table.bulk_mutate_rows(
             [
                 RowMutationEntry(b"good", SetCell("cf", b"q", b"ok", timestamp_micros=ts(2))),
-                RowMutationEntry(b"bad", SetCell("no-such-family", b"q", b"x", timestamp_micros=ts(2))),
+                RowMutationEntry(
+                    b"bad", SetCell("no-such-family", b"q", b"x", timestamp_micros=ts(2))
+                ),
             ]
         )
     assert [e.index for e in failed.value.exceptions] == [1]
@@ -194,7 +206,9 @@ def test_mutations_batcher_and_sharded_reads(make_table, data_client, unique_nam
         with table.mutations_batcher(flush_limit_mutation_count=9) as batcher:
             for i in range(40):
                 key = f"k{i:02}".encode()
-                batcher.append(RowMutationEntry(key, SetCell("cf", b"v", key * 2, timestamp_micros=ts(i))))
+                batcher.append(
+                    RowMutationEntry(key, SetCell("cf", b"v", key * 2, timestamp_micros=ts(i)))
+                )
         samples = table.sample_row_keys()
         # One sample per tablet, the last one's key empty; offsets grow.
         assert [k for k, _ in samples] == splits + [b""]
@@ -221,9 +235,13 @@ def test_read_rows_with_filters(table):
         )
 
     def read(f, **query):
-        return [(r.row_key, cells_of(r)) for r in table.read_rows(ReadRowsQuery(row_filter=f, **query))]
+        return [
+            (r.row_key, cells_of(r)) for r in table.read_rows(ReadRowsQuery(row_filter=f, **query))
+        ]
 
-    assert keys_of(table.read_rows(ReadRowsQuery(row_filter=row_filters.RowKeyRegexFilter(b"a.*o.*")))) == [b"apricot"]
+    assert keys_of(
+        table.read_rows(ReadRowsQuery(row_filter=row_filters.RowKeyRegexFilter(b"a.*o.*")))
+    ) == [b"apricot"]
     latest_v = row_filters.RowFilterChain(
         [
             row_filters.FamilyNameRegexFilter("cf"),
@@ -238,9 +256,12 @@ def test_read_rows_with_filters(table):
     ]
     # Byte-oriented regexes: \C is any byte, bytes over 127 match as bytes.
     binary = row_filters.ColumnQualifierRegexFilter(b"\xff\\C.*")
-    assert read(binary, limit=1) == [(b"apple", [("meta", b"\xff\x00binary-qualifier", b"\x80\x81", ts(0), [])])]
+    assert read(binary, limit=1) == [
+        (b"apple", [("meta", b"\xff\x00binary-qualifier", b"\x80\x81", ts(0), [])])
+    ]
     assert read(row_filters.ValueRegexFilter(b"\x80.")) == [
-        (k, [("meta", b"\xff\x00binary-qualifier", b"\x80\x81", ts(0), [])]) for k in [b"apple", b"apricot", b"banana"]
+        (k, [("meta", b"\xff\x00binary-qualifier", b"\x80\x81", ts(0), [])])
+        for k in [b"apple", b"apricot", b"banana"]
     ]
     # Time range [ts(1), ts(3)) and a value range.
     window = row_filters.RowFilterChain(
@@ -249,15 +270,26 @@ def test_read_rows_with_filters(table):
             row_filters.ValueRangeFilter(start_value=b"banana-", end_value=b"banana-9"),
         ]
     )
-    assert read(window) == [(b"banana", [("cf", b"v", b"banana-2", ts(2), []), ("cf", b"v", b"banana-1", ts(1), [])])]
+    assert read(window) == [
+        (b"banana", [("cf", b"v", b"banana-2", ts(2), []), ("cf", b"v", b"banana-1", ts(1), [])])
+    ]
     # Column range, labels through an interleave, strip values.
     labelled = row_filters.RowFilterUnion(
         [
             row_filters.RowFilterChain(
-                [row_filters.ColumnRangeFilter("cf", start_qualifier=b"col-a", end_qualifier=b"col-b", inclusive_end=False), row_filters.ApplyLabelFilter("first")]
+                [
+                    row_filters.ColumnRangeFilter(
+                        "cf", start_qualifier=b"col-a", end_qualifier=b"col-b", inclusive_end=False
+                    ),
+                    row_filters.ApplyLabelFilter("first"),
+                ]
             ),
             row_filters.RowFilterChain(
-                [row_filters.FamilyNameRegexFilter("meta"), row_filters.StripValueTransformerFilter(True), row_filters.ApplyLabelFilter("meta")]
+                [
+                    row_filters.FamilyNameRegexFilter("meta"),
+                    row_filters.StripValueTransformerFilter(True),
+                    row_filters.ApplyLabelFilter("meta"),
+                ]
             ),
         ]
     )
@@ -285,7 +317,13 @@ def test_read_rows_with_filters(table):
 
 def test_large_values_are_chunked_and_reassembled(table):
     big = bytes(range(256)) * (3 * 4096 + 17)  # a little over 3 MiB
-    table.mutate_row(b"big", [SetCell("cf", b"blob", big, timestamp_micros=ts(0)), SetCell("cf", b"small", b"s", timestamp_micros=ts(0))])
+    table.mutate_row(
+        b"big",
+        [
+            SetCell("cf", b"blob", big, timestamp_micros=ts(0)),
+            SetCell("cf", b"small", b"s", timestamp_micros=ts(0)),
+        ],
+    )
     table.mutate_row(b"big2", SetCell("cf", b"blob", big[::-1], timestamp_micros=ts(0)))
     rows = table.read_rows(ReadRowsQuery())
     assert keys_of(rows) == [b"big", b"big2"]
@@ -323,7 +361,11 @@ def test_check_and_mutate_row(table):
     assert table.check_and_mutate_row(b"lock", None, true_case_mutations=DeleteAllFromRow()) is True
     assert table.read_row(b"lock") is None
     assert (
-        table.check_and_mutate_row(b"lock", None, false_case_mutations=SetCell("cf", b"owner", b"carol", timestamp_micros=ts(5)))
+        table.check_and_mutate_row(
+            b"lock",
+            None,
+            false_case_mutations=SetCell("cf", b"owner", b"carol", timestamp_micros=ts(5)),
+        )
         is False
     )
     assert cells_of(table.read_row(b"lock")) == [("cf", b"owner", b"carol", ts(5), [])]
@@ -385,13 +427,24 @@ def test_async_data_client(make_table, unique_name):
         async with BigtableDataClientAsync(project=PROJECT) as client:
             async with client.get_table(INSTANCE, unique_name) as table:
                 await table.bulk_mutate_rows(
-                    [RowMutationEntry(f"a{i}".encode(), SetCell("cf", b"q", f"v{i}".encode(), timestamp_micros=ts(i))) for i in range(5)]
+                    [
+                        RowMutationEntry(
+                            f"a{i}".encode(),
+                            SetCell("cf", b"q", f"v{i}".encode(), timestamp_micros=ts(i)),
+                        )
+                        for i in range(5)
+                    ]
                 )
-                rows = await table.read_rows(ReadRowsQuery(row_ranges=RowRange(start_key=b"a1", end_key=b"a4")))
+                rows = await table.read_rows(
+                    ReadRowsQuery(row_ranges=RowRange(start_key=b"a1", end_key=b"a4"))
+                )
                 assert [(r.row_key, cells_of(r)) for r in rows] == [
-                    (f"a{i}".encode(), [("cf", b"q", f"v{i}".encode(), ts(i), [])]) for i in (1, 2, 3)
+                    (f"a{i}".encode(), [("cf", b"q", f"v{i}".encode(), ts(i), [])])
+                    for i in (1, 2, 3)
                 ]
-                assert await table.check_and_mutate_row(b"a0", None, true_case_mutations=DeleteAllFromRow())
+                assert await table.check_and_mutate_row(
+                    b"a0", None, true_case_mutations=DeleteAllFromRow()
+                )
                 incremented = await table.read_modify_write_row(b"n", IncrementRule("cf", b"c", 2))
                 assert int(incremented.cells[0]) == 2
                 samples = await table.sample_row_keys()
@@ -422,19 +475,29 @@ def test_aggregate_family_sums_add_to_cell(instance, classic_client, data_client
     admin.create_table(
         parent=instance.name,
         table_id=unique_name,
-        table=admin_types.Table(column_families={"sum": int64_sum, "cf": admin_types.ColumnFamily()}),
+        table=admin_types.Table(
+            column_families={"sum": int64_sum, "cf": admin_types.ColumnFamily()}
+        ),
     )
     try:
         described = admin.get_table(
-            request={"name": f"{instance.name}/tables/{unique_name}", "view": admin_types.Table.View.FULL}
+            request={
+                "name": f"{instance.name}/tables/{unique_name}",
+                "view": admin_types.Table.View.FULL,
+            }
         )
         assert described.column_families["sum"].value_type == int64_sum.value_type
         with data_client.get_table(INSTANCE, unique_name) as table:
             table.mutate_row(b"k", AddToCell("sum", b"hits", 5, ts(0)))
-            table.mutate_row(b"k", [AddToCell("sum", b"hits", 7, ts(0)), AddToCell("sum", b"hits", -2, ts(1))])
+            table.mutate_row(
+                b"k", [AddToCell("sum", b"hits", 7, ts(0)), AddToCell("sum", b"hits", -2, ts(1))]
+            )
             table.bulk_mutate_rows([RowMutationEntry(b"k", AddToCell("sum", b"hits", 30, ts(0)))])
             # One cell per timestamp, holding the sum as an 8-byte big-endian int64.
-            assert [(c.family, c.qualifier, int(c), c.timestamp_micros) for c in table.read_row(b"k").cells] == [
+            assert [
+                (c.family, c.qualifier, int(c), c.timestamp_micros)
+                for c in table.read_row(b"k").cells
+            ] == [
                 ("sum", b"hits", -2, ts(1)),
                 ("sum", b"hits", 42, ts(0)),
             ]

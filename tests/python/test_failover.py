@@ -26,6 +26,7 @@ Needs ``TABULA_LOCAL_DIR`` (the ``tabula local`` directory, for ``cluster.json``
 ``TABULA_BIN`` (the ``tabula`` binary, for ``tabula tablets``) and ``TABULA_LOCK`` (the cell).
 """
 
+import itertools
 import json
 import os
 import random
@@ -37,7 +38,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from google.api_core import exceptions
 from google.cloud.bigtable import column_family
 from google.cloud.bigtable.data import (
     BigtableDataClient,
@@ -115,7 +115,7 @@ class RpcCounter:
         self.lock = threading.Lock()
         self.calls = Counter()
         self.errors = Counter()
-        gapic = client._gapic_client  # noqa: SLF001 - the one seam that sees every attempt
+        gapic = client._gapic_client
         for name in self.METHODS:
             setattr(gapic, name, self._wrap(name, getattr(gapic, name)))
 
@@ -148,7 +148,16 @@ def table_tablets(table_name, last_error):
     """The table's tablets as ``tabula tablets TABLE --output json`` lists them, or None (its
     error kept in ``last_error[0]`` for the timeout message) if the command failed."""
     out = subprocess.run(
-        [env("TABULA_BIN"), "tablets", table_name, "--lock", env("TABULA_LOCK"), "--output", "json"],
+        [
+            env("TABULA_BIN"),
+            "tablets",
+            table_name,
+            "--lock",
+            env("TABULA_LOCK"),
+            "--output",
+            "json",
+        ],
+        check=False,
         capture_output=True,
         timeout=60,
     )
@@ -182,7 +191,9 @@ def writer_loop(table, writer, bulk, log, stop):
             try:
                 table.bulk_mutate_rows(
                     [
-                        RowMutationEntry(k, SetCell("cf", b"v", value_of(k), timestamp_micros=TIMESTAMP))
+                        RowMutationEntry(
+                            k, SetCell("cf", b"v", value_of(k), timestamp_micros=TIMESTAMP)
+                        )
                         for k in keys
                     ],
                     attempt_timeout=ATTEMPT_TIMEOUT_S,
@@ -235,7 +246,9 @@ def reader_loop(table, logs, stop, problems, stats, seed):
                 seen = {r.row_key: r.cells[0].value for r in rows}
                 missing = [k for k in known if seen.get(k) != value_of(k)]
                 if missing:
-                    problems.append(f"a scan of {p!r} lacked {len(missing)} acknowledged rows, e.g. {missing[:3]!r}")
+                    problems.append(
+                        f"a scan of {p!r} lacked {len(missing)} acknowledged rows, e.g. {missing[:3]!r}"
+                    )
         except Exception as e:  # noqa: BLE001
             problems.append(f"a read failed (the client gave up): {e!r}")
             with stats["lock"]:
@@ -249,7 +262,7 @@ def reader_loop(table, logs, stop, problems, stats, seed):
 def longest_gap(acks, since, until):
     """The longest time without an acknowledgement in ``[since, until]``, over ``acks``."""
     times = [since] + sorted(a.acked for a in acks if since <= a.acked <= until) + [until]
-    return max(b - a for a, b in zip(times, times[1:]))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def test_tablet_server_kill_under_python_client_load(make_table, unique_name, capsys):
@@ -266,10 +279,12 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     tablets = wait_for(
         "every tablet of the table served (last error of tabula tablets: {last_error})",
         60,
-        lambda: (t := table_tablets(unique_name, last_error))
-        and len(t) == WRITERS
-        and all(x["address"] for x in t)
-        and t,
+        lambda: (
+            (t := table_tablets(unique_name, last_error))
+            and len(t) == WRITERS
+            and all(x["address"] for x in t)
+            and t
+        ),
         last_error=lambda: last_error[0],
     )
     servers = tablet_servers(local_dir)
@@ -277,19 +292,31 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     victim_addr, victim_tablets = per_server.most_common(1)[0]
     victim_name, victim_pid = servers[victim_addr]
     victim_writers = sorted(
-        w for w in range(WRITERS) for t in tablets if t["address"] == victim_addr and t["start"] == (prefix(w).decode() if w else "")
+        w
+        for w in range(WRITERS)
+        for t in tablets
+        if t["address"] == victim_addr and t["start"] == (prefix(w).decode() if w else "")
     )
     assert victim_writers, f"no writer's tablet is on {victim_addr}: {tablets}"
     # Bulk writers: one whose tablet is on the victim, one whose tablet is elsewhere.
-    bulk_writers = {victim_writers[0]} | {next(w for w in range(WRITERS) if w not in victim_writers)}
+    bulk_writers = {victim_writers[0]} | {
+        next(w for w in range(WRITERS) if w not in victim_writers)
+    }
 
     logs = [WriterLog() for _ in range(WRITERS)]
     stop = threading.Event()
     problems = []
     stats = {"lock": threading.Lock(), "reads": 0, "read_failures": 0, "slowest_read_s": 0.0}
-    threads = [threading.Thread(target=writer_loop, args=(table, w, w in bulk_writers, logs[w], stop), daemon=True) for w in range(WRITERS)]
+    threads = [
+        threading.Thread(
+            target=writer_loop, args=(table, w, w in bulk_writers, logs[w], stop), daemon=True
+        )
+        for w in range(WRITERS)
+    ]
     threads += [
-        threading.Thread(target=reader_loop, args=(table, logs, stop, problems, stats, seed), daemon=True)
+        threading.Thread(
+            target=reader_loop, args=(table, logs, stop, problems, stats, seed), daemon=True
+        )
         for seed in range(READERS)
     ]
     for t in threads:
@@ -321,7 +348,9 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
         restarted = wait_for(
             f"tabula local to restart {victim_name}",
             60,
-            lambda: any(n == victim_name and p != victim_pid for n, p in tablet_servers(local_dir).values()),
+            lambda: any(
+                n == victim_name and p != victim_pid for n, p in tablet_servers(local_dir).values()
+            ),
         )
         assert restarted
     finally:
@@ -334,12 +363,17 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     attempts = Counter(rpcs.calls)  # before the verifying scan below adds one
     # Everything written, read back through a fresh scan of the whole table.
     rows = table.read_rows(ReadRowsQuery())
-    stored = {r.row_key: [(c.family, c.qualifier, c.value, c.timestamp_micros) for c in r.cells] for r in rows}
+    stored = {
+        r.row_key: [(c.family, c.qualifier, c.value, c.timestamp_micros) for c in r.cells]
+        for r in rows
+    }
     acked = {a.key for log in logs for a in log.acked}
     failed = {k: e for log in logs for k, e in log.failed}
     lost = sorted(k for k in acked if stored.get(k) != [("cf", b"v", value_of(k), TIMESTAMP)])
     wrong = sorted(
-        k for k, cells in stored.items() if k not in acked and (k not in failed or cells != [("cf", b"v", value_of(k), TIMESTAMP)])
+        k
+        for k, cells in stored.items()
+        if k not in acked and (k not in failed or cells != [("cf", b"v", value_of(k), TIMESTAMP)])
     )
 
     operations = Counter()
@@ -375,7 +409,9 @@ def test_tablet_server_kill_under_python_client_load(make_table, unique_name, ca
     client.close()
 
     assert not lost, f"{len(lost)} acknowledged rows lost or changed, e.g. {lost[:5]!r}"
-    assert not wrong, f"{len(wrong)} rows that were never acknowledged with that value: {wrong[:5]!r}"
+    assert not wrong, (
+        f"{len(wrong)} rows that were never acknowledged with that value: {wrong[:5]!r}"
+    )
     assert not problems, f"{len(problems)} read problems, e.g. {problems[:5]}"
     assert not failed, (
         f"{len(failed)} writes failed instead of being retried through the kill, e.g. "
