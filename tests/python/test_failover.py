@@ -64,6 +64,8 @@ TIMESTAMP = 1_700_000_000_000_000
 # failover): an attempt waiting on the killed server is cancelled and the client tries again,
 # so the client's own retries, not only the gateway's, carry the workload through.
 ATTEMPT_TIMEOUT_S = 3.0
+# Each operation's budget for all its attempts: a failover on a loaded machine stays well inside.
+OPERATION_TIMEOUT_S = 120.0
 
 
 def env(name):
@@ -197,6 +199,7 @@ def writer_loop(table, writer, bulk, log, stop):
                         for k in keys
                     ],
                     attempt_timeout=ATTEMPT_TIMEOUT_S,
+                    operation_timeout=OPERATION_TIMEOUT_S,
                 )
             except Exception as e:  # noqa: BLE001 - recorded: the row may or may not be there
                 with log.lock:
@@ -211,6 +214,7 @@ def writer_loop(table, writer, bulk, log, stop):
                     keys[0],
                     SetCell("cf", b"v", value_of(keys[0]), timestamp_micros=TIMESTAMP),
                     attempt_timeout=ATTEMPT_TIMEOUT_S,
+                    operation_timeout=OPERATION_TIMEOUT_S,
                 )
             except Exception as e:  # noqa: BLE001
                 with log.lock:
@@ -233,7 +237,9 @@ def reader_loop(table, logs, stop, problems, stats, seed):
         try:
             if rng.random() < 0.8:
                 key = rng.choice(known)
-                row = table.read_row(key, attempt_timeout=ATTEMPT_TIMEOUT_S)
+                row = table.read_row(
+                    key, attempt_timeout=ATTEMPT_TIMEOUT_S, operation_timeout=OPERATION_TIMEOUT_S
+                )
                 got = None if row is None else [(c.family, c.qualifier, c.value) for c in row.cells]
                 if got != [("cf", b"v", value_of(key))]:
                     problems.append(f"read_row({key!r}) after its ack answered {got!r}")
@@ -242,6 +248,7 @@ def reader_loop(table, logs, stop, problems, stats, seed):
                 rows = table.read_rows(
                     ReadRowsQuery(row_ranges=RowRange(start_key=p, end_key=p[:-1] + b".")),
                     attempt_timeout=ATTEMPT_TIMEOUT_S,
+                    operation_timeout=OPERATION_TIMEOUT_S,
                 )
                 seen = {r.row_key: r.cells[0].value for r in rows}
                 missing = [k for k in known if seen.get(k) != value_of(k)]
