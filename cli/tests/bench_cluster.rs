@@ -3,14 +3,22 @@
 //! the same run and prints one JSON document. The documents are checked for shape and
 //! consistency (counts add up, every operation of the workload present, positive latencies,
 //! ceilings measured, ratios present) and never for speed. Bad arguments exit 2.
+//!
+//! Through the Cloud Bigtable API: `--via-gateway` (the benchmark starts a gateway over its
+//! local cluster and runs both paths) and `--bigtable-api ADDR` alone (a `tabula local` and a
+//! `tabula gateway` the test starts; only the API path runs).
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::local::{LocalCluster, die_with_test, free_port_block};
 
 /// The `tabula` binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_tabula");
@@ -200,6 +208,192 @@ fn paper_on_a_local_cluster_reports_every_benchmark_beside_the_paper_and_the_cei
     assert!(positive(&doc["ceilings"]["stream_mb_per_sec"]));
 }
 
+/// Checks one path of a `bench ycsb` document: its load wrote every record, every one of the
+/// `ops` operations ran and succeeded, only the workload's `kinds` ran, every read found its
+/// row (so data really moved through that path), and its numbers are positive.
+fn check_path(doc: &Value, path: &Value, records: u64, ops: u64, kinds: &[&str]) {
+    assert_eq!(path["load"]["rows"], records, "{path:#}");
+    assert_eq!(path["load"]["failed_batches"], 0, "{path:#}");
+    assert_eq!(
+        path["overall"]["operations"], ops,
+        "ops counted = ops asked: {path:#}"
+    );
+    assert_eq!(path["overall"]["failed"], 0, "{path:#}");
+    assert!(
+        positive(&path["overall"]["throughput_ops_per_sec"]),
+        "{path}"
+    );
+    assert!(positive(&path["overall"]["ratio_to_echo"]), "{path}");
+    let operations = path["operations"].as_object().unwrap();
+    let mut names: Vec<&str> = operations.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, kinds, "{path:#}");
+    let mut total = 0;
+    for (name, op) in operations {
+        let done = op["operations"].as_u64().unwrap();
+        total += done;
+        assert_eq!(op["failed"], 0, "{name}: {op}");
+        assert!(positive(&op["p50_latency_us"]), "{name}: {op}");
+        assert!(positive(&op["ratio"]), "{name}: {op}");
+        if name == "READ" {
+            assert_eq!(op["rows"], done, "every read found its record: {op}");
+        }
+        if name == "SCAN" {
+            assert!(
+                op["rows"].as_u64().unwrap() >= done,
+                "scans read rows: {op}"
+            );
+        }
+    }
+    assert_eq!(total, ops, "{path:#}");
+    assert!(positive(&doc["ceilings"]["echo_calls_per_sec"]), "{doc:#}");
+}
+
+#[test]
+fn ycsb_via_gateway_runs_both_paths_and_reports_the_gateways_cost() {
+    let doc = run_json(&[
+        "bench",
+        "ycsb",
+        "--local",
+        "--via-gateway",
+        "--workload",
+        "e",
+        "--records",
+        "1000",
+        "--ops",
+        "600",
+        "--concurrency",
+        "8",
+        "--ceiling-secs",
+        "1",
+        "--output",
+        "json",
+    ]);
+    let paths = doc["paths"].as_array().unwrap();
+    let names: Vec<&str> = paths.iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert_eq!(names, ["native", "bigtable-api"], "{doc:#}");
+    for path in paths {
+        check_path(&doc, path, 1000, 600, &["INSERT", "SCAN"]);
+    }
+    assert_eq!(doc["path"], "native", "the first path at the top level");
+    assert_eq!(doc["overall"], paths[0]["overall"]);
+    let endpoint = paths[1]["endpoint"].as_str().unwrap();
+    assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
+    let comparison = &doc["comparison"];
+    assert_eq!(comparison["baseline"], "native");
+    assert!(positive(&comparison["throughput_ratio"]), "{comparison}");
+    for kind in ["INSERT", "SCAN"] {
+        let k = &comparison["operations"][kind];
+        assert!(positive(&k["throughput_ratio"]), "{kind}: {comparison}");
+        assert!(positive(&k["p50_latency_ratio"]), "{kind}: {comparison}");
+    }
+}
+
+/// A `tabula gateway` child over the cell at `lock`, on a free port; answers it and the
+/// address it printed.
+fn start_gateway(lock: &[String]) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "gateway",
+        "--lock",
+        &lock.join(","),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env_remove("TABULA_LOCK")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    die_with_test(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("tabula gateway printed no address ({e})"));
+        if let Some(addr) = line.strip_prefix("BIGTABLE_EMULATOR_HOST=") {
+            return (child, addr.trim().to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn ycsb_through_a_bigtable_api_address_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_port_block();
+    let mut cluster = LocalCluster::start(
+        &tmp.path().join("cluster"),
+        &["--base-port".into(), base.to_string()],
+        1,
+    );
+    let lock = cluster.wait_ready().await;
+    let (mut gateway, addr) = start_gateway(&lock);
+    let doc = run_json(&[
+        "bench",
+        "ycsb",
+        "--bigtable-api",
+        &addr,
+        "--table",
+        "bench_f",
+        "--workload",
+        "f",
+        "--records",
+        "500",
+        "--ops",
+        "400",
+        "--concurrency",
+        "4",
+        "--ceiling-secs",
+        "1",
+        "--output",
+        "json",
+    ]);
+    let paths = doc["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "no cell given, so no native path: {doc:#}");
+    assert_eq!(doc["path"], "bigtable-api");
+    assert_eq!(doc["endpoint"], addr.as_str());
+    assert_eq!(doc["table"], "bench_f");
+    assert!(doc["tablet_servers"].is_null(), "{doc:#}");
+    assert!(doc["comparison"].is_null(), "{doc:#}");
+    check_path(&doc, &paths[0], 500, 400, &["READ", "READ-MODIFY-WRITE"]);
+    // A named table is kept: a second run finds it and uses it.
+    let again = run_json(&[
+        "bench",
+        "ycsb",
+        "--bigtable-api",
+        &addr,
+        "--table",
+        "bench_f",
+        "--workload",
+        "c",
+        "--records",
+        "500",
+        "--ops",
+        "100",
+        "--concurrency",
+        "2",
+        "--ceiling-secs",
+        "1",
+        "--output",
+        "json",
+    ]);
+    check_path(&again, &again["paths"][0], 500, 100, &["READ"]);
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    drop(cluster);
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     for args in [
@@ -215,6 +409,16 @@ fn bad_arguments_exit_2() {
         ],
         &["bench", "ycsb", "--workload", "a"],
         &["bench", "paper", "--local", "--rows", "0"],
+        &[
+            "bench",
+            "ycsb",
+            "--local",
+            "--workload",
+            "a",
+            "--bigtable-api",
+            "127.0.0.1:1",
+        ],
+        &["bench", "ycsb", "--workload", "a", "--via-gateway"],
     ] {
         let (code, _, err) = tabula(args);
         assert_eq!(code, 2, "tabula {args:?}: {err}");

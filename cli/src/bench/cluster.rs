@@ -105,7 +105,7 @@ impl Cluster {
         let exe = std::env::current_exe().context("finding the tabula binary")?;
         let dir = scratch.dir.path().join("cluster");
         let stderr_log = scratch.dir.path().join("local.stderr");
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(&exe);
         cmd.arg("local")
             .arg("--dir")
             .arg(&dir)
@@ -113,6 +113,7 @@ impl Cluster {
             .arg(base_port.to_string())
             .arg("--tablet-servers")
             .arg(tablet_servers.to_string())
+            .args(without_gateway(&exe))
             .env_remove("TABULA_LOCK")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -233,15 +234,32 @@ impl Drop for Cluster {
     }
 }
 
+/// `--no-gateway` if this binary's `tabula local` has that flag: a benchmark's cluster needs
+/// no gateway on a fixed port (two runs at once would fight over it); `bench ycsb
+/// --via-gateway` starts its own on a free port.
+fn without_gateway(exe: &Path) -> Vec<&'static str> {
+    let help = Command::new(exe)
+        .args(["local", "--help"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match help {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("--no-gateway") => {
+            vec!["--no-gateway"]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// SIGKILLs `child` and reaps it.
-fn kill(child: &mut Child) {
+pub(super) fn kill(child: &mut Child) {
     send(child, libc::SIGKILL);
     let _ = child.wait();
 }
 
 /// Sends `signal` to `child` (ignored if it has exited).
 #[allow(unsafe_code)]
-fn send(child: &Child, signal: libc::c_int) {
+pub(super) fn send(child: &Child, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
         return;
     };
@@ -253,7 +271,7 @@ fn send(child: &Child, signal: libc::c_int) {
 
 /// Makes the kernel SIGKILL the child when the thread that started it exits.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(super) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec; prctl(2) is async-signal-safe
     // and touches no memory shared with the parent.
     unsafe {

@@ -5,6 +5,7 @@
 mod ceiling;
 mod cluster;
 pub(crate) mod engine;
+mod gateway;
 pub(crate) mod lock;
 pub(crate) mod paper;
 mod plot;

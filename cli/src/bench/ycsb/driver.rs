@@ -84,6 +84,15 @@ pub(in crate::bench) struct Phase {
 }
 
 impl Phase {
+    /// A phase that has not run yet.
+    pub(in crate::bench) fn empty() -> Phase {
+        Phase {
+            kinds: BTreeMap::new(),
+            timeline: Timeline::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     /// Operations that succeeded, every kind.
     pub(in crate::bench) fn ops(&self) -> u64 {
         self.kinds.values().map(KindStats::ops).sum()
@@ -162,11 +171,7 @@ pub(in crate::bench) async fn drive<W: Worker>(
             share
         });
     }
-    let mut phase = Phase {
-        kinds: BTreeMap::new(),
-        timeline: Timeline::new(),
-        elapsed: Duration::ZERO,
-    };
+    let mut phase = Phase::empty();
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + PROGRESS_INTERVAL,
         PROGRESS_INTERVAL,

@@ -1,5 +1,6 @@
 //! One YCSB client: draws the next operation of its workload and its key, and runs it
-//! through the client library's `Table`, as YCSB's `CoreWorkload` does. Reads read the whole
+//! through a [`Backend`] (the client library or the Cloud Bigtable API), as YCSB's
+//! `CoreWorkload` does. Reads read the whole
 //! record (latest version of every field), updates write one random field, inserts write a
 //! new record of ten fields, scans read 1-100 rows from a chosen key, and read-modify-writes
 //! read the record then write one field (YCSB's two-step F, timed as one operation).
@@ -7,16 +8,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tabula_client::{Filter, Mutation, ReadOptions, Row, RowRange, RowSet, Table};
 use tabula_common::Error;
 
+use super::backend::{Backend, Field};
 use super::driver::{Moved, Worker};
 use super::generator::KeyChooser;
 use super::workload::{
-    FAMILY, FIELDS, MAX_SCAN_ROWS, OpKind, Workload, field_name, field_value, record_key,
+    FIELD_BYTES, FIELDS, MAX_SCAN_ROWS, OpKind, Workload, field_name, field_value, record_key,
 };
 
 /// The record count the run's key space has grown to, shared by the clients.
@@ -47,25 +47,25 @@ impl KeySpace {
 }
 
 /// One client of the run phase.
-pub(super) struct YcsbClient {
-    pub(super) table: Table,
+pub(super) struct YcsbClient<B> {
+    pub(super) backend: B,
     pub(super) workload: Workload,
     pub(super) chooser: KeyChooser,
     pub(super) rng: StdRng,
     pub(super) keys: Arc<KeySpace>,
 }
 
-impl YcsbClient {
+impl<B: Backend> YcsbClient<B> {
     /// A client seeded with `seed`.
     pub(super) fn new(
-        table: Table,
+        backend: B,
         workload: Workload,
         chooser: KeyChooser,
         keys: Arc<KeySpace>,
         seed: u64,
-    ) -> YcsbClient {
+    ) -> YcsbClient<B> {
         YcsbClient {
-            table,
+            backend,
             workload,
             chooser,
             rng: StdRng::seed_from_u64(seed),
@@ -78,70 +78,50 @@ impl YcsbClient {
         record_key(self.chooser.next(newest, &mut self.rng))
     }
 
-    fn one_field(&mut self) -> Vec<Mutation> {
+    fn one_field(&mut self) -> Vec<Field> {
         let field = field_name(self.rng.random_range(0..FIELDS));
-        vec![Mutation::set_cell(
-            FAMILY,
-            field,
-            field_value(&mut self.rng),
-        )]
-    }
-
-    async fn read(&self, key: String) -> Result<Moved, Error> {
-        let row = self.table.read_row(key, Some(Filter::latest(1))).await?;
-        Ok(row.map_or(Moved::default(), |r| moved(&[r])))
+        vec![(field, field_value(&mut self.rng))]
     }
 
     async fn run(&mut self, kind: OpKind) -> Result<Moved, Error> {
         match kind {
             OpKind::Read => {
                 let key = self.existing_key();
-                self.read(key).await
+                self.backend.read(key).await
             }
             OpKind::Update => {
                 let key = self.existing_key();
-                let mutations = self.one_field();
-                self.table.mutate_row(key, mutations).await?;
+                let fields = self.one_field();
+                self.backend.write(key, fields).await?;
                 Ok(written(1, 1))
             }
             OpKind::Insert => {
                 let n = self.keys.next_insert.fetch_add(1, Ordering::Relaxed);
-                let mutations = full_record(&mut self.rng);
-                self.table.mutate_row(record_key(n), mutations).await?;
+                let fields = full_record(&mut self.rng);
+                self.backend.write(record_key(n), fields).await?;
                 self.keys.acknowledged.fetch_add(1, Ordering::Relaxed);
                 Ok(written(1, FIELDS))
             }
             OpKind::Scan => {
                 let start = self.existing_key();
                 let rows = self.rng.random_range(1..=MAX_SCAN_ROWS);
-                let options = ReadOptions {
-                    filter: Some(Filter::latest(1)),
-                    rows_limit: Some(rows),
-                    reversed: false,
-                };
-                let set = RowSet::new().range(RowRange::starting_at(Bytes::from(start)));
-                let rows = self
-                    .table
-                    .read_rows_with(set, options)
-                    .collect_rows()
-                    .await?;
-                Ok(moved(&rows))
+                self.backend.scan(start, rows).await
             }
             OpKind::ReadModifyWrite => {
                 let key = self.existing_key();
-                let read = self.read(key.clone()).await?;
-                let mutations = self.one_field();
-                self.table.mutate_row(key, mutations).await?;
+                let read = self.backend.read(key.clone()).await?;
+                let fields = self.one_field();
+                self.backend.write(key, fields).await?;
                 Ok(Moved {
                     rows: 1,
-                    bytes: read.bytes + super::workload::FIELD_BYTES as u64,
+                    bytes: read.bytes + FIELD_BYTES as u64,
                 })
             }
         }
     }
 }
 
-impl Worker for YcsbClient {
+impl<B: Backend> Worker for YcsbClient<B> {
     async fn op(&mut self, _i: u64) -> (&'static str, Result<Moved, Error>) {
         let kind = self.workload.choose(self.rng.random());
         (kind.name(), self.run(kind).await)
@@ -149,28 +129,16 @@ impl Worker for YcsbClient {
 }
 
 /// The ten fields of a new record.
-pub(super) fn full_record(rng: &mut impl Rng) -> Vec<Mutation> {
+pub(super) fn full_record(rng: &mut impl Rng) -> Vec<Field> {
     (0..FIELDS)
-        .map(|i| Mutation::set_cell(FAMILY, field_name(i), field_value(rng)))
+        .map(|i| (field_name(i), field_value(rng)))
         .collect()
-}
-
-/// Rows and value bytes of `rows`.
-fn moved(rows: &[Row]) -> Moved {
-    Moved {
-        rows: rows.len() as u64,
-        bytes: rows
-            .iter()
-            .flat_map(|r| &r.cells)
-            .map(|c| c.value.len() as u64)
-            .sum(),
-    }
 }
 
 /// `rows` rows of `fields` fields written.
 fn written(rows: u64, fields: usize) -> Moved {
     Moved {
         rows,
-        bytes: rows * (fields * super::workload::FIELD_BYTES) as u64,
+        bytes: rows * (fields * FIELD_BYTES) as u64,
     }
 }

@@ -1,9 +1,17 @@
 //! The YCSB report: YCSB's own output lines (`[OVERALL], Throughput(ops/sec), ...`, per
-//! operation count, average and percentile latencies in microseconds) followed by this run's
-//! ceilings and the ratios to them; and the same as one JSON document. Pure.
+//! operation count, average and percentile latencies in microseconds) for each path the run
+//! took (native, Cloud Bigtable API), this run's ceilings and the ratios to them, and with
+//! two paths the API path's cost against the native one (`compare`); and the same as one
+//! JSON document. Pure.
+//!
+//! The JSON document keeps its one-path shape at the top level (`load`, `overall`,
+//! `operations`, `timeline` are the first path's: native when both ran), so scripts reading
+//! one path need not change; `paths` holds every path and `comparison` the ratios.
 
 use serde_json::json;
 
+use super::backend::PathKind;
+use super::compare::{Comparison, compare};
 use crate::bench::ceiling::Ceilings;
 use crate::bench::stats::Second;
 use crate::bench::ycsb::driver::{KindStats, Phase};
@@ -16,13 +24,24 @@ pub(super) struct Report {
     pub(super) records: u64,
     pub(super) operations: u64,
     pub(super) concurrency: usize,
-    pub(super) tablet_servers: usize,
+    /// `None` when no cell was given (a Cloud Bigtable API server alone).
+    pub(super) tablet_servers: Option<usize>,
+    /// Each path in the order it ran; at least one.
+    pub(super) paths: Vec<PathReport>,
+    pub(super) ceilings: Ceilings,
+    pub(super) notes: Vec<String>,
+}
+
+/// What one path measured.
+#[derive(Debug, Clone)]
+pub(super) struct PathReport {
+    pub(super) path: PathKind,
+    /// What it reached: the cell, or the API's address.
+    pub(super) endpoint: String,
     pub(super) table: String,
     /// The load phase (kind `LOAD`, one op per batch).
     pub(super) load: Phase,
     pub(super) run: Phase,
-    pub(super) ceilings: Ceilings,
-    pub(super) notes: Vec<String>,
 }
 
 /// One operation kind's numbers, derived from its stats and the run's length.
@@ -33,7 +52,7 @@ struct OpNumbers<'a> {
     mb_per_sec: f64,
 }
 
-impl Report {
+impl PathReport {
     fn ops(&self) -> Vec<OpNumbers<'_>> {
         let secs = self.run.elapsed.as_secs_f64().max(1e-9);
         self.run
@@ -53,28 +72,20 @@ impl Report {
         self.load.moved().rows as f64 / self.load.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// The run's throughput as a fraction of the echo ceiling.
-    pub(super) fn ratio_to_echo(&self) -> f64 {
-        self.ceilings.echo_ratio(self.run.ops_per_sec())
-    }
-
-    /// YCSB-style lines, then the ceilings and ratios.
-    pub(super) fn to_text(&self) -> String {
+    /// This path's YCSB-style lines.
+    fn to_text(&self, c: &Ceilings) -> String {
         let mut out = String::new();
         let mut line = |section: &str, metric: &str, value: String| {
             out.push_str(&format!("[{section}], {metric}, {value}\n"));
         };
         line(
             "CONFIG",
-            "Workload",
+            "Path",
             format!(
-                "{} ({}, {} records, {} ops, {} clients, {} tablet servers)",
-                self.workload,
-                self.distribution,
-                self.records,
-                self.operations,
-                self.concurrency,
-                self.tablet_servers
+                "{} ({}, table {})",
+                self.path.name(),
+                self.endpoint,
+                self.table
             ),
         );
         line(
@@ -97,27 +108,10 @@ impl Report {
             "Throughput(ops/sec)",
             format!("{:.1}", self.run.ops_per_sec()),
         );
-        let c = &self.ceilings;
-        line(
-            "CEILING",
-            &format!(
-                "EchoCalls(ops/sec, {} B x {} in flight)",
-                c.config.payload_bytes, c.config.concurrency
-            ),
-            format!("{:.1}", c.echo_calls_per_sec),
-        );
-        line(
-            "CEILING",
-            &format!(
-                "Streaming(MB/sec, {} B messages x {} streams)",
-                c.config.payload_bytes, c.config.concurrency
-            ),
-            format!("{:.1}", c.stream_mb_per_sec),
-        );
         line(
             "OVERALL",
             "RatioToEcho",
-            format!("{:.3}", self.ratio_to_echo()),
+            format!("{:.3}", c.echo_ratio(self.run.ops_per_sec())),
         );
         for op in self.ops() {
             let n = op.name;
@@ -146,15 +140,11 @@ impl Report {
                 line(&format!("{n}-FAILED"), "Operations", s.failed.to_string());
             }
         }
-        for note in &self.notes {
-            out.push_str(&format!("note: {note}\n"));
-        }
         out
     }
 
-    /// The document `--output json` prints.
-    pub(super) fn to_json(&self) -> serde_json::Value {
-        let c = &self.ceilings;
+    /// This path's part of `--output json`.
+    fn to_json(&self, c: &Ceilings) -> serde_json::Value {
         let mut operations = serde_json::Map::new();
         for op in self.ops() {
             let l = op.stats.latencies.summary();
@@ -185,13 +175,8 @@ impl Report {
             );
         }
         json!({
-            "benchmark": "ycsb",
-            "workload": self.workload,
-            "distribution": self.distribution,
-            "records": self.records,
-            "operations_requested": self.operations,
-            "concurrency": self.concurrency,
-            "tablet_servers": self.tablet_servers,
+            "path": self.path.name(),
+            "endpoint": self.endpoint,
             "table": self.table,
             "load": {
                 "runtime_ms": self.load.elapsed.as_secs_f64() * 1000.0,
@@ -204,13 +189,84 @@ impl Report {
                 "operations": self.run.ops(),
                 "failed": self.run.failed(),
                 "throughput_ops_per_sec": self.run.ops_per_sec(),
-                "ratio_to_echo": self.ratio_to_echo(),
+                "ratio_to_echo": c.echo_ratio(self.run.ops_per_sec()),
             },
             "operations": operations,
-            "ceilings": c.to_json(),
             "timeline": timeline_json(&self.run.timeline.seconds()),
-            "notes": self.notes,
         })
+    }
+}
+
+impl Report {
+    /// The API path against the native one, when both ran.
+    pub(super) fn comparison(&self) -> Option<Comparison> {
+        let find = |kind| self.paths.iter().find(|p| p.path == kind);
+        Some(compare(
+            &find(PathKind::Native)?.run,
+            &find(PathKind::BigtableApi)?.run,
+        ))
+    }
+
+    /// YCSB-style lines: the configuration and ceilings, each path, the comparison, notes.
+    pub(super) fn to_text(&self) -> String {
+        let c = &self.ceilings;
+        let servers = self
+            .tablet_servers
+            .map_or("tablet servers unknown".to_owned(), |n| {
+                format!("{n} tablet servers")
+            });
+        let mut out = format!(
+            "[CONFIG], Workload, {} ({}, {} records, {} ops, {} clients, {servers})\n",
+            self.workload, self.distribution, self.records, self.operations, self.concurrency,
+        );
+        out.push_str(&format!(
+            "[CEILING], EchoCalls(ops/sec, {} B x {} in flight), {:.1}\n",
+            c.config.payload_bytes, c.config.concurrency, c.echo_calls_per_sec
+        ));
+        out.push_str(&format!(
+            "[CEILING], Streaming(MB/sec, {} B messages x {} streams), {:.1}\n",
+            c.config.payload_bytes, c.config.concurrency, c.stream_mb_per_sec
+        ));
+        for path in &self.paths {
+            out.push_str(&path.to_text(c));
+        }
+        if let Some(comparison) = self.comparison() {
+            out.push_str(&comparison.to_text());
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+
+    /// The document `--output json` prints.
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        let c = &self.ceilings;
+        let paths: Vec<serde_json::Value> = self.paths.iter().map(|p| p.to_json(c)).collect();
+        let mut doc = json!({
+            "benchmark": "ycsb",
+            "workload": self.workload,
+            "distribution": self.distribution,
+            "records": self.records,
+            "operations_requested": self.operations,
+            "concurrency": self.concurrency,
+            "tablet_servers": self.tablet_servers,
+            "ceilings": c.to_json(),
+            "comparison": self.comparison().map(|c| c.to_json()),
+            "notes": self.notes,
+        });
+        // The first path's numbers at the top level, as before there were paths.
+        if let (Some(serde_json::Value::Object(first)), Some(top)) =
+            (paths.first(), doc.as_object_mut())
+        {
+            for (key, value) in first {
+                top.insert(key.clone(), value.clone());
+            }
+        }
+        if let Some(top) = doc.as_object_mut() {
+            top.insert("paths".to_owned(), serde_json::Value::Array(paths));
+        }
+        doc
     }
 }
 
@@ -275,14 +331,18 @@ mod tests {
             records: 100,
             operations: 7,
             concurrency: 8,
-            tablet_servers: 3,
-            table: "usertable".to_owned(),
-            load: Phase {
-                kinds: load_kinds,
-                timeline: Timeline::new(),
-                elapsed: Duration::from_millis(500),
-            },
-            run,
+            tablet_servers: Some(3),
+            paths: vec![PathReport {
+                path: PathKind::Native,
+                endpoint: "cell h:1".to_owned(),
+                table: "usertable".to_owned(),
+                load: Phase {
+                    kinds: load_kinds,
+                    timeline: Timeline::new(),
+                    elapsed: Duration::from_millis(500),
+                },
+                run,
+            }],
             ceilings: Ceilings {
                 config: CeilingConfig {
                     payload_bytes: 1000,
@@ -316,11 +376,16 @@ mod tests {
             "[SCAN], Throughput(MB/sec), 1.00",
             "[SCAN], RatioToStreaming, 0.250",
             "[SCAN-FAILED], Operations, 1",
+            "[CONFIG], Path, native (cell h:1, table usertable)",
             "note: a note",
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("READ-FAILED"));
+        assert!(
+            !text.contains("[COMPARISON]"),
+            "one path, nothing to compare"
+        );
     }
 
     #[test]
@@ -340,5 +405,45 @@ mod tests {
         assert_eq!(doc["ceilings"]["echo_calls_per_sec"], 30.0);
         assert_eq!(doc["load"]["rows"], 1);
         assert_eq!(doc["timeline"][0]["ops"], 1);
+        assert_eq!(doc["path"], "native");
+        assert_eq!(doc["paths"][0]["overall"], doc["overall"]);
+        assert_eq!(doc["paths"].as_array().unwrap().len(), 1);
+        assert!(doc["comparison"].is_null());
+    }
+
+    #[test]
+    fn two_paths_print_both_and_the_api_paths_cost() {
+        let mut report = sample();
+        let mut api = report.paths[0].clone();
+        api.path = PathKind::BigtableApi;
+        api.endpoint = "127.0.0.1:9".to_owned();
+        api.run.elapsed = Duration::from_secs(4);
+        report.paths.push(api);
+        let text = report.to_text();
+        assert!(
+            text.contains("[CONFIG], Path, bigtable-api (127.0.0.1:9, table usertable)\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("[READ], Operations, 4").count(), 2, "{text}");
+        assert!(
+            text.contains("[OVERALL], Throughput(ops/sec), 1.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[COMPARISON], Throughput(bigtable-api/native), 0.500\n"),
+            "{text}"
+        );
+        let doc = report.to_json();
+        assert_eq!(
+            doc["path"], "native",
+            "the first path stays at the top level"
+        );
+        assert_eq!(doc["paths"][1]["path"], "bigtable-api");
+        assert_eq!(doc["paths"][1]["overall"]["throughput_ops_per_sec"], 1.5);
+        assert_eq!(doc["comparison"]["throughput_ratio"], 0.5);
+        assert_eq!(
+            doc["comparison"]["operations"]["READ"]["p50_latency_ratio"],
+            1.0
+        );
     }
 }
