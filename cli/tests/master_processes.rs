@@ -116,7 +116,9 @@ async fn the_standby_master_leads_after_a_kill_and_a_dead_servers_tablets_move()
                 families: vec![tpb::ColumnFamily {
                     name: "cf".into(),
                     gc_rule: None,
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             split_keys: vec![b"h".to_vec(), b"p".to_vec()],
         })

@@ -213,7 +213,9 @@ fn load(master_epoch: u64, tablet_epoch: u64, create: bool) -> pb::LoadTabletReq
             families: vec![pb::ColumnFamily {
                 name: "cf".into(),
                 gc_rule: None,
+                ..Default::default()
             }],
+            ..Default::default()
         }),
         create,
     }

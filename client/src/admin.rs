@@ -244,8 +244,10 @@ impl Admin {
                     .map(|f| tpb::ColumnFamily {
                         name: f.name.clone(),
                         gc_rule: f.gc.to_proto(),
+                        ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             }),
             split_keys: split_keys.iter().map(|k| k.to_vec()).collect(),
         };

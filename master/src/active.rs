@@ -420,6 +420,7 @@ impl Active {
         let table = self.catalog.get(name).await?;
         let schema = apply_modifications(&table.schema, &modifications)?;
         tabula_common::schema::check_schema(&schema)?;
+        tabula_common::schema::check_schema_change(&table.schema, &schema)?;
         let mut changed = table.clone();
         changed.schema = schema.clone();
         let changed = self.catalog.update(&changed).await?;
@@ -521,7 +522,7 @@ fn apply_modifications(
                     m.family
                 )));
             }
-            (Some(Mod::Create(_)), Some(_)) => {
+            (Some(Mod::Create(_) | Mod::CreateFamily(_)), Some(_)) => {
                 return Err(Error::new(
                     Code::AlreadyExists,
                     format!("column family {} exists", m.family),
@@ -530,7 +531,20 @@ fn apply_modifications(
             (Some(Mod::Create(rule)), None) => families.push(tpb::ColumnFamily {
                 name: m.family.clone(),
                 gc_rule: Some(rule.clone()),
+                ..Default::default()
             }),
+            (Some(Mod::CreateFamily(family)), None) => {
+                if !(family.name.is_empty() || family.name == m.family) {
+                    return Err(Error::invalid_argument(format!(
+                        "the family created as {} is named {}",
+                        m.family, family.name
+                    )));
+                }
+                families.push(tpb::ColumnFamily {
+                    name: m.family.clone(),
+                    ..family.clone()
+                });
+            }
             (Some(Mod::Update(_) | Mod::Drop(_)), None) => {
                 return Err(Error::new(
                     Code::NotFound,
@@ -543,7 +557,10 @@ fn apply_modifications(
             }
         }
     }
-    Ok(tpb::Schema { families })
+    Ok(tpb::Schema {
+        families,
+        ..schema.clone()
+    })
 }
 
 #[cfg(test)]
@@ -581,7 +598,9 @@ mod tests {
             families: vec![tpb::ColumnFamily {
                 name: "a".into(),
                 gc_rule: None,
+                ..Default::default()
             }],
+            granularity: tpb::TimestampGranularity::Millis as i32,
         };
         let m = |family: &str, m: Mod| pb::ColumnFamilyModification {
             family: family.into(),
@@ -601,5 +620,24 @@ mod tests {
         assert_eq!(e.code, Code::AlreadyExists);
         let e = apply_modifications(&schema, &[m("z", Mod::Drop(true))]).unwrap_err();
         assert_eq!(e.code, Code::NotFound);
+        // A typed family keeps its type; the table keeps its granularity.
+        let sum = tpb::ColumnFamily {
+            gc_rule: Some(rule(1)),
+            value_type: tpb::ValueType::SumInt64 as i32,
+            ..Default::default()
+        };
+        let typed =
+            apply_modifications(&schema, &[m("s", Mod::CreateFamily(sum.clone()))]).unwrap();
+        assert_eq!(typed.families[1].name, "s");
+        assert_eq!(typed.families[1].value_type(), tpb::ValueType::SumInt64);
+        assert_eq!(typed.granularity(), tpb::TimestampGranularity::Millis);
+        let updated = apply_modifications(&typed, &[m("s", Mod::Update(rule(3)))]).unwrap();
+        assert_eq!(updated.families[1].value_type(), tpb::ValueType::SumInt64);
+        let misnamed = tpb::ColumnFamily {
+            name: "other".into(),
+            ..sum
+        };
+        let e = apply_modifications(&schema, &[m("s", Mod::CreateFamily(misnamed))]).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
     }
 }

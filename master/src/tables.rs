@@ -64,7 +64,9 @@ pub fn meta_schema() -> tpb::Schema {
             gc_rule: Some(tpb::GcRule {
                 rule: Some(tpb::gc_rule::Rule::MaxNumVersions(1)),
             }),
+            ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

@@ -84,7 +84,9 @@ async fn load(admin: &mut TabletAdminClient<Channel>, desc: pb::TabletDescriptor
                 families: vec![pb::ColumnFamily {
                     name: "cf".into(),
                     gc_rule: None,
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             create: true,
         })

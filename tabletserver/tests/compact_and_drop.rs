@@ -70,7 +70,9 @@ impl Server {
                     families: vec![pb::ColumnFamily {
                         name: "cf".into(),
                         gc_rule: None,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 }),
                 create,
             })

@@ -83,8 +83,10 @@ fn schema(families: &[&str]) -> pb::Schema {
             .map(|f| pb::ColumnFamily {
                 name: (*f).to_owned(),
                 gc_rule: None,
+                ..Default::default()
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -359,7 +359,9 @@ async fn a_stopped_gate_fences_flushes_and_background_manifest_writes() {
                 families: vec![pb::ColumnFamily {
                     name: "cf".into(),
                     gc_rule: None,
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             create: true,
         })

@@ -380,7 +380,9 @@ fn load(desc: pb::TabletDescriptor, create: bool) -> pb::LoadTabletRequest {
             families: vec![pb::ColumnFamily {
                 name: "cf".into(),
                 gc_rule: None,
+                ..Default::default()
             }],
+            ..Default::default()
         }),
         create,
     }

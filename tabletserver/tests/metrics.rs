@@ -170,7 +170,9 @@ async fn metrics_report_requests_storage_and_health() {
                 families: vec![pb::ColumnFamily {
                     name: "cf".into(),
                     gc_rule: None,
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             create: true,
         })

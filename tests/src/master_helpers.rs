@@ -60,7 +60,9 @@ pub fn schema() -> tpb::Schema {
         families: vec![tpb::ColumnFamily {
             name: "cf".into(),
             gc_rule: None,
+            ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

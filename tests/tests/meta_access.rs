@@ -77,7 +77,9 @@ async fn load(channels: &Channels, record: &TabletRecord) {
                 gc_rule: Some(tpb::GcRule {
                     rule: Some(tpb::gc_rule::Rule::MaxNumVersions(1)),
                 }),
+                ..Default::default()
             }],
+            ..Default::default()
         }),
         create: true,
     };

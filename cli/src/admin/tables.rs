@@ -243,14 +243,17 @@ mod tests {
                     tpb::ColumnFamily {
                         name: "cf".to_owned(),
                         gc_rule: None,
+                        ..Default::default()
                     },
                     tpb::ColumnFamily {
                         name: "v".to_owned(),
                         gc_rule: Some(tpb::GcRule {
                             rule: Some(tpb::gc_rule::Rule::MaxNumVersions(2)),
                         }),
+                        ..Default::default()
                     },
                 ],
+                ..Default::default()
             }),
             state: mpb::TableState::Ready as i32,
         };

@@ -37,7 +37,7 @@ pub use error::EngineError;
 pub use gc::{GcHandle, GcStats};
 pub use gc_policy::GcPolicy;
 pub use mutation::{Mutation, RowMutation};
-pub use options::{EngineOptions, ManifestWritePermit, Schema};
+pub use options::{EngineOptions, Granularity, ManifestWritePermit, Schema};
 pub use read::{Cell, CellFilter, Row};
 pub use stats::{CompactionKind, EngineStats, Histogram, HistogramSnapshot};
 pub use tablet::{Engine, RowIter, ScanOptions, Tablet};

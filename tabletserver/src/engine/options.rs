@@ -1,6 +1,6 @@
 //! Engine and tablet settings, with production defaults and the tiny ones tests use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,11 +103,38 @@ impl EngineOptions {
     }
 }
 
-/// A tablet's column families and their GC policies.
+/// A tablet's column families and their GC policies, which of them are aggregates, and how
+/// finely the table keeps timestamps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     /// Family name -> GC policy.
     pub families: BTreeMap<Bytes, GcPolicy>,
+    /// The families whose cells are Sum-of-Int64 aggregates (8-byte big-endian signed
+    /// integers that `AddToCell` adds into; `SetCell` is refused). Every other family holds
+    /// plain bytes.
+    pub aggregates: BTreeSet<Bytes>,
+    /// The table's timestamp granularity.
+    pub granularity: Granularity,
+}
+
+/// How finely a table keeps timestamps (Cloud Bigtable's `Table.granularity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Granularity {
+    /// Any microsecond: Tabula's native tables.
+    #[default]
+    Micros,
+    /// Multiples of 1000 microseconds, client and server timestamps alike (Cloud Bigtable).
+    Millis,
+}
+
+impl Granularity {
+    /// Microseconds per step: 1 or 1000.
+    pub fn step_micros(self) -> i64 {
+        match self {
+            Granularity::Micros => 1,
+            Granularity::Millis => 1000,
+        }
+    }
 }
 
 impl Schema {
@@ -118,7 +145,13 @@ impl Schema {
                 .into_iter()
                 .map(|f| (Bytes::copy_from_slice(f.as_bytes()), GcPolicy::KeepAll))
                 .collect(),
+            ..Schema::default()
         }
+    }
+
+    /// Whether `family` is an aggregate (Sum of Int64) family.
+    pub fn is_aggregate(&self, family: &[u8]) -> bool {
+        self.aggregates.contains(family)
     }
 
     /// The GC policy of `family` (keep everything for a family not in the schema).

@@ -1,9 +1,12 @@
 //! The schema at the service boundary: the wire's `Schema` / `GcRule` to the engine's `Schema`
 //! / `GcPolicy` and back, validated on the way in (DESIGN.md section 2: family names
 //! `[_a-zA-Z0-9][-_.a-zA-Z0-9]*` up to 64 characters, each named once; GC rules with positive
-//! limits and bounded nesting). Bad input is `InvalidArgument` and nothing is applied.
+//! limits and bounded nesting). Bad input is `InvalidArgument` and nothing is applied. A
+//! family's value type becomes the engine's set of aggregate families and the table's
+//! granularity the engine's `Granularity`; a schema without them (stored before they existed)
+//! is plain bytes families at microsecond granularity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +15,7 @@ use tabula_common::schema::check_schema;
 use tabula_proto::tabula::tablet::v1 as pb;
 use tabula_proto::tabula::tablet::v1::gc_rule::Rule;
 
-use crate::engine::{GcPolicy, Schema};
+use crate::engine::{GcPolicy, Granularity, Schema};
 
 pub use tabula_common::schema::{
     MAX_FAMILIES, MAX_FAMILY_NAME_LEN, MAX_GC_RULE_CHILDREN, MAX_GC_RULE_DEPTH, check_family_name,
@@ -33,7 +36,21 @@ pub fn schema_from_proto(schema: &pb::Schema) -> Result<Schema, Error> {
             (Bytes::copy_from_slice(family.name.as_bytes()), policy)
         })
         .collect::<BTreeMap<_, _>>();
-    Ok(Schema { families })
+    let aggregates = schema
+        .families
+        .iter()
+        .filter(|f| f.value_type() == pb::ValueType::SumInt64)
+        .map(|f| Bytes::copy_from_slice(f.name.as_bytes()))
+        .collect::<BTreeSet<_>>();
+    let granularity = match schema.granularity() {
+        pb::TimestampGranularity::Micros => Granularity::Micros,
+        pb::TimestampGranularity::Millis => Granularity::Millis,
+    };
+    Ok(Schema {
+        families,
+        aggregates,
+        granularity,
+    })
 }
 
 /// The wire form of an engine schema (families in name order).
@@ -48,8 +65,17 @@ pub fn schema_to_proto(schema: &Schema) -> pb::Schema {
                     GcPolicy::KeepAll => None,
                     other => Some(gc_rule_to_proto(other)),
                 },
+                value_type: if schema.is_aggregate(name) {
+                    pb::ValueType::SumInt64 as i32
+                } else {
+                    pb::ValueType::Bytes as i32
+                },
             })
             .collect(),
+        granularity: match schema.granularity {
+            Granularity::Micros => pb::TimestampGranularity::Micros as i32,
+            Granularity::Millis => pb::TimestampGranularity::Millis as i32,
+        },
     }
 }
 
@@ -99,7 +125,35 @@ mod tests {
         pb::ColumnFamily {
             name: name.to_owned(),
             gc_rule: rule.map(|r| pb::GcRule { rule: Some(r) }),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn value_types_and_granularity_round_trip() {
+        let wire = pb::Schema {
+            families: vec![
+                family("cf", None),
+                pb::ColumnFamily {
+                    value_type: pb::ValueType::SumInt64 as i32,
+                    ..family("sum", Some(Rule::MaxNumVersions(1)))
+                },
+            ],
+            granularity: pb::TimestampGranularity::Millis as i32,
+        };
+        let schema = schema_from_proto(&wire).unwrap();
+        assert!(schema.is_aggregate(b"sum"));
+        assert!(!schema.is_aggregate(b"cf"));
+        assert_eq!(schema.granularity, Granularity::Millis);
+        assert_eq!(schema_to_proto(&schema), wire);
+        // A schema stored before value types: plain families, microseconds.
+        let old = schema_from_proto(&pb::Schema {
+            families: vec![family("cf", None)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(old.aggregates.is_empty());
+        assert_eq!(old.granularity, Granularity::Micros);
     }
 
     #[test]
@@ -126,6 +180,7 @@ mod tests {
                     })),
                 ),
             ],
+            ..Default::default()
         };
         let schema = schema_from_proto(&wire).unwrap();
         assert_eq!(schema.policy(b"v"), GcPolicy::MaxVersions(3));
@@ -142,7 +197,11 @@ mod tests {
     #[test]
     fn bad_schemas_are_invalid_arguments() {
         let bad = |families: Vec<pb::ColumnFamily>| {
-            let e = schema_from_proto(&pb::Schema { families }).unwrap_err();
+            let e = schema_from_proto(&pb::Schema {
+                families,
+                ..Default::default()
+            })
+            .unwrap_err();
             assert_eq!(e.code, Code::InvalidArgument, "{e}");
             e.message
         };
