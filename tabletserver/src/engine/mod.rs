@@ -17,6 +17,7 @@
 //! them together, and `gc` (deleting files no manifest names); `stats` holds the counters
 //! the server's metrics read.
 
+pub mod aggregate;
 pub mod commitlog;
 pub mod compaction;
 pub mod error;

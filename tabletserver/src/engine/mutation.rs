@@ -2,7 +2,12 @@
 //!
 //! `RowMutation::validate` enforces the limits of DESIGN.md section 2; `into_entries` turns a
 //! validated mutation (server timestamps already resolved) into memtable entries with one
-//! sequence number each; `encode`/`decode` are the commit-log payload codec:
+//! sequence number each; `encode`/`decode` are the commit-log payload codec.
+//!
+//! `AddToCell` exists only before a write is applied: `Tablet::resolve_aggregates` (under the
+//! row's lock) turns each into the `SetCell` of the cell's new sum (`engine::aggregate`), and
+//! `validate` refuses one still unresolved, so the commit log only ever holds the four kinds
+//! below and replay needs nothing new:
 //!
 //! ```text
 //! payload  = version:u8 (=1) | row_len:varint | row | count:varint | mutation*
@@ -64,6 +69,18 @@ pub enum Mutation {
     },
     /// Deletes every cell of the row.
     DeleteFromRow,
+    /// Adds `input` into the Sum-of-Int64 cell at exactly `(family, qualifier, timestamp)`
+    /// (absent = 0). Resolved into a `SetCell` before the write is logged; never logged itself.
+    AddToCell {
+        /// An aggregate column family.
+        family: Bytes,
+        /// Qualifier.
+        qualifier: Bytes,
+        /// Microseconds, 0 or more (no server time: the cell to add into is named).
+        timestamp: i64,
+        /// What to add.
+        input: i64,
+    },
 }
 
 /// A row and the mutations to apply to it atomically.
@@ -102,6 +119,30 @@ pub enum InvalidMutation {
     /// Empty or inverted delete range.
     #[error("delete range [{0}, {1}) is invalid")]
     DeleteRange(i64, i64),
+    /// An AddToCell reached the write path without being resolved into a SetCell.
+    #[error("AddToCell must be resolved against the row's current cells before it is written")]
+    UnresolvedAggregate,
+    /// AddToCell on a family that is not an aggregate.
+    #[error(
+        "column family {0:?} is not an aggregate family; AddToCell needs a family created with \
+         an aggregate value type (Sum of Int64)"
+    )]
+    NotAggregate(String),
+    /// SetCell on an aggregate family.
+    #[error(
+        "column family {0:?} is an aggregate (Sum of Int64) family; write to it with \
+         AddToCell, not SetCell"
+    )]
+    SetCellOnAggregate(String),
+    /// An aggregate cell that does not hold 8 bytes.
+    #[error("the aggregate cell holds {0} bytes, not an 8-byte big-endian int64")]
+    AggregateCellSize(usize),
+    /// A timestamp that is not a whole number of milliseconds on a millisecond table.
+    #[error(
+        "timestamp {0} is not a multiple of 1000: this table keeps timestamps at millisecond \
+         granularity"
+    )]
+    Granularity(i64),
 }
 
 /// Why a commit-log payload did not decode.
@@ -127,7 +168,8 @@ impl Mutation {
         match self {
             Mutation::SetCell { family, .. }
             | Mutation::DeleteFromColumn { family, .. }
-            | Mutation::DeleteFromFamily { family } => Some(family),
+            | Mutation::DeleteFromFamily { family }
+            | Mutation::AddToCell { family, .. } => Some(family),
             Mutation::DeleteFromRow => None,
         }
     }
@@ -171,6 +213,7 @@ impl Mutation {
                 }
             }
             Mutation::DeleteFromFamily { .. } | Mutation::DeleteFromRow => {}
+            Mutation::AddToCell { .. } => return Err(InvalidMutation::UnresolvedAggregate),
         }
         Ok(())
     }
@@ -243,6 +286,19 @@ impl RowMutation {
                         (family, None, i64::MAX, Value::DeleteFamily)
                     }
                     Mutation::DeleteFromRow => (Bytes::new(), None, i64::MAX, Value::DeleteRow),
+                    // `validate` refuses an unresolved add; written anyway, it is the sum of
+                    // an absent cell, as `encode` logs it, so replay agrees.
+                    Mutation::AddToCell {
+                        family,
+                        qualifier,
+                        timestamp,
+                        input,
+                    } => (
+                        family,
+                        Some(qualifier),
+                        timestamp,
+                        Value::Put(Bytes::copy_from_slice(&input.to_be_bytes())),
+                    ),
                 };
                 Entry {
                     key: CellKey {
@@ -276,6 +332,9 @@ impl RowMutation {
                     } => family.len() + qualifier.len() + 24,
                     Mutation::DeleteFromFamily { family } => family.len() + 4,
                     Mutation::DeleteFromRow => 4,
+                    Mutation::AddToCell {
+                        family, qualifier, ..
+                    } => family.len() + qualifier.len() + 24,
                 })
                 .sum::<usize>()
     }
@@ -317,6 +376,19 @@ impl RowMutation {
                     put_bytes(&mut out, family);
                 }
                 Mutation::DeleteFromRow => out.put_u8(4),
+                // Never logged (see `into_entries`): as the SetCell of an absent cell.
+                Mutation::AddToCell {
+                    family,
+                    qualifier,
+                    timestamp,
+                    input,
+                } => {
+                    out.put_u8(1);
+                    put_bytes(&mut out, family);
+                    put_bytes(&mut out, qualifier);
+                    out.put_i64_le(*timestamp);
+                    put_bytes(&mut out, &input.to_be_bytes());
+                }
             }
         }
         out.freeze()

@@ -5,6 +5,7 @@
 //! Reading order: `engine` (what tablets of one server share), `seq` (sequence numbers and
 //! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact`, `split`, `merge`.
 
+mod aggregate;
 mod compact;
 mod core;
 mod engine;

@@ -5,12 +5,18 @@
 //! (`entries[3].mutations[7].set_cell.value`); a family the tablet's schema lacks is
 //! `NotFound`, as Cloud Bigtable answers ("Requested column family not found") and as the
 //! engine does. Pure code: bytes move out of the request, nothing is copied.
+//!
+//! `AddToCell` (and `MergeToCell`, which for a Sum of Int64 family is an add of the 8-byte
+//! state) becomes the engine's `AddToCell`; whether its family is an aggregate, and the
+//! table's timestamp granularity, are checked against the schema when the tablet resolves it
+//! (`Tablet::resolve_aggregates`).
 
 use bytes::Bytes;
 use tabula_common::{Code, Error, TableId};
 use tabula_proto::google::bigtable::v2 as pb;
 use tabula_proto::google::bigtable::v2::mutation::Mutation as PbMutation;
 use tabula_proto::google::bigtable::v2::read_modify_write_rule::Rule as PbRule;
+use tabula_proto::google::bigtable::v2::value::Kind;
 
 use crate::engine::Schema;
 use crate::engine::mutation::{
@@ -67,8 +73,8 @@ pub(super) fn mutations(
 fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
     let Some(m) = m.mutation else {
         return Err(Error::invalid_argument(format!(
-            "{field}: no mutation set (want set_cell, delete_from_column, delete_from_family \
-             or delete_from_row)"
+            "{field}: no mutation set (want set_cell, delete_from_column, delete_from_family, \
+             delete_from_row, add_to_cell or merge_to_cell)"
         )));
     };
     match m {
@@ -130,10 +136,98 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
             family: family_name(&format!("{field}.delete_from_family"), d.family_name)?,
         }),
         PbMutation::DeleteFromRow(_) => Ok(Mutation::DeleteFromRow),
-        PbMutation::AddToCell(_) | PbMutation::MergeToCell(_) => Err(Error::invalid_argument(
-            format!("{field}: aggregate mutations (add_to_cell, merge_to_cell) are not supported"),
-        )),
+        PbMutation::AddToCell(a) => {
+            let field = format!("{field}.add_to_cell");
+            let family = family_name(&field, a.family_name)?;
+            let qualifier = aggregate_qualifier(&field, a.column_qualifier)?;
+            let timestamp = aggregate_timestamp(&field, a.timestamp)?;
+            // Cloud Bigtable adds a missing input as 0 (the cell is still created).
+            let input = match a.input.and_then(|v| v.kind) {
+                None => 0,
+                Some(Kind::IntValue(n)) => n,
+                Some(Kind::RawValue(raw)) => int64_bytes(&format!("{field}.input"), &raw)?,
+                Some(_) => {
+                    return Err(Error::invalid_argument(format!(
+                        "{field}.input: a Sum of Int64 family adds an int_value (or an 8-byte \
+                         big-endian raw_value)"
+                    )));
+                }
+            };
+            Ok(Mutation::AddToCell {
+                family,
+                qualifier,
+                timestamp,
+                input,
+            })
+        }
+        // Merging a Sum's state into a cell is adding it: the state of Sum of Int64 is the
+        // sum itself, sent as 8 big-endian bytes in `bytes_value`.
+        PbMutation::MergeToCell(m) => {
+            let field = format!("{field}.merge_to_cell");
+            let family = family_name(&field, m.family_name)?;
+            let qualifier = aggregate_qualifier(&field, m.column_qualifier)?;
+            let timestamp = aggregate_timestamp(&field, m.timestamp)?;
+            let input = match m.input.and_then(|v| v.kind) {
+                Some(Kind::BytesValue(state)) => int64_bytes(&format!("{field}.input"), &state)?,
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "{field}.input: a Sum of Int64 family merges a bytes_value of 8 \
+                         big-endian bytes"
+                    )));
+                }
+            };
+            Ok(Mutation::AddToCell {
+                family,
+                qualifier,
+                timestamp,
+                input,
+            })
+        }
     }
+}
+
+/// An aggregate mutation's qualifier: a `raw_value` (Cloud Bigtable allows nothing else).
+fn aggregate_qualifier(field: &str, q: Option<pb::Value>) -> Result<Bytes, Error> {
+    match q.and_then(|v| v.kind) {
+        Some(Kind::RawValue(q)) => qualifier(field, q),
+        None => Ok(Bytes::new()),
+        Some(_) => Err(Error::invalid_argument(format!(
+            "{field}.column_qualifier: must be a raw_value"
+        ))),
+    }
+}
+
+/// An aggregate mutation's timestamp: a `raw_timestamp_micros` naming its cell, 0 or more
+/// (unset is 0); server time (-1) is not offered, as the cell to add into must be named.
+fn aggregate_timestamp(field: &str, ts: Option<pb::Value>) -> Result<i64, Error> {
+    let ts = match ts.and_then(|v| v.kind) {
+        None => 0,
+        Some(Kind::RawTimestampMicros(ts)) => ts,
+        Some(_) => {
+            return Err(Error::invalid_argument(format!(
+                "{field}.timestamp: must be a raw_timestamp_micros"
+            )));
+        }
+    };
+    if ts < 0 || ts == i64::MAX {
+        return Err(Error::invalid_argument(format!(
+            "{field}.timestamp: {ts} is invalid: want 0..{} (an aggregate cell is named by \
+             its timestamp; there is no server time)",
+            i64::MAX
+        )));
+    }
+    Ok(ts)
+}
+
+/// An int64 sent as 8 big-endian bytes.
+fn int64_bytes(field: &str, raw: &[u8]) -> Result<i64, Error> {
+    let bytes: [u8; 8] = raw.try_into().map_err(|_| {
+        Error::invalid_argument(format!(
+            "{field}: {} bytes, want an 8-byte big-endian int64",
+            raw.len()
+        ))
+    })?;
+    Ok(i64::from_be_bytes(bytes))
 }
 
 fn family_name(field: &str, name: String) -> Result<Bytes, Error> {
@@ -396,6 +490,72 @@ mod tests {
         assert_eq!(e.code, Code::NotFound);
         assert!(e.message.starts_with("m[1].family_name"), "{e}");
         check_families("m", &m[..1], &schema).unwrap();
+    }
+
+    #[test]
+    fn aggregate_mutations_become_adds() {
+        use pb::mutation::{AddToCell, MergeToCell};
+        let value = |kind| {
+            Some(pb::Value {
+                kind: Some(kind),
+                ..Default::default()
+            })
+        };
+        let add = |input: Option<pb::Value>, ts: Option<pb::Value>| pb::Mutation {
+            mutation: Some(PbMutation::AddToCell(AddToCell {
+                family_name: "sum".into(),
+                column_qualifier: value(Kind::RawValue(b"q".to_vec())),
+                timestamp: ts,
+                input,
+            })),
+        };
+        let ts = |t| value(Kind::RawTimestampMicros(t));
+        let want = |timestamp, input| Mutation::AddToCell {
+            family: Bytes::from_static(b"sum"),
+            qualifier: Bytes::from_static(b"q"),
+            timestamp,
+            input,
+        };
+        let m = mutations(
+            "m",
+            vec![
+                add(value(Kind::IntValue(-4)), ts(2000)),
+                add(None, None),
+                add(value(Kind::RawValue(9i64.to_be_bytes().to_vec())), ts(0)),
+                pb::Mutation {
+                    mutation: Some(PbMutation::MergeToCell(MergeToCell {
+                        family_name: "sum".into(),
+                        column_qualifier: value(Kind::RawValue(b"q".to_vec())),
+                        timestamp: ts(1000),
+                        input: value(Kind::BytesValue(3i64.to_be_bytes().to_vec())),
+                    })),
+                },
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            vec![want(2000, -4), want(0, 0), want(0, 9), want(1000, 3)]
+        );
+        let e = err(mutations(
+            "m",
+            vec![add(value(Kind::StringValue("1".into())), None)],
+            false,
+        ));
+        assert!(e.message.starts_with("m[0].add_to_cell.input"), "{e}");
+        let e = err(mutations(
+            "m",
+            vec![add(value(Kind::IntValue(1)), ts(-1))],
+            false,
+        ));
+        assert!(e.message.starts_with("m[0].add_to_cell.timestamp"), "{e}");
+        let e = err(mutations(
+            "m",
+            vec![add(value(Kind::RawValue(vec![1])), None)],
+            false,
+        ));
+        assert!(e.message.contains("8-byte"), "{e}");
     }
 
     #[test]
