@@ -1,12 +1,14 @@
-//! `google.bigtable.v2.Bigtable` over the client library: each call resolves its table
-//! (`NOT_FOUND` if there is none), checks and converts the request (`convert`), makes the
-//! matching `Table` call and answers in Cloud Bigtable's shapes. No state: the `Client`'s
-//! caches are the only thing kept between calls.
+//! `google.bigtable.v2.Bigtable` over the client library: each call checks and converts the
+//! request (`convert`), resolves its table (`NOT_FOUND` if there is none) through `tables`
+//! (resolved handles kept a few seconds; a stale one is noticed by its `NOT_FOUND` and the
+//! call goes to the table the name means now), makes the matching `Table` call and answers in
+//! Cloud Bigtable's shapes. Nothing else is kept between calls but the `Client`'s caches.
 //!
 //! Semantics worth knowing:
 //! - `ReadRows` streams rows as the client library delivers them (in order, reversed if
 //!   asked, resuming across tablets), packed by `chunks`; a message is sent as soon as the
-//!   next row is not ready, so rows are never held back.
+//!   next row is not ready, so rows are never held back. The answer starts once the first row
+//!   (or the end, or an error) is known, so a missing table is the call's `NOT_FOUND`.
 //! - `MutateRows` answers one message with a status per entry; an entry's code is retryable
 //!   (`UNAVAILABLE`, `DEADLINE_EXCEEDED`) only if its failure was (the client library has
 //!   already retried what it safely could; an outcome it cannot know says so).
@@ -16,10 +18,13 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tabula_client::{Client, Filter, ReadOptions, Row, RowStream, Table};
-use tabula_common::Error;
+use bytes::Bytes;
+use tabula_client::{Client, Filter, Mutation, ReadOptions, Row, RowStream};
+use tabula_common::{Code, Error};
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::rpc;
 use tokio_stream::Stream;
@@ -29,6 +34,7 @@ use crate::chunks::Packer;
 use crate::convert;
 use crate::names::{Instance, TableName};
 use crate::status::{grpc_code, to_status, unimplemented};
+use crate::tables::Tables;
 
 /// A boxed stream of answers.
 pub(crate) type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -36,20 +42,32 @@ pub(crate) type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 /// The data API.
 #[derive(Debug, Clone)]
 pub struct DataService {
-    client: Client,
+    tables: Arc<Tables>,
 }
 
 impl DataService {
     /// The data API over `client`.
     pub fn new(client: Client) -> DataService {
-        DataService { client }
+        DataService::with_table_ttl(client, crate::tables::TTL)
     }
 
-    /// The table a request names (`table_name`), which must exist.
-    async fn table(&self, table_name: &str) -> Result<Table, Status> {
-        let name = TableName::parse("table_name", table_name).map_err(to_status)?;
-        self.client.table(&name.table).await.map_err(to_status)
+    /// The data API over `client`, using a resolved table for `table_ttl`.
+    pub fn with_table_ttl(client: Client, table_ttl: Duration) -> DataService {
+        DataService {
+            tables: Arc::new(Tables::new(client, table_ttl)),
+        }
     }
+}
+
+/// The table a request names (`table_name`): its name in the cluster.
+fn table_of(table_name: &str) -> Result<String, Status> {
+    let name = TableName::parse("table_name", table_name).map_err(to_status)?;
+    Ok(name.table)
+}
+
+/// Whether a `MutateRows` entry failed with `NOT_FOUND`.
+fn not_found(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(e) if e.code == Code::NotFound)
 }
 
 #[tonic::async_trait]
@@ -61,14 +79,27 @@ impl bt::bigtable_server::Bigtable for DataService {
         request: Request<bt::ReadRowsRequest>,
     ) -> Result<Response<Self::ReadRowsStream>, Status> {
         let req = request.into_inner();
-        let table = self.table(&req.table_name).await?;
+        let name = table_of(&req.table_name)?;
         let options = ReadOptions {
             filter: req.filter.map(Filter::from_proto),
             rows_limit: convert::rows_limit(req.rows_limit)?,
             reversed: req.reversed,
         };
-        let rows = table.read_rows_with(convert::row_set(req.rows), options);
-        Ok(Response::new(Box::pin(ReadStream::new(rows))))
+        let set = convert::row_set(req.rows);
+        let (rows, first) = self
+            .tables
+            .run(&name, |table| {
+                let mut rows = table.read_rows_with(set.clone(), options.clone());
+                async move {
+                    match rows.next_row().await {
+                        Some(Err(e)) => Err(e),
+                        first => Ok((rows, first)),
+                    }
+                }
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Box::pin(ReadStream::new(rows, first))))
     }
 
     type SampleRowKeysStream = Answers<bt::SampleRowKeysResponse>;
@@ -77,8 +108,23 @@ impl bt::bigtable_server::Bigtable for DataService {
         &self,
         request: Request<bt::SampleRowKeysRequest>,
     ) -> Result<Response<Self::SampleRowKeysStream>, Status> {
-        let table = self.table(&request.into_inner().table_name).await?;
-        let samples = table.sample_row_keys().await.map_err(to_status)?;
+        let name = table_of(&request.into_inner().table_name)?;
+        let samples = self
+            .tables
+            .run(&name, |table| async move {
+                // Every tablet answers at least its end row: no sample means no tablet, a
+                // table deleted since its handle was resolved.
+                let samples = table.sample_row_keys().await?;
+                if samples.is_empty() {
+                    return Err(Error::new(
+                        Code::NotFound,
+                        format!("table {:?} has no tablets: it was deleted", table.name()),
+                    ));
+                }
+                Ok(samples)
+            })
+            .await
+            .map_err(to_status)?;
         let answers: Vec<Result<bt::SampleRowKeysResponse, Status>> = samples
             .into_iter()
             .map(|s| {
@@ -98,8 +144,14 @@ impl bt::bigtable_server::Bigtable for DataService {
         let req = request.into_inner();
         let row = convert::row_key("row_key", req.row_key)?;
         let mutations = convert::mutations("mutations", req.mutations, false)?;
-        let table = self.table(&req.table_name).await?;
-        table.mutate_row(row, mutations).await.map_err(to_status)?;
+        let name = table_of(&req.table_name)?;
+        self.tables
+            .run(&name, |table| {
+                let (row, mutations) = (row.clone(), mutations.clone());
+                async move { table.mutate_row(row, mutations).await }
+            })
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(bt::MutateRowResponse {}))
     }
 
@@ -123,8 +175,8 @@ impl bt::bigtable_server::Bigtable for DataService {
                 convert::mutations(&format!("entries[{i}].mutations"), e.mutations, false)?;
             entries.push((row, mutations));
         }
-        let table = self.table(&req.table_name).await?;
-        let results = table.mutate_rows(entries).await;
+        let name = table_of(&req.table_name)?;
+        let results = self.mutate_entries(&name, entries).await?;
         let entries = results
             .into_iter()
             .enumerate()
@@ -153,14 +205,19 @@ impl bt::bigtable_server::Bigtable for DataService {
         }
         let on_true = convert::mutations("true_mutations", req.true_mutations, true)?;
         let on_false = convert::mutations("false_mutations", req.false_mutations, true)?;
-        let table = self.table(&req.table_name).await?;
-        let matched = table
-            .check_and_mutate_row(
-                row,
-                req.predicate_filter.map(Filter::from_proto),
-                on_true,
-                on_false,
-            )
+        let predicate = req.predicate_filter.map(Filter::from_proto);
+        let name = table_of(&req.table_name)?;
+        let matched = self
+            .tables
+            .run(&name, |table| {
+                let (row, predicate) = (row.clone(), predicate.clone());
+                let (on_true, on_false) = (on_true.clone(), on_false.clone());
+                async move {
+                    table
+                        .check_and_mutate_row(row, predicate, on_true, on_false)
+                        .await
+                }
+            })
             .await
             .map_err(to_status)?;
         Ok(Response::new(bt::CheckAndMutateRowResponse {
@@ -183,9 +240,13 @@ impl bt::bigtable_server::Bigtable for DataService {
         let req = request.into_inner();
         let row = convert::row_key("row_key", req.row_key)?;
         let rules = convert::rules(req.rules)?;
-        let table = self.table(&req.table_name).await?;
-        let changed = table
-            .read_modify_write_row(row, rules)
+        let name = table_of(&req.table_name)?;
+        let changed = self
+            .tables
+            .run(&name, |table| {
+                let (row, rules) = (row.clone(), rules.clone());
+                async move { table.read_modify_write_row(row, rules).await }
+            })
             .await
             .map_err(to_status)?;
         Ok(Response::new(bt::ReadModifyWriteRowResponse {
@@ -221,6 +282,38 @@ impl bt::bigtable_server::Bigtable for DataService {
         _request: Request<bt::ExecuteQueryRequest>,
     ) -> Result<Response<Self::ExecuteQueryStream>, Status> {
         Err(unimplemented("SQL (ExecuteQuery)"))
+    }
+}
+
+impl DataService {
+    /// `MutateRows` on the table `name`: one result per entry. Entries refused `NOT_FOUND` by
+    /// a cached handle of a table dropped and created again since go once more to the new
+    /// table (see `tables`); the others keep their outcome.
+    async fn mutate_entries(
+        &self,
+        name: &str,
+        entries: Vec<(Bytes, Vec<Mutation>)>,
+    ) -> Result<Vec<Result<(), Error>>, Status> {
+        let used = self.tables.resolve(name).await.map_err(to_status)?;
+        // Kept only when a stale handle could make them go again.
+        let again = used.cached.then(|| entries.clone());
+        let mut results = used.table.mutate_rows(entries).await;
+        if !results.iter().any(not_found) {
+            return Ok(results);
+        }
+        let successor = self.tables.successor(&used).await;
+        let (Ok(Some(table)), Some(again)) = (successor, again) else {
+            return Ok(results);
+        };
+        let (indexes, retry): (Vec<usize>, Vec<_>) = again
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| results.get(*i).is_some_and(not_found))
+            .unzip();
+        for (i, result) in indexes.into_iter().zip(table.mutate_rows(retry).await) {
+            results[i] = result;
+        }
+        Ok(results)
     }
 }
 
@@ -285,14 +378,24 @@ struct ReadStream {
 }
 
 impl ReadStream {
-    fn new(rows: RowStream) -> ReadStream {
-        ReadStream {
+    /// The answer of `rows`, whose first item (already taken from it) was `first`.
+    fn new(rows: RowStream, first: Option<Result<Row, Error>>) -> ReadStream {
+        let mut stream = ReadStream {
             rows,
             packer: Packer::default(),
             ready: VecDeque::new(),
             error: None,
             done: false,
+        };
+        match first {
+            Some(Ok(row)) => stream.packer.push(&row),
+            Some(Err(e)) => {
+                stream.done = true;
+                stream.error = Some(to_status(e));
+            }
+            None => stream.done = true,
         }
+        stream
     }
 }
 

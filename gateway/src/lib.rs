@@ -4,12 +4,14 @@
 //! with `BIGTABLE_EMULATOR_HOST`).
 //!
 //! The gateway translates and keeps no state of its own (the client library's location and
-//! channel caches aside): any number can run side by side. Proto types stop here; inside, the
+//! channel caches and a few seconds of resolved table names aside, none of which decides an
+//! outcome): any number can run side by side. Proto types stop here; inside, the
 //! client library's builders.
 //!
 //! Reading order: `names` (resource names), `status` (error codes), `convert` (requests ->
-//! builders, with Cloud Bigtable's checks), `chunks` (the `ReadRows` chunk protocol), `data`
-//! (the data API), `gc` and `admin` (the table admin API), `server`.
+//! builders, with Cloud Bigtable's checks), `chunks` (the `ReadRows` chunk protocol), `tables`
+//! (resolved tables, kept a few seconds), `data` (the data API), `gc` and `admin` (the table
+//! admin API), `server`.
 //!
 //! Not yet offered: aggregate column families (`value_type`, `AddToCell`, `MergeToCell`),
 //! change streams, SQL, backups, snapshots, authorized views, IAM (all `UNIMPLEMENTED`).
@@ -22,7 +24,8 @@ mod gc;
 mod names;
 mod server;
 mod status;
+mod tables;
 
 pub use admin::TableAdminService;
 pub use data::DataService;
-pub use server::{MAX_REQUEST_BYTES, serve};
+pub use server::{MAX_REQUEST_BYTES, ServeOptions, serve, serve_with};

@@ -15,7 +15,8 @@
 //! without a predicate), read-modify-write (append; 8-byte big-endian increment), sample row
 //! keys (last key empty), drop row range (prefix and all), modify column families,
 //! consistency tokens, a second gateway seeing the same data, delete table, and the error
-//! codes clients rely on.
+//! codes clients rely on; and a table dropped and created again under its name while the
+//! gateway holds the old one's handle.
 
 #![allow(clippy::unwrap_used)]
 
@@ -852,4 +853,203 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+}
+
+/// Creates table `t` (family `cf1`) through the gateway; waits until `tablets` are served.
+async fn create_t(
+    tables: &mut BigtableTableAdminClient<Channel>,
+    native: &Client,
+    master: &Master,
+    tablets: u32,
+) {
+    tables
+        .create_table(admin::CreateTableRequest {
+            parent: INSTANCE.into(),
+            table_id: "t".into(),
+            table: Some(admin::Table {
+                column_families: HashMap::from([("cf1".to_owned(), family(None))]),
+                ..Default::default()
+            }),
+            initial_splits: Vec::new(),
+        })
+        .await
+        .unwrap();
+    all_served(native.channels(), master, tablets).await;
+}
+
+async fn delete_t(tables: &mut BigtableTableAdminClient<Channel>) {
+    tables
+        .delete_table(admin::DeleteTableRequest { name: TABLE.into() })
+        .await
+        .unwrap();
+}
+
+/// The gateway keeps resolved tables (here for ten minutes, so every call below finds the
+/// old table's handle cached): a table dropped and created again under the same name must be
+/// the one every call reaches at once — never the dropped one, whose rows must not show, and
+/// a write must not be lost or reported done for the dropped table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_dropped_and_created_again_is_reached_at_once() {
+    let cell = LockCell::start(1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let _s1 = start_tablet_server(&cell, root.path()).await.unwrap();
+    let master = Master::start(master_config(&cell, root.path()))
+        .await
+        .unwrap();
+    let native = Client::connect(&cell.addrs()).await.unwrap();
+    all_served(native.channels(), &master, 2).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let gateway_client = Client::connect(&cell.addrs()).await.unwrap();
+    let options = tabula_gateway::ServeOptions {
+        table_ttl: Duration::from_secs(600),
+    };
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tabula_gateway::serve_with(listener, gateway_client, options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let (mut data, mut tables) = clients(&addr).await;
+    let put = |row: &[u8], value: &[u8]| mutate(row, vec![set_cell("cf1", "q", 1_000, value)]);
+
+    // MutateRow: the old handle is cached by the first write.
+    create_t(&mut tables, &native, &master, 3).await;
+    data.mutate_row(put(b"old", b"1")).await.unwrap();
+    delete_t(&mut tables).await;
+    let gone = data.mutate_row(put(b"x", b"1")).await.unwrap_err();
+    assert_eq!(
+        gone.code(),
+        Code::NotFound,
+        "a write to a dropped table: {gone:?}"
+    );
+    create_t(&mut tables, &native, &master, 3).await;
+    data.mutate_row(put(b"a", b"1")).await.unwrap(); // cached now
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    data.mutate_row(put(b"b", b"2")).await.unwrap();
+    let rows = read(&mut data, read_request(None, None)).await.unwrap();
+    assert_eq!(
+        keys(&rows),
+        [b"b".to_vec()],
+        "the new table holds only the new row"
+    );
+
+    // ReadRows on a stale handle: the new table's rows, not an error.
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    let rows = read(&mut data, read_request(None, None)).await.unwrap();
+    assert!(rows.is_empty(), "{:?}", keys(&rows));
+
+    // MutateRows, CheckAndMutateRow, ReadModifyWriteRow and SampleRowKeys on stale handles.
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    let mut answers = data
+        .mutate_rows(bt::MutateRowsRequest {
+            table_name: TABLE.into(),
+            entries: vec![bt::mutate_rows_request::Entry {
+                row_key: b"c".to_vec(),
+                mutations: vec![set_cell("cf1", "q", 1_000, b"3")],
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(m) = answers.message().await.unwrap() {
+        for e in m.entries {
+            assert_eq!(e.status.unwrap().code, 0, "entry {}", e.index);
+        }
+    }
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    let checked = data
+        .check_and_mutate_row(bt::CheckAndMutateRowRequest {
+            table_name: TABLE.into(),
+            row_key: b"c".to_vec(),
+            true_mutations: vec![set_cell("cf1", "q", 1_000, b"true")],
+            false_mutations: vec![set_cell("cf1", "q", 1_000, b"false")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!checked.predicate_matched, "row c is in the dropped table");
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    let appended = data
+        .read_modify_write_row(bt::ReadModifyWriteRowRequest {
+            table_name: TABLE.into(),
+            row_key: b"c".to_vec(),
+            rules: vec![bt::ReadModifyWriteRule {
+                family_name: "cf1".into(),
+                column_qualifier: b"q".to_vec(),
+                rule: Some(bt::read_modify_write_rule::Rule::AppendValue(b"+".to_vec())),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cell = &appended.row.unwrap().families[0].columns[0].cells[0];
+    assert_eq!(
+        cell.value, b"+",
+        "appended to an empty cell of the new table"
+    );
+    delete_t(&mut tables).await;
+    create_t(&mut tables, &native, &master, 3).await;
+    let mut samples = data
+        .sample_row_keys(bt::SampleRowKeysRequest {
+            table_name: TABLE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(samples.message().await.unwrap().is_some());
+
+    // Regexes over bytes (RE2, Latin-1): keys and values that are not UTF-8.
+    data.mutate_row(put(b"k\xff\x00\n", b"\xfe\xc3"))
+        .await
+        .unwrap();
+    data.mutate_row(put(b"k\xc3\xa9", b"{\"a\":1}"))
+        .await
+        .unwrap();
+    let by_key = |pattern: &[u8]| read_request(None, Some(F::RowKeyRegexFilter(pattern.to_vec())));
+    let by_value = |pattern: &[u8]| read_request(None, Some(F::ValueRegexFilter(pattern.to_vec())));
+    let found = |rows: Vec<(Vec<u8>, Vec<MergedCell>)>| keys(&rows);
+    let binary = vec![b"k\xff\x00\n".to_vec()];
+    let accented = vec![b"k\xc3\xa9".to_vec()];
+    for (request, want) in [
+        (by_key(b"k\\C\\C\\C"), binary.clone()),
+        (by_key(b"k\xff\\x00\n"), binary.clone()),
+        (by_key(b"k.."), accented.clone()),
+        (by_key(b"k..."), Vec::new()), // `.` skips the `\n`
+        (by_key(b"(?s)k..."), binary.clone()),
+        (by_value(b"\\xfe[\x80-\xff]"), binary.clone()),
+        (by_value(b"{\"a\":1}"), accented.clone()),
+    ] {
+        let rows = read(&mut data, request.clone()).await.unwrap();
+        assert_eq!(found(rows), want, "{:?}", request.filter);
+    }
+    for pattern in [&b"a**"[..], b"(", b"a{1001}", b"\\1"] {
+        let e = read(&mut data, by_value(pattern)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{pattern:?}: {e:?}");
+    }
+
+    // Dropped for good: every call says NOT_FOUND, none succeeds on the cached handle.
+    delete_t(&mut tables).await;
+    assert_eq!(
+        data.mutate_row(put(b"d", b"4")).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        read(&mut data, read_request(None, None))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 }
