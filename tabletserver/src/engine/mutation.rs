@@ -234,6 +234,13 @@ impl RowMutation {
         self.mutations.iter().try_for_each(Mutation::validate)
     }
 
+    /// Whether any mutation is an `AddToCell` (resolving it reads the row).
+    pub fn has_aggregate_adds(&self) -> bool {
+        self.mutations
+            .iter()
+            .any(|m| matches!(m, Mutation::AddToCell { .. }))
+    }
+
     /// Whether any SetCell asks for server time.
     pub fn needs_server_time(&self) -> bool {
         self.mutations

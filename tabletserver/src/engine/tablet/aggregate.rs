@@ -74,7 +74,11 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use tabula_common::{Clock, LocalDir, ServerId, StorageRoot, SystemClock, TabletId};
+    use std::time::Duration;
+
+    use tabula_common::{
+        Clock, LocalDir, ManualClock, ServerId, StorageRoot, SystemClock, TabletId, Timestamp,
+    };
 
     use crate::engine::aggregate::decode;
     use crate::engine::commitlog::{CommitLog, CommitLogOptions};
@@ -100,13 +104,20 @@ mod tests {
     }
 
     fn engine(storage: &Arc<dyn StorageRoot>, server: &str) -> Arc<Engine> {
+        engine_with(storage, server, Arc::new(SystemClock))
+    }
+
+    fn engine_with(
+        storage: &Arc<dyn StorageRoot>,
+        server: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Engine> {
         let log = CommitLog::open(
             storage.clone(),
             ServerId(server.into()),
             CommitLogOptions::default(),
         )
         .unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Engine::new(
             storage.clone(),
             Arc::new(log),
@@ -169,5 +180,52 @@ mod tests {
         let m = tablet.resolve_aggregates(add(32)).unwrap();
         tablet.apply(m).unwrap();
         assert_eq!(sum(&tablet), 42);
+    }
+
+    /// Server time on a millisecond table: whole milliseconds of the clock, never going back
+    /// (equal within one millisecond); a microsecond table keeps strictly increasing micros.
+    #[test]
+    fn server_time_follows_the_granularity() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_123_456)));
+        let engine = engine_with(&storage, "s1", clock.clone());
+        let write = |t: &Tablet, row: &str| {
+            t.apply(RowMutation {
+                row: b(row),
+                mutations: vec![Mutation::SetCell {
+                    family: b("cf"),
+                    qualifier: b("q"),
+                    timestamp: -1,
+                    value: b("v"),
+                }],
+            })
+            .unwrap();
+            let read = t.read_row(row.as_bytes(), &CellFilter::default()).unwrap();
+            read.unwrap().cells[0].timestamp
+        };
+        let mut schema = Schema::with_families(["cf"]);
+        schema.granularity = Granularity::Millis;
+        let millis = engine
+            .create_tablet(TabletId(1), Bytes::new(), None, schema)
+            .unwrap();
+        assert_eq!(write(&millis, "a"), 1_700_000_000_123_000);
+        assert_eq!(write(&millis, "b"), 1_700_000_000_123_000);
+        clock.advance(Duration::from_micros(600));
+        assert_eq!(write(&millis, "c"), 1_700_000_000_124_000);
+        // The clock going back does not take server time back.
+        clock.set(Timestamp(1_700_000_000_000_000));
+        assert_eq!(write(&millis, "d"), 1_700_000_000_124_000);
+        let micros = engine
+            .create_tablet(
+                TabletId(2),
+                Bytes::new(),
+                None,
+                Schema::with_families(["cf"]),
+            )
+            .unwrap();
+        clock.set(Timestamp(1_700_000_000_123_456));
+        assert_eq!(write(&micros, "a"), 1_700_000_000_123_456);
+        assert_eq!(write(&micros, "b"), 1_700_000_000_123_457);
     }
 }

@@ -220,12 +220,22 @@ impl Inner {
     }
 
     /// A server timestamp: the wall clock in microseconds, made strictly increasing per tablet
-    /// so two writes never collide.
+    /// so two writes never collide. On a millisecond table (Cloud Bigtable's granularity) it
+    /// is the clock's millisecond, never below the last one handed out rounded up to a
+    /// millisecond: equal timestamps are allowed there, and the later write wins by its
+    /// sequence number.
     fn next_server_timestamp(&self) -> i64 {
         let now = self.engine.clock.now().micros();
+        let step = self.schema.read().granularity.step_micros();
         let mut prev = self.last_timestamp.load(Ordering::Acquire);
         loop {
-            let next = now.max(prev + 1);
+            let next = if step == 1 {
+                now.max(prev + 1)
+            } else {
+                let floor = now - now.rem_euclid(step);
+                let ceil_prev = prev.saturating_add(step - 1);
+                floor.max(ceil_prev - ceil_prev.rem_euclid(step))
+            };
             match self.last_timestamp.compare_exchange(
                 prev,
                 next,

@@ -68,13 +68,12 @@ pub(super) async fn check_and_mutate_row(
             false_mutations
         };
         if !mutations.is_empty() {
-            served
-                .tablet
-                .apply_async(RowMutation {
-                    row: key,
-                    mutations,
-                })
-                .await?;
+            let m = RowMutation {
+                row: key,
+                mutations,
+            };
+            let m = super::mutate::resolve_aggregates(&served, m).await?;
+            served.tablet.apply_async(m).await?;
         }
         Ok(matched)
     })

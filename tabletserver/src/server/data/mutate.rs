@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::engine::RowMutation;
 use crate::engine::mutation::MAX_MUTATIONS;
 
-use super::{ServedTablet, Shared, convert, route, with_row_locked};
+use super::{ServedTablet, Shared, blocking, convert, route, with_row_locked};
 
 /// Most lanes one `MutateRows` applies in parallel.
 const MAX_LANES: usize = 32;
@@ -44,10 +44,25 @@ pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> R
 async fn apply_locked(served: Arc<ServedTablet>, m: RowMutation) -> Result<(), Error> {
     let row = m.row.clone();
     with_row_locked(served, row, move |served| async move {
+        let m = resolve_aggregates(&served, m).await?;
         served.tablet.apply_async(m).await?;
         Ok(())
     })
     .await
+}
+
+/// `m` with its `AddToCell`s resolved and checked against the schema
+/// (`Tablet::resolve_aggregates`); the caller holds the row's lock until `m` is applied. Adds
+/// read the row, on the blocking pool; anything else is checked in place.
+pub(super) async fn resolve_aggregates(
+    served: &Arc<ServedTablet>,
+    m: RowMutation,
+) -> Result<RowMutation, Error> {
+    if !m.has_aggregate_adds() {
+        return Ok(served.tablet.resolve_aggregates(m)?);
+    }
+    let reader = served.clone();
+    blocking(move || Ok(reader.tablet.resolve_aggregates(m)?)).await
 }
 
 /// `MutateRows`.
