@@ -312,6 +312,19 @@ pub enum Mutation {
     },
     /// Deletes every cell of the row.
     DeleteRow,
+    /// Adds `input` into the cell at exactly `timestamp_micros` of an aggregate (Sum of Int64)
+    /// family, an absent cell counting as 0; its cells read as 8-byte big-endian integers.
+    /// Not repeated after an ambiguous failure (it could add twice).
+    AddToCell {
+        /// An aggregate family.
+        family: String,
+        /// Its qualifier.
+        qualifier: Bytes,
+        /// The cell's timestamp: 0 or more (a multiple of 1000 on a millisecond table).
+        timestamp_micros: i64,
+        /// What to add.
+        input: i64,
+    },
 }
 
 impl Mutation {
@@ -369,6 +382,21 @@ impl Mutation {
         Mutation::DeleteRow
     }
 
+    /// Adds `input` into the aggregate cell `family:qualifier` at `timestamp_micros`.
+    pub fn add_to_cell(
+        family: impl Into<String>,
+        qualifier: impl Into<Bytes>,
+        timestamp_micros: i64,
+        input: i64,
+    ) -> Mutation {
+        Mutation::AddToCell {
+            family: family.into(),
+            qualifier: qualifier.into(),
+            timestamp_micros,
+            input,
+        }
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> bt::Mutation {
         use bt::mutation as m;
@@ -405,6 +433,25 @@ impl Mutation {
                 })
             }
             Mutation::DeleteRow => m::Mutation::DeleteFromRow(m::DeleteFromRow {}),
+            Mutation::AddToCell {
+                family,
+                qualifier,
+                timestamp_micros,
+                input,
+            } => {
+                let value = |kind| {
+                    Some(bt::Value {
+                        kind: Some(kind),
+                        ..bt::Value::default()
+                    })
+                };
+                m::Mutation::AddToCell(m::AddToCell {
+                    family_name: family.clone(),
+                    column_qualifier: value(bt::value::Kind::RawValue(qualifier.to_vec())),
+                    timestamp: value(bt::value::Kind::RawTimestampMicros(*timestamp_micros)),
+                    input: value(bt::value::Kind::IntValue(*input)),
+                })
+            }
         };
         bt::Mutation {
             mutation: Some(mutation),
@@ -487,6 +534,25 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_to_cell_names_its_cell_and_input() {
+        let wire = Mutation::add_to_cell("sum", "q", 2000, -7).to_proto();
+        let Some(bt::mutation::Mutation::AddToCell(a)) = wire.mutation else {
+            panic!("not an AddToCell: {wire:?}");
+        };
+        assert_eq!(a.family_name, "sum");
+        let kind = |v: Option<bt::Value>| v.and_then(|v| v.kind);
+        assert_eq!(
+            kind(a.column_qualifier),
+            Some(bt::value::Kind::RawValue(b"q".to_vec()))
+        );
+        assert_eq!(
+            kind(a.timestamp),
+            Some(bt::value::Kind::RawTimestampMicros(2000))
+        );
+        assert_eq!(kind(a.input), Some(bt::value::Kind::IntValue(-7)));
+    }
 
     #[test]
     fn prefix_ranges_end_at_the_prefix_successor() {
