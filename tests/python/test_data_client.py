@@ -114,15 +114,16 @@ def test_server_time_and_client_time_writes(table):
     )
 
 
-# Gap for the lead (tabletserver): see the reason.
+# Not strict: the fix is landing as this is written (tablet server c0c8dfb, the gateway's
+# millisecond tables next); once both are in, it passes and the marker goes.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     raises=exceptions.InvalidArgument,
     reason="GAP: a server-time (-1) write is stamped with microsecond precision "
     "(e.g. 1795732932018051), but the gateway's tables have millisecond granularity and refuse "
     "that timestamp in SetCell and DeleteFromColumn with INVALID_ARGUMENT, so a cell read back "
     "cannot be copied or deleted by its own timestamp; Cloud Bigtable stamps server-time writes "
-    "in whole milliseconds. Fix: the tablet server's server-time counter in whole milliseconds.",
+    "in whole milliseconds. Fix: millisecond tables whose server time is whole milliseconds.",
 )
 def test_a_server_timestamp_can_be_written_back(table):
     table.mutate_row(b"k", SetCell("cf", b"q", b"v", timestamp_micros=-1))
@@ -454,9 +455,10 @@ def test_async_data_client(make_table, unique_name):
     assert asyncio.run(run()) == [b"a1", b"a2", b"a3", b"a4", b"n"]
 
 
-# Gap for the gateway (convert.rs/admin.rs and data.rs) and the tablet server: see the reason.
+# Not strict: aggregates are landing as this is written (tablet server aa81655, client f46d4aa,
+# the gateway next); once in, it passes and the marker goes. Any other failure fails the test.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     raises=exceptions.MethodNotImplemented,
     reason="GAP: aggregate column families (issue 9: value_type Sum of Int64, AddToCell) are "
     "answered UNIMPLEMENTED: CreateTable with a family whose value_type is an Int64 Sum "
@@ -486,7 +488,10 @@ def test_aggregate_family_sums_add_to_cell(instance, classic_client, data_client
                 "view": admin_types.Table.View.FULL,
             }
         )
-        assert described.column_families["sum"].value_type == int64_sum.value_type
+        # An Int64 Sum aggregate (the server may spell out encodings and the state type).
+        aggregate = described.column_families["sum"].value_type.aggregate_type
+        assert "sum" in aggregate and "int64_type" in aggregate.input_type, described
+        assert "aggregate_type" not in described.column_families["cf"].value_type, described
         with data_client.get_table(INSTANCE, unique_name) as table:
             table.mutate_row(b"k", AddToCell("sum", b"hits", 5, ts(0)))
             table.mutate_row(
