@@ -1,9 +1,12 @@
-//! `Channels`: one lazily connected gRPC channel per server address, shared by every client of
-//! that server (tablet data, tablet admin, master).
+//! `Channels`: a few lazily connected gRPC channels per server address, shared by every client
+//! of that server (tablet data, tablet admin, master).
 //!
 //! A channel multiplexes any number of calls over one HTTP/2 connection and reconnects by
-//! itself, so one per address is enough. The cache is bounded: past `max_addresses` the least
-//! recently used address is dropped (its in-flight calls keep their clone of the channel).
+//! itself. One connection carries every frame of its calls through one connection task on
+//! each side, which a busy client (dozens of calls in flight) saturates on one core; so each
+//! address gets `connections_per_address` channels, and calls take them in turn. The cache is
+//! bounded: past `max_addresses` the least recently used address is dropped (its in-flight
+//! calls keep their clone of the channel).
 //! Nothing is dialled until the first call; a refused connection is an `Unavailable` status on
 //! that call.
 //!
@@ -33,6 +36,8 @@ pub struct ChannelOptions {
     pub max_message_bytes: usize,
     /// Most addresses cached; the least recently used goes first.
     pub max_addresses: usize,
+    /// HTTP/2 connections (channels) to each address; calls take them in turn (at least 1).
+    pub connections_per_address: usize,
 }
 
 impl Default for ChannelOptions {
@@ -43,6 +48,7 @@ impl Default for ChannelOptions {
             keepalive_timeout: Duration::from_secs(5),
             max_message_bytes: 64 << 20,
             max_addresses: 1024,
+            connections_per_address: 2,
         }
     }
 }
@@ -61,10 +67,27 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Cache {
-    /// Address -> (channel, last use).
-    entries: HashMap<String, (Channel, u64)>,
+    /// Address -> its channels.
+    entries: HashMap<String, Pool>,
     /// Counts uses; a larger number is a more recent use.
     clock: u64,
+}
+
+/// The channels to one address.
+#[derive(Debug)]
+struct Pool {
+    channels: Vec<Channel>,
+    /// The last use (`Cache::clock`); also picks the channel, in turn.
+    used: u64,
+}
+
+impl Pool {
+    /// The next channel in turn, marking the pool used at `now`.
+    fn take(&mut self, now: u64) -> Channel {
+        self.used = now;
+        let i = usize::try_from(now).unwrap_or(0) % self.channels.len().max(1);
+        self.channels[i].clone()
+    }
 }
 
 impl Default for Channels {
@@ -89,30 +112,39 @@ impl Channels {
         &self.inner.options
     }
 
-    /// The channel to `addr` (`host:port`, or an `http://` URI), made on first use.
-    /// `InvalidArgument` if `addr` is not an address.
+    /// A channel to `addr` (`host:port`, or an `http://` URI), the address's channels made on
+    /// first use, taken in turn. `InvalidArgument` if `addr` is not an address.
     pub fn channel(&self, addr: &str) -> Result<Channel, Error> {
         let key = normalize(addr)?;
         {
             let mut cache = self.inner.cache.lock();
             cache.clock += 1;
             let now = cache.clock;
-            if let Some((channel, used)) = cache.entries.get_mut(&key) {
-                *used = now;
-                return Ok(channel.clone());
+            if let Some(pool) = cache.entries.get_mut(&key) {
+                return Ok(pool.take(now));
             }
         }
         // Made outside the lock: building the endpoint parses the URI.
-        let channel = self.endpoint(&key)?.connect_lazy();
+        let endpoint = self.endpoint(&key)?;
+        let channels = (0..self.inner.options.connections_per_address.max(1))
+            .map(|_| endpoint.connect_lazy())
+            .collect();
         let mut cache = self.inner.cache.lock();
         cache.clock += 1;
         let now = cache.clock;
-        let channel = cache.entries.entry(key).or_insert((channel, now)).0.clone();
+        let channel = cache
+            .entries
+            .entry(key)
+            .or_insert(Pool {
+                channels,
+                used: now,
+            })
+            .take(now);
         while cache.entries.len() > self.inner.options.max_addresses.max(1) {
             let oldest = cache
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, pool)| pool.used)
                 .map(|(a, _)| a.clone());
             match oldest {
                 Some(a) => cache.entries.remove(&a),
@@ -268,6 +300,44 @@ mod tests {
             channels.data("nonsense").err().map(|e| e.code),
             Some(Code::InvalidArgument)
         );
+    }
+
+    #[tokio::test]
+    async fn calls_to_one_address_take_its_connections_in_turn() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        // Holds every connection open without answering, so no channel reconnects.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let channels = Channels::new(ChannelOptions {
+            connections_per_address: 2,
+            ..ChannelOptions::default()
+        });
+        for _ in 0..6 {
+            let mut admin = channels.admin(&addr).unwrap();
+            let call =
+                admin.list_tablets(tabula_proto::tabula::tablet::v1::ListTabletsRequest::default());
+            // Nobody answers: the call only has to dial its channel's connection.
+            let _ = tokio::time::timeout(Duration::from_millis(200), call).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while accepted.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "six calls to one address should use exactly its two connections"
+        );
+        server.abort();
     }
 
     #[tokio::test]

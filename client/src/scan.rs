@@ -255,16 +255,15 @@ impl Scan {
     async fn next(&mut self) -> Option<Result<Row, Error>> {
         loop {
             if self.finished || self.rows_left == Some(0) {
-                self.current = None;
+                if let Some(mut current) = self.current.take()
+                    && !self.finished
+                {
+                    Self::drain(&self.table, &mut current).await;
+                }
                 return None;
             }
-            while let Some(row) = self.buffer.pop_front() {
-                if !self.cursor.accept(&row.key) {
-                    continue;
-                }
-                self.rows_left = self.rows_left.map(|n| n - 1);
-                self.backoff.reset();
-                return Some(Ok(Row::from_proto(row)));
+            if let Some(row) = self.buffered() {
+                return Some(Ok(row));
             }
             let step = match self.current.as_mut() {
                 Some(current) => Self::pull(&self.table, current).await,
@@ -292,6 +291,23 @@ impl Scan {
                 }
             }
         }
+    }
+
+    /// The next row already received, if any is left to deliver (the cursor moves past it).
+    /// Synchronous, so `RowStream` hands out the rest of a message without a future per row.
+    fn buffered(&mut self) -> Option<Row> {
+        if self.finished || self.rows_left == Some(0) {
+            return None;
+        }
+        while let Some(row) = self.buffer.pop_front() {
+            if !self.cursor.accept(&row.key) {
+                continue;
+            }
+            self.rows_left = self.rows_left.map(|n| n - 1);
+            self.backoff.reset();
+            return Some(Row::from_proto(row));
+        }
+        None
     }
 
     /// Opens a stream on the tablet holding the next rows of the scan.
@@ -341,6 +357,25 @@ impl Scan {
             record,
             stream: answer?.into_inner(),
         })))
+    }
+
+    /// Reads a stream whose rows were all delivered (the limit was reached) to its end. The
+    /// server was asked for at most those rows, so only its trailers are left; dropping the
+    /// stream instead would reset it, and the server's frames that follow then land on a
+    /// stream h2 has forgotten (it remembers 50 recent resets). h2 counts each such frame as
+    /// a protocol error and, at 1024 on one connection, closes the connection with
+    /// `ENHANCE_YOUR_CALM`, failing every call in flight on it (writes then fail with
+    /// `ResourceExhausted`). Bounded: a few messages, each within the RPC timeout; errors
+    /// are ignored (every row was delivered).
+    async fn drain(table: &Table, current: &mut Current) {
+        const MAX_MESSAGES: usize = 4;
+        let limit = table.client().options().rpc_timeout;
+        for _ in 0..MAX_MESSAGES {
+            match tokio::time::timeout(limit, current.stream.message()).await {
+                Ok(Ok(Some(_))) => {}
+                Err(_) | Ok(Err(_) | Ok(None)) => return,
+            }
+        }
     }
 
     /// The next message of the open stream.
@@ -420,6 +455,10 @@ impl Stream for RowStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.pending.is_none() {
+            // Rows of a message already received need no future (and no move of the scan).
+            if let Some(row) = self.scan.as_mut().and_then(Scan::buffered) {
+                return Poll::Ready(Some(Ok(row)));
+            }
             let Some(mut scan) = self.scan.take() else {
                 return Poll::Ready(None);
             };

@@ -120,7 +120,13 @@ impl Table {
                 reversed: false,
             },
         );
-        rows.next_row().await.transpose()
+        let row = rows.next_row().await.transpose()?;
+        if row.is_some() {
+            // Ends the call cleanly (reads the trailers) instead of resetting it: see
+            // `scan::Scan::drain`. Returns `None`, the limit being reached.
+            let _ = rows.next_row().await;
+        }
+        Ok(row)
     }
 
     /// The rows of `rows` in row order, across tablets, through `filter`.

@@ -88,6 +88,23 @@ impl RowRange {
         let r = RowRange { start, end };
         if r.is_empty() { None } else { Some(r) }
     }
+
+    /// The one row this range holds, if it holds exactly one: `[k, k]`, or `[k, k\0)` (how a
+    /// client spells a row key as a half-open range). A point read can then use the row's
+    /// Bloom filters instead of opening an iterator on every SSTable.
+    pub fn single_row(&self) -> Option<&Bytes> {
+        let Bound::Included(start) = &self.start else {
+            return None;
+        };
+        let one = match &self.end {
+            Bound::Included(end) => end == start,
+            Bound::Excluded(end) => {
+                end.len() == start.len() + 1 && end.starts_with(start) && end.ends_with(&[0])
+            }
+            Bound::Unbounded => false,
+        };
+        one.then_some(start)
+    }
 }
 
 /// The stricter of two bounds on the same side; `further(a, b)` says whether `a` lies further
@@ -117,6 +134,30 @@ fn tighter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_row_is_recognised_in_both_spellings() {
+        let k = Bytes::from_static(b"k");
+        assert_eq!(RowRange::single(k.clone()).single_row(), Some(&k));
+        let half_open = RowRange::half_open(k.clone(), Bytes::from_static(b"k\0"));
+        assert_eq!(half_open.single_row(), Some(&k));
+        for not_one in [
+            RowRange::half_open(k.clone(), Bytes::from_static(b"k\0\0")),
+            RowRange::half_open(k.clone(), Bytes::from_static(b"k\x01")),
+            RowRange::half_open(k.clone(), Bytes::from_static(b"l")),
+            RowRange {
+                start: Bound::Excluded(k.clone()),
+                end: Bound::Included(k.clone()),
+            },
+            RowRange {
+                start: Bound::Included(k.clone()),
+                end: Bound::Unbounded,
+            },
+            RowRange::all(),
+        ] {
+            assert_eq!(not_one.single_row(), None, "{not_one:?}");
+        }
+    }
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

@@ -78,6 +78,8 @@ impl Tablet {
             filter,
             remaining: opts.limit.unwrap_or(usize::MAX),
             snapshot,
+            examined: 0,
+            finished: false,
         })
     }
 }
@@ -161,6 +163,10 @@ pub struct RowIter {
     filter: CellFilter,
     remaining: usize,
     snapshot: Seq,
+    /// Rows looked at so far, including rows with no cell left.
+    examined: u64,
+    /// No row is left (the end, the limit, or an error).
+    finished: bool,
 }
 
 impl RowIter {
@@ -173,7 +179,53 @@ impl RowIter {
             filter: CellFilter::default(),
             remaining: 0,
             snapshot: 0,
+            examined: 0,
+            finished: true,
         }
+    }
+
+    /// Rows looked at so far, including rows left with no cell (deleted, or filtered out by
+    /// the scan's `CellFilter`): the work done, which returned rows alone do not show.
+    pub fn rows_examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// The next row with cells, looking at no more than `max_rows` rows (at least one);
+    /// `None` if none was found among them, and then [`RowIter::is_finished`] tells whether
+    /// rows are left. A caller that may not block for long (an async worker) so bounds its
+    /// work even where thousands of deleted or filtered-out rows lie between two returned ones.
+    pub fn next_within(&mut self, max_rows: u64) -> Result<Option<Row>, EngineError> {
+        let mut looked = 0;
+        while !self.finished && looked < max_rows.max(1) {
+            if self.remaining == 0 {
+                self.finished = true;
+                break;
+            }
+            match self.next_row_entries() {
+                Err(e) => {
+                    self.merged = None;
+                    self.finished = true;
+                    return Err(e);
+                }
+                Ok(false) => self.finished = true,
+                Ok(true) => {
+                    looked += 1;
+                    self.examined += 1;
+                    let key = self.row[0].key.row.clone();
+                    let cells = resolve_row(&mut self.row, &self.filter);
+                    if !cells.is_empty() {
+                        self.remaining -= 1;
+                        return Ok(Some(Row { key, cells }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether no row is left to return.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// The snapshot this scan reads at.
@@ -214,23 +266,78 @@ impl Iterator for RowIter {
     type Item = Result<Row, EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.remaining > 0 {
-            match self.next_row_entries() {
-                Err(e) => {
-                    self.merged = None;
-                    return Some(Err(e));
-                }
-                Ok(false) => return None,
-                Ok(true) => {
-                    let key = self.row[0].key.row.clone();
-                    let cells = resolve_row(&mut self.row, &self.filter);
-                    if !cells.is_empty() {
-                        self.remaining -= 1;
-                        return Some(Ok(Row { key, cells }));
-                    }
-                }
+        // Without a bound, `None` is the end.
+        self.next_within(u64::MAX).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use tabula_common::{Clock, LocalDir, ManualClock, ServerId, StorageRoot, TabletId, Timestamp};
+
+    use crate::engine::commitlog::{CommitLog, CommitLogOptions};
+    use crate::engine::{Engine, EngineOptions, Mutation, RowMutation, ScanOptions, Schema};
+
+    fn row(row: &str, mutation: Mutation) -> RowMutation {
+        RowMutation {
+            row: Bytes::copy_from_slice(row.as_bytes()),
+            mutations: vec![mutation],
+        }
+    }
+
+    #[test]
+    fn a_bounded_step_stops_inside_a_run_of_deleted_rows_and_resumes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
+        let log = CommitLog::open(
+            storage.clone(),
+            ServerId("s1".into()),
+            CommitLogOptions::default(),
+        )
+        .unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let engine = Engine::new(storage, Arc::new(log), clock, EngineOptions::for_tests());
+        let tablet = engine
+            .create_tablet(
+                TabletId(1),
+                Bytes::new(),
+                None,
+                Schema::with_families(["cf"]),
+            )
+            .unwrap();
+        for i in 0..100 {
+            let set = Mutation::SetCell {
+                family: Bytes::from_static(b"cf"),
+                qualifier: Bytes::from_static(b"q"),
+                timestamp: 1,
+                value: Bytes::from_static(b"v"),
+            };
+            tablet.apply(row(&format!("r{i:03}"), set)).unwrap();
+        }
+        for i in 10..90 {
+            tablet
+                .apply(row(&format!("r{i:03}"), Mutation::DeleteFromRow))
+                .unwrap();
+        }
+        let mut rows = tablet.scan(ScanOptions::default()).unwrap();
+        let (mut got, mut empty_steps) = (Vec::new(), 0);
+        for _ in 0..1000 {
+            match rows.next_within(5).unwrap() {
+                Some(r) => got.push(String::from_utf8(r.key.to_vec()).unwrap()),
+                None if rows.is_finished() => break,
+                None => empty_steps += 1,
             }
         }
-        None
+        let want: Vec<String> = (0..10).chain(90..100).map(|i| format!("r{i:03}")).collect();
+        assert_eq!(got, want);
+        assert!(rows.is_finished(), "the scan never reported its end");
+        assert_eq!(
+            empty_steps, 16,
+            "80 deleted rows, 5 a step, should take 16 steps that return nothing"
+        );
+        assert_eq!(rows.rows_examined(), 100);
     }
 }

@@ -2,18 +2,28 @@
 //! order or reversed, each row passed through the compiled filter, streamed several rows per
 //! message.
 //!
-//! The engine's scans are synchronous iterators, so the scan runs on the blocking pool and
-//! hands messages to the response stream through a bounded channel: a slow client holds the
-//! scan back instead of letting messages pile up (flow control), and a client that goes away
-//! closes the channel, which ends the scan. A message is sent once its rows reach
-//! `read_batch_bytes` or `read_batch_rows`; rows the filter empties are not sent, but every
-//! message carries `last_scanned_row_key`, and after `PROGRESS_ROWS` rows looked at with
-//! nothing to send a message with no rows reports the progress. The engine pushdown
-//! (`Filter::pushdown`) narrows what is read; the filter itself decides what is returned.
-//! `rows_limit` counts returned rows. Each range is read at one snapshot (whole mutations
-//! only); the gate is asked again before every message, so a server that stops being safe
-//! stops streaming.
+//! Where it runs. Most reads are short — a point read, a scan of a hundred rows — and moving
+//! each to the blocking pool costs more than the read (a thread hand-off, a wake-up through
+//! the channel, often a new thread): so every scan starts *inline*, on the async worker that
+//! received the request, with a budget of `INLINE_ROWS` rows looked at (rows the engine or the
+//! filter empties count too, so thousands of deleted rows cannot hold a worker) and
+//! `INLINE_BYTES` of rows. A scan that finishes within it is answered from the messages it
+//! made, with no task and no channel. A longer scan moves, iterator and snapshot included, to
+//! the blocking pool and hands its further messages to the response stream through a bounded
+//! channel: a slow client holds the scan back instead of letting messages pile up (flow
+//! control), and a client that goes away closes the channel, which ends the scan. A range of
+//! one row is a point read (`Tablet::read_row`: Bloom filters, no iterator per SSTable).
+//!
+//! A message is sent once its rows reach `read_batch_bytes` or `read_batch_rows`; rows the
+//! filter empties are not sent, but every message carries `last_scanned_row_key`, and after
+//! `PROGRESS_ROWS` rows looked at with nothing to send a message with no rows reports the
+//! progress. The engine pushdown (`Filter::pushdown`) narrows what is read; the filter itself
+//! decides what is returned. `rows_limit` counts returned rows. Each range is read at one
+//! snapshot (whole mutations only); the gate is asked again before every message, so a server
+//! that stops being safe stops streaming.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,25 +33,36 @@ use tabula_proto::google::bigtable::v2 as pb;
 use tabula_proto::tabula::tablet::v1 as api;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::Status;
 
-use crate::engine::ScanOptions;
 use crate::engine::sstable::RowRange;
+use crate::engine::{Row, RowIter, ScanOptions};
 use crate::filter::{Filter, to_proto_row};
 
 use super::row_set::{self, Rows};
 use super::{Gate, ServedTablet, Shared, route};
 
 /// The response stream of `ReadRows`.
-pub(super) type ReadRowsStream = ReceiverStream<Result<api::ReadRowsResponse, Status>>;
+pub(super) type ReadRowsStream =
+    Pin<Box<dyn Stream<Item = Result<api::ReadRowsResponse, Status>> + Send + 'static>>;
 
-/// Messages buffered between the scan and the client.
+/// Messages buffered between a scan on the blocking pool and the client.
 const CHANNEL_MESSAGES: usize = 4;
 
 /// Rows looked at without anything to send before a progress-only message.
 const PROGRESS_ROWS: usize = 10_000;
 
-/// `ReadRows`: checks and routes the request, then starts the scan.
+/// Rows a scan may look at on the async worker before it moves to the blocking pool: a
+/// hundred-row scan stays inline, and at a few microseconds a row the worker is back to its
+/// other requests within about a millisecond.
+const INLINE_ROWS: u64 = 256;
+
+/// Bytes of rows a scan may gather on the async worker before it moves to the blocking pool
+/// (also the most the inline part holds in memory).
+const INLINE_BYTES: usize = 512 * 1024;
+
+/// `ReadRows`: checks and routes the request, then runs the scan (see the module doc).
 pub(super) async fn read_rows(
     shared: &Shared,
     req: api::ReadRowsRequest,
@@ -74,17 +95,17 @@ pub(super) async fn read_rows(
             (Some(served), ranges)
         }
     };
-    let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
     let Some(served) = served else {
-        return Ok(ReceiverStream::new(rx));
+        return Ok(Box::pin(tokio_stream::empty()));
     };
     served.count_read();
     if req.reversed {
         ranges.reverse();
     }
-    let scan = Scan {
+    let mut scan = Scan {
         served,
-        ranges,
+        ranges: ranges.into(),
+        current: None,
         filter,
         reversed: req.reversed,
         limit: usize::try_from(req.rows_limit)
@@ -94,18 +115,42 @@ pub(super) async fn read_rows(
         gate: shared.gate.clone(),
         batch_bytes: shared.options.read_batch_bytes.max(1),
         batch_rows: shared.options.read_batch_rows.max(1),
+        batch: Batch::default(),
     };
-    // The task ends when the scan does or when the client goes away (the channel closes):
-    // the stream owns it through the channel.
-    tokio::task::spawn_blocking(move || scan.run(tx));
-    Ok(ReceiverStream::new(rx))
+    let mut made = Vec::new();
+    let inline = scan.advance(
+        Some(Budget {
+            rows: INLINE_ROWS,
+            bytes: INLINE_BYTES,
+        }),
+        &mut |message| {
+            made.push(Ok(message));
+            Ok(())
+        },
+    );
+    let made = tokio_stream::iter(made);
+    match inline {
+        Ok(Progress::Done) => Ok(Box::pin(made)),
+        Err(Stop::Failed(e)) => Ok(Box::pin(made.chain(tokio_stream::once(Err(e.into()))))),
+        // Nothing inline can go away: the messages are in `made`.
+        Err(Stop::Gone) => Ok(Box::pin(made)),
+        Ok(Progress::Paused) => {
+            let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
+            // The task ends when the scan does or when the client goes away (the channel
+            // closes): the stream owns it through the channel.
+            tokio::task::spawn_blocking(move || scan.run(tx));
+            Ok(Box::pin(made.chain(ReceiverStream::new(rx))))
+        }
+    }
 }
 
-/// One `ReadRows` scan, run on the blocking pool.
+/// One `ReadRows` scan: started on the async worker, finished there or on the blocking pool.
 struct Scan {
     served: Arc<ServedTablet>,
-    /// In the order they are read.
-    ranges: Vec<RowRange>,
+    /// Ranges not started yet, in the order they are read.
+    ranges: VecDeque<RowRange>,
+    /// The range being read: its iterator holds the range's snapshot.
+    current: Option<RowIter>,
     filter: Filter,
     reversed: bool,
     /// Rows still to return.
@@ -113,6 +158,25 @@ struct Scan {
     gate: Arc<Gate>,
     batch_bytes: usize,
     batch_rows: usize,
+    /// The message being filled.
+    batch: Batch,
+}
+
+/// How much a call of `Scan::advance` may do before it pauses.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Rows looked at (returned or not).
+    rows: u64,
+    /// Bytes of rows returned.
+    bytes: usize,
+}
+
+/// Where `Scan::advance` left the scan.
+enum Progress {
+    /// Every message was made.
+    Done,
+    /// The budget ran out; rows may be left.
+    Paused,
 }
 
 /// Why a scan stopped early.
@@ -133,77 +197,298 @@ struct Batch {
     scanned: usize,
 }
 
+/// Where a scan's messages go: collected inline, or into the channel.
+type Out<'a> = dyn FnMut(api::ReadRowsResponse) -> Result<(), Stop> + 'a;
+
 impl Scan {
+    /// The rest of the scan, on the blocking pool.
     fn run(mut self, tx: mpsc::Sender<Result<api::ReadRowsResponse, Status>>) {
-        match self.scan_all(&tx) {
-            Ok(()) | Err(Stop::Gone) => {}
-            Err(Stop::Failed(e)) => {
-                // The client may be gone already; nothing else to do then.
-                let _ = tx.blocking_send(Err(e.into()));
-            }
+        let sent = self.advance(None, &mut |message| {
+            tx.blocking_send(Ok(message)).map_err(|_| Stop::Gone)
+        });
+        if let Err(Stop::Failed(e)) = sent {
+            // The client may be gone already; nothing else to do then.
+            let _ = tx.blocking_send(Err(e.into()));
         }
     }
 
-    fn scan_all(
-        &mut self,
-        tx: &mpsc::Sender<Result<api::ReadRowsResponse, Status>>,
-    ) -> Result<(), Stop> {
-        let mut batch = Batch::default();
-        let ranges = std::mem::take(&mut self.ranges);
+    /// Reads rows and hands out messages until the scan is done or, with a budget, the budget
+    /// is spent. Resumable: the position (ranges left, the open iterator, the message being
+    /// filled) lives in `self`.
+    fn advance(&mut self, budget: Option<Budget>, out: &mut Out<'_>) -> Result<Progress, Stop> {
         let mut rng = rand::rng();
-        'ranges: for range in ranges {
+        let mut looked: u64 = 0;
+        let mut bytes: usize = 0;
+        loop {
             if self.limit == 0 {
                 break;
             }
-            let rows = self
-                .served
-                .tablet
-                .scan(ScanOptions {
-                    range,
-                    filter: self.filter.pushdown(),
-                    reverse: self.reversed,
-                    limit: None,
-                })
-                .map_err(|e| Stop::Failed(e.into()))?;
-            for row in rows {
-                let row = row.map_err(|e| Stop::Failed(e.into()))?;
-                let out = self.filter.apply(&row.key, &row.cells, &mut rng);
-                batch.scanned += 1;
-                batch.last_scanned = Some(row.key.clone());
-                if let Some(message) = to_proto_row(row.key, out) {
-                    batch.bytes += message.encoded_len();
-                    batch.rows.push(message);
-                    self.limit -= 1;
+            if let Some(b) = budget
+                && (looked >= b.rows || bytes >= b.bytes)
+            {
+                return Ok(Progress::Paused);
+            }
+            let allowed = budget.map_or(u64::MAX, |b| b.rows - looked);
+            let found = match self.current.as_mut() {
+                Some(rows) => {
+                    let before = rows.rows_examined();
+                    let found = rows
+                        .next_within(allowed)
+                        .map_err(|e| Stop::Failed(e.into()))?;
+                    looked += rows.rows_examined() - before;
+                    if found.is_none() && rows.is_finished() {
+                        self.current = None;
+                    }
+                    found
                 }
-                let full = batch.rows.len() >= self.batch_rows
-                    || batch.bytes >= self.batch_bytes
-                    || (batch.rows.is_empty() && batch.scanned >= PROGRESS_ROWS);
-                if full || self.limit == 0 {
-                    self.send(tx, &mut batch)?;
+                None => {
+                    let Some(range) = self.ranges.pop_front() else {
+                        break;
+                    };
+                    looked += 1;
+                    match range.single_row() {
+                        Some(row) => self
+                            .served
+                            .tablet
+                            .read_row(row, &self.filter.pushdown())
+                            .map_err(|e| Stop::Failed(e.into()))?,
+                        None => {
+                            self.current = Some(
+                                self.served
+                                    .tablet
+                                    .scan(ScanOptions {
+                                        range,
+                                        filter: self.filter.pushdown(),
+                                        reverse: self.reversed,
+                                        limit: None,
+                                    })
+                                    .map_err(|e| Stop::Failed(e.into()))?,
+                            );
+                            None
+                        }
+                    }
                 }
-                if self.limit == 0 {
-                    break 'ranges;
-                }
+            };
+            if let Some(row) = found {
+                bytes += self.take(row, &mut rng, out)?;
             }
         }
-        if batch.last_scanned.is_some() {
-            self.send(tx, &mut batch)?;
+        if self.batch.last_scanned.is_some() {
+            self.send(out)?;
         }
-        Ok(())
+        Ok(Progress::Done)
     }
 
-    /// Sends the batch (if the server may still serve) and starts a new one.
-    fn send(
-        &self,
-        tx: &mpsc::Sender<Result<api::ReadRowsResponse, Status>>,
-        batch: &mut Batch,
-    ) -> Result<(), Stop> {
+    /// Passes a row through the filter into the message (sending it when full); the bytes
+    /// the row added.
+    fn take(
+        &mut self,
+        row: Row,
+        rng: &mut dyn rand::RngCore,
+        out: &mut Out<'_>,
+    ) -> Result<usize, Stop> {
+        let filtered = self.filter.apply(&row.key, &row.cells, rng);
+        let batch = &mut self.batch;
+        batch.scanned += 1;
+        batch.last_scanned = Some(row.key.clone());
+        let mut added = 0;
+        if let Some(message) = to_proto_row(row.key, filtered) {
+            added = message.encoded_len();
+            batch.bytes += added;
+            batch.rows.push(message);
+            self.limit -= 1;
+        }
+        let full = batch.rows.len() >= self.batch_rows
+            || batch.bytes >= self.batch_bytes
+            || (batch.rows.is_empty() && batch.scanned >= PROGRESS_ROWS);
+        if full || self.limit == 0 {
+            self.send(out)?;
+        }
+        Ok(added)
+    }
+
+    /// Sends the message being filled (if the server may still serve) and starts a new one.
+    fn send(&mut self, out: &mut Out<'_>) -> Result<(), Stop> {
         self.gate.check_serving().map_err(Stop::Failed)?;
-        let taken = std::mem::take(batch);
-        let message = api::ReadRowsResponse {
+        let taken = std::mem::take(&mut self.batch);
+        out(api::ReadRowsResponse {
             rows: taken.rows,
             last_scanned_row_key: taken.last_scanned.map(|k| k.to_vec()).unwrap_or_default(),
-        };
-        tx.blocking_send(Ok(message)).map_err(|_| Stop::Gone)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tabula_common::{
+        Clock, Epoch, LocalDir, ManualClock, ServerId, StorageRoot, TableId, TabletId, Timestamp,
+    };
+
+    use super::*;
+    use crate::engine::commitlog::{CommitLog, CommitLogOptions};
+    use crate::engine::{Engine, EngineOptions, Mutation, RowMutation, Schema};
+
+    /// A served tablet holding rows `r000..` (one 100-byte cell each), the first `deleted`
+    /// of them deleted.
+    fn served(rows: usize, deleted: usize) -> (tempfile::TempDir, Arc<ServedTablet>) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
+        let log = CommitLog::open(
+            storage.clone(),
+            ServerId("s1".into()),
+            CommitLogOptions::default(),
+        )
+        .unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let engine = Engine::new(storage, Arc::new(log), clock, EngineOptions::for_tests());
+        let tablet = engine
+            .create_tablet(
+                TabletId(1),
+                Bytes::new(),
+                None,
+                Schema::with_families(["cf"]),
+            )
+            .unwrap();
+        for i in 0..rows {
+            let mutation = if i < deleted {
+                Mutation::DeleteFromRow
+            } else {
+                Mutation::SetCell {
+                    family: Bytes::from_static(b"cf"),
+                    qualifier: Bytes::from_static(b"q"),
+                    timestamp: 1,
+                    value: Bytes::from(vec![b'v'; 100]),
+                }
+            };
+            tablet
+                .apply(RowMutation {
+                    row: Bytes::from(format!("r{i:04}")),
+                    mutations: vec![mutation],
+                })
+                .unwrap();
+        }
+        let served = Arc::new(ServedTablet::new(TableId(1), Epoch(1), tablet));
+        (dir, served)
+    }
+
+    fn scan(served: Arc<ServedTablet>, gate: Arc<Gate>) -> Scan {
+        let range = served.tablet.range().clone();
+        Scan {
+            served,
+            ranges: VecDeque::from([range]),
+            current: None,
+            filter: Filter::pass_all(),
+            reversed: false,
+            limit: usize::MAX,
+            gate,
+            batch_bytes: 1 << 20,
+            batch_rows: 100,
+            batch: Batch::default(),
+        }
+    }
+
+    const INLINE: Option<Budget> = Some(Budget {
+        rows: INLINE_ROWS,
+        bytes: INLINE_BYTES,
+    });
+
+    fn keys(messages: &[api::ReadRowsResponse]) -> Vec<String> {
+        messages
+            .iter()
+            .flat_map(|m| &m.rows)
+            .map(|r| String::from_utf8(r.key.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_long_scan_pauses_at_the_inline_budget_and_resumes_where_it_stopped() {
+        let (_dir, served) = served(600, 0);
+        let mut scan = scan(served, Arc::new(Gate::new(Arc::new(|| true))));
+        let mut made = Vec::new();
+        let inline = scan.advance(INLINE, &mut |m| {
+            made.push(m);
+            Ok(())
+        });
+        assert!(
+            matches!(inline, Ok(Progress::Paused)),
+            "600 rows fit inline"
+        );
+        // Two full messages; the rows of the third wait in the batch.
+        assert_eq!(made.len(), 2);
+        let rest = scan.advance(None, &mut |m| {
+            made.push(m);
+            Ok(())
+        });
+        assert!(matches!(rest, Ok(Progress::Done)));
+        let want: Vec<String> = (0..600).map(|i| format!("r{i:04}")).collect();
+        assert_eq!(keys(&made), want, "rows repeated, lost or out of order");
+        assert!(made.iter().all(|m| m.rows.len() == 100));
+    }
+
+    #[test]
+    fn deleted_rows_count_against_the_inline_budget() {
+        let (_dir, served) = served(5_000, 4_900);
+        let mut scan = scan(served, Arc::new(Gate::new(Arc::new(|| true))));
+        let mut made = Vec::new();
+        let inline = scan.advance(INLINE, &mut |m| {
+            made.push(m);
+            Ok(())
+        });
+        assert!(
+            matches!(inline, Ok(Progress::Paused)),
+            "4,900 deleted rows were looked at inline"
+        );
+        assert!(made.is_empty());
+        let rest = scan.advance(None, &mut |m| {
+            made.push(m);
+            Ok(())
+        });
+        assert!(matches!(rest, Ok(Progress::Done)));
+        assert_eq!(keys(&made).len(), 100);
+        assert_eq!(keys(&made)[0], "r4900");
+    }
+
+    #[test]
+    fn a_closed_gate_stops_the_scan_before_the_next_message() {
+        let (_dir, served) = served(300, 0);
+        let open = Arc::new(AtomicBool::new(true));
+        let check = open.clone();
+        let gate = Arc::new(Gate::new(Arc::new(move || check.load(Ordering::SeqCst))));
+        let mut scan = scan(served, gate);
+        let mut made = Vec::new();
+        let sent = scan.advance(None, &mut |m| {
+            made.push(m);
+            open.store(false, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(
+            matches!(sent, Err(Stop::Failed(_))),
+            "the scan went on with the gate closed"
+        );
+        assert_eq!(made.len(), 1);
+    }
+
+    #[test]
+    fn a_point_read_and_a_limit_finish_inline() {
+        let (_dir, served) = served(300, 0);
+        let mut scan = scan(served, Arc::new(Gate::new(Arc::new(|| true))));
+        scan.ranges = VecDeque::from([
+            RowRange::half_open(Bytes::from_static(b"r0007"), Bytes::from_static(b"r0007\0")),
+            RowRange::single(Bytes::from_static(b"r0009")),
+            RowRange::half_open(Bytes::from_static(b"r0100"), Bytes::from_static(b"r0200")),
+        ]);
+        scan.limit = 50;
+        let mut made = Vec::new();
+        let inline = scan.advance(INLINE, &mut |m| {
+            made.push(m);
+            Ok(())
+        });
+        assert!(matches!(inline, Ok(Progress::Done)));
+        let got = keys(&made);
+        assert_eq!(got.len(), 50);
+        assert_eq!(&got[..3], ["r0007", "r0009", "r0100"]);
+        assert_eq!(got[49], "r0147");
     }
 }
