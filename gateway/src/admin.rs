@@ -4,21 +4,37 @@
 //! authorized views, IAM, undelete, update) answers `UNIMPLEMENTED` naming what is missing.
 //!
 //! A Cloud Bigtable table `projects/P/instances/I/tables/T` is the Tabula table `T`, whatever
-//! `P` and `I` are. Tables answer with their families and GC rules and granularity `MILLIS`
+//! `P` and `I` are. Tables answer with their families (GC rules, value types) and granularity
 //! unless the view is `NAME_ONLY` (`ListTables`' default).
 //!
-//! Not yet supported, refused rather than ignored: aggregate families (`value_type`),
-//! deletion protection, change streams and automated backups on create.
+//! Tables created here keep timestamps at millisecond granularity, as Cloud Bigtable's (the
+//! only granularity it has); a table created natively keeps microseconds and answers
+//! `TIMESTAMP_GRANULARITY_UNSPECIFIED`. A family's `value_type` may be an aggregate Sum of
+//! Int64 (big-endian bytes, the only encoding there is); it is fixed at creation: an update
+//! naming another type is `INVALID_ARGUMENT`. Other types are `UNIMPLEMENTED`.
+//!
+//! `CreateTable` and `ModifyColumnFamilies` go to the active master's `MasterService`
+//! directly: the client library's `Admin` speaks families without value types or
+//! granularity. A master that answers `NotLeader` (nothing done) is asked again, a few times.
+//!
+//! Not yet supported, refused rather than ignored: deletion protection, change streams and
+//! automated backups on create.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use tabula_client::{Admin, Client, Family, FamilyChange, TableInfo};
+use std::time::Duration;
+
+use tabula_client::{Admin, Client, TableInfo};
 use tabula_common::{Code, Error};
 use tabula_proto::google::bigtable::admin::v2 as admin;
 use tabula_proto::google::iam::v1 as iam;
 use tabula_proto::google::longrunning::Operation;
+use tabula_proto::tabula::master::v1 as mpb;
+use tabula_proto::tabula::master::v1::master_service_client::MasterServiceClient;
+use tabula_proto::tabula::tablet::v1 as tpb;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::gc;
@@ -35,14 +51,54 @@ const CONSISTENCY_TOKEN: &str = "tabula-writes-are-consistent-when-acknowledged"
 /// The table admin API.
 #[derive(Debug)]
 pub struct TableAdminService {
+    client: Client,
     admin: Admin,
 }
+
+/// How many times a call is sent to the master that `/tabula/master` names when the one
+/// asked answers `NotLeader`, and the first pause between (doubling).
+const MASTER_ATTEMPTS: u32 = 6;
+const MASTER_FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 impl TableAdminService {
     /// The table admin API over `client`.
     pub fn new(client: &Client) -> TableAdminService {
         TableAdminService {
+            client: client.clone(),
             admin: client.admin(),
+        }
+    }
+
+    /// Runs `call` on the active master; again on `NotLeader` (the master did nothing), up
+    /// to [`MASTER_ATTEMPTS`] times. Any other failure is the answer: a change may have been
+    /// made, so it is not repeated.
+    async fn on_master<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: Fn(MasterServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut pause = MASTER_FIRST_PAUSE;
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let addr = self.admin.active_master().await?;
+                let master = self.client.channels().master(&addr)?;
+                call(master).await.map_err(Error::from)
+            }
+            .await;
+            match result {
+                Ok(answer) => return Ok(answer.into_inner()),
+                Err(e)
+                    if attempt < MASTER_ATTEMPTS
+                        && matches!(e.code, Code::NotLeader { .. } | Code::Unavailable)
+                        && !matches!(e.code, Code::Unavailable if !e.message.contains("no active master")) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(to_status(e)),
+            }
         }
     }
 
@@ -56,47 +112,134 @@ impl TableAdminService {
 
 /// `info` in Cloud Bigtable's form, named in `instance`, families unless `NAME_ONLY`.
 fn table_answer(instance: &Instance, info: &TableInfo, view: i32) -> admin::Table {
+    table_answer_of(instance, &info.proto, view)
+}
+
+/// A table as the master describes it in Cloud Bigtable's form.
+fn table_answer_of(instance: &Instance, table: &mpb::Table, view: i32) -> admin::Table {
     let name_only = view == admin::table::View::NameOnly as i32;
+    let schema = table.schema.clone().unwrap_or_default();
     let column_families: HashMap<String, admin::ColumnFamily> = if name_only {
         HashMap::new()
     } else {
-        info.proto
-            .schema
+        schema
+            .families
             .iter()
-            .flat_map(|s| s.families.iter())
             .map(|f| {
                 (
                     f.name.clone(),
                     admin::ColumnFamily {
                         gc_rule: gc::to_admin(f.gc_rule.as_ref()),
-                        value_type: None,
+                        value_type: admin_value_type(f.value_type()),
                     },
                 )
             })
             .collect()
     };
+    let granularity = match schema.granularity() {
+        _ if name_only => admin::table::TimestampGranularity::Unspecified,
+        tpb::TimestampGranularity::Millis => admin::table::TimestampGranularity::Millis,
+        tpb::TimestampGranularity::Micros => admin::table::TimestampGranularity::Unspecified,
+    };
     admin::Table {
-        name: instance.table_name(&info.name),
+        name: instance.table_name(&table.name),
         column_families,
-        granularity: if name_only {
-            0
-        } else {
-            admin::table::TimestampGranularity::Millis as i32
-        },
+        granularity: granularity as i32,
         ..Default::default()
     }
 }
 
-/// A family to create or update, checked.
-fn family(id: &str, family: admin::ColumnFamily) -> Result<Family, Status> {
-    if family.value_type.is_some() {
-        return Err(unimplemented(&format!(
-            "column family {id:?}: value_type (aggregate column families)"
-        )));
+/// Cloud Bigtable's `Aggregate { input_type: Int64 (big-endian bytes), Sum }`.
+fn sum_of_int64() -> admin::Type {
+    use admin::r#type::{Aggregate, Int64, Kind, aggregate};
+    let int64 = admin::Type {
+        kind: Some(Kind::Int64Type(Int64 {
+            encoding: Some(admin::r#type::int64::Encoding {
+                encoding: Some(admin::r#type::int64::encoding::Encoding::BigEndianBytes(
+                    admin::r#type::int64::encoding::BigEndianBytes::default(),
+                )),
+            }),
+        })),
+    };
+    admin::Type {
+        kind: Some(Kind::AggregateType(Box::new(Aggregate {
+            input_type: Some(Box::new(int64.clone())),
+            state_type: Some(Box::new(int64)),
+            aggregator: Some(aggregate::Aggregator::Sum(aggregate::Sum {})),
+        }))),
     }
-    let gc = gc::from_admin(&format!("column_families[{id}].gc_rule"), family.gc_rule)
-        .map_err(to_status)?;
-    Ok(Family::new(id).gc(gc))
+}
+
+fn admin_value_type(value_type: tpb::ValueType) -> Option<admin::Type> {
+    match value_type {
+        tpb::ValueType::Bytes => None,
+        tpb::ValueType::SumInt64 => Some(sum_of_int64()),
+    }
+}
+
+/// The value type a family asks for: none is plain bytes, an aggregate Sum of Int64 (any
+/// Int64 encoding given is big-endian bytes, the only one) is ours; anything else is
+/// `UNIMPLEMENTED`.
+fn value_type(field: &str, t: Option<admin::Type>) -> Result<tpb::ValueType, Status> {
+    use admin::r#type::{Kind, aggregate::Aggregator};
+    let Some(kind) = t.and_then(|t| t.kind) else {
+        return Ok(tpb::ValueType::Bytes);
+    };
+    let Kind::AggregateType(agg) = kind else {
+        return Err(unimplemented(&format!(
+            "{field}: value types other than an aggregate Sum of Int64"
+        )));
+    };
+    let input_is_int64 = matches!(
+        agg.input_type.as_deref().and_then(|t| t.kind.as_ref()),
+        Some(Kind::Int64Type(_))
+    );
+    match (&agg.aggregator, input_is_int64) {
+        (Some(Aggregator::Sum(_)), true) => Ok(tpb::ValueType::SumInt64),
+        (None, _) => Err(to_status(Error::invalid_argument(format!(
+            "{field}.aggregate_type: an aggregator is required"
+        )))),
+        _ => Err(unimplemented(&format!(
+            "{field}: aggregates other than Sum of Int64"
+        ))),
+    }
+}
+
+/// A family to create or update, checked, in the master's form (named `id`).
+fn family(id: &str, family: admin::ColumnFamily) -> Result<tpb::ColumnFamily, Status> {
+    let field = format!("column_families[{id}]");
+    let value_type = value_type(&format!("{field}.value_type"), family.value_type)?;
+    let gc = gc::from_admin(&format!("{field}.gc_rule"), family.gc_rule).map_err(to_status)?;
+    Ok(tpb::ColumnFamily {
+        name: id.to_owned(),
+        gc_rule: gc::to_tablet(&gc),
+        value_type: value_type as i32,
+    })
+}
+
+/// `INVALID_ARGUMENT` if update `i` names a value type other than its family's (fixed at
+/// creation, as in Cloud Bigtable). A family the table lacks is left to the master
+/// (`NOT_FOUND`).
+fn check_same_type(
+    i: usize,
+    f: &tpb::ColumnFamily,
+    table: Option<&TableInfo>,
+) -> Result<(), Status> {
+    let now = table
+        .and_then(|t| t.proto.schema.as_ref())
+        .and_then(|s| s.families.iter().find(|g| g.name == f.name));
+    match now {
+        Some(g) if g.value_type != f.value_type => {
+            Err(to_status(Error::invalid_argument(format!(
+                "modifications[{i}].update.value_type: the value type of column family {} is fixed \
+             when it is created ({}); it cannot become {}",
+                f.name,
+                tabula_common::schema::value_type_name(g.value_type),
+                tabula_common::schema::value_type_name(f.value_type)
+            ))))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses the parts of a new table Tabula does not offer.
@@ -154,6 +297,15 @@ impl admin::bigtable_table_admin_server::BigtableTableAdmin for TableAdminServic
             .map(|(id, f)| family(&id, f))
             .collect::<Result<Vec<_>, _>>()?;
         families.sort_by(|a, b| a.name.cmp(&b.name));
+        // Cloud Bigtable: unspecified is MILLIS, and MILLIS is all there is.
+        if table.granularity != admin::table::TimestampGranularity::Unspecified as i32
+            && table.granularity != admin::table::TimestampGranularity::Millis as i32
+        {
+            return Err(to_status(Error::invalid_argument(format!(
+                "table.granularity: {} is not a timestamp granularity (want MILLIS)",
+                table.granularity
+            ))));
+        }
         let mut splits: Vec<Vec<u8>> = req.initial_splits.into_iter().map(|s| s.key).collect();
         if splits.iter().any(Vec::is_empty) {
             return Err(to_status(Error::invalid_argument(
@@ -162,15 +314,26 @@ impl admin::bigtable_table_admin_server::BigtableTableAdmin for TableAdminServic
         }
         splits.sort();
         splits.dedup();
-        let split_refs: Vec<&[u8]> = splits.iter().map(Vec::as_slice).collect();
-        let info = self
-            .admin
-            .create_table(&req.table_id, &families, &split_refs)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(table_answer(
+        let request = mpb::CreateTableRequest {
+            name: req.table_id.clone(),
+            schema: Some(tpb::Schema {
+                families,
+                granularity: tpb::TimestampGranularity::Millis as i32,
+            }),
+            split_keys: splits,
+        };
+        let answer = self
+            .on_master(|mut m| {
+                let r = request.clone();
+                async move { m.create_table(r).await }
+            })
+            .await?;
+        let table = answer
+            .table
+            .ok_or_else(|| to_status(Error::internal("CreateTable answered no table")))?;
+        Ok(Response::new(table_answer_of(
             &instance,
-            &info,
+            &table,
             admin::table::View::SchemaView as i32,
         )))
     }
@@ -231,6 +394,9 @@ impl admin::bigtable_table_admin_server::BigtableTableAdmin for TableAdminServic
                 "modifications: at least one modification is required",
             )));
         }
+        use mpb::column_family_modification::Mod as M;
+        // The value types of the families as they are now, for updates naming one.
+        let mut current: Option<TableInfo> = None;
         let mut changes = Vec::with_capacity(req.modifications.len());
         for (i, m) in req.modifications.into_iter().enumerate() {
             if m.id.is_empty() {
@@ -238,25 +404,48 @@ impl admin::bigtable_table_admin_server::BigtableTableAdmin for TableAdminServic
                     "modifications[{i}].id: a column family id is required"
                 ))));
             }
-            changes.push(match m.r#mod {
-                Some(Mod::Create(f)) => FamilyChange::Create(family(&m.id, f)?),
-                Some(Mod::Update(f)) => FamilyChange::Update(family(&m.id, f)?),
-                Some(Mod::Drop(true)) => FamilyChange::Drop(m.id),
+            let change = match m.r#mod {
+                Some(Mod::Create(f)) => M::CreateFamily(family(&m.id, f)?),
+                Some(Mod::Update(f)) => {
+                    let names_type = f.value_type.is_some();
+                    let f = family(&m.id, f)?;
+                    if names_type {
+                        if current.is_none() {
+                            current =
+                                Some(self.admin.get_table(&name.table).await.map_err(to_status)?);
+                        }
+                        check_same_type(i, &f, current.as_ref())?;
+                    }
+                    M::Update(f.gc_rule.unwrap_or_default())
+                }
+                Some(Mod::Drop(true)) => M::Drop(true),
                 Some(Mod::Drop(false)) | None => {
                     return Err(to_status(Error::invalid_argument(format!(
                         "modifications[{i}]: none of create, update or drop is set"
                     ))));
                 }
+            };
+            changes.push(mpb::ColumnFamilyModification {
+                family: m.id,
+                r#mod: Some(change),
             });
         }
-        let info = self
-            .admin
-            .modify_column_families(&name.table, &changes)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(table_answer(
+        let request = mpb::ModifyColumnFamiliesRequest {
+            name: name.table.clone(),
+            modifications: changes,
+        };
+        let answer = self
+            .on_master(|mut m| {
+                let r = request.clone();
+                async move { m.modify_column_families(r).await }
+            })
+            .await?;
+        let table = answer
+            .table
+            .ok_or_else(|| to_status(Error::internal("ModifyColumnFamilies answered no table")))?;
+        Ok(Response::new(table_answer_of(
             &name.instance,
-            &info,
+            &table,
             admin::table::View::SchemaView as i32,
         )))
     }

@@ -7,7 +7,12 @@
 //!   (the server's time) or a non-negative multiple of 1000, and so must the bounds of a
 //!   `DeleteFromColumn` range (0 = unbounded). The tablet server itself accepts any
 //!   microsecond, so the gateway is where this is enforced.
-//! - Aggregates (`AddToCell`, `MergeToCell`) are not supported yet: `UNIMPLEMENTED`.
+//! - Aggregates: `AddToCell` (an `int_value` input, or 8 big-endian bytes as `raw_value`; a
+//!   missing input adds 0, as Cloud Bigtable) passes through; `MergeToCell` into a Sum of
+//!   Int64 family merges the 8-byte state in `bytes_value`, which is an add. Their qualifier
+//!   is a `raw_value` and their timestamp a `raw_timestamp_micros` at millisecond
+//!   granularity. Whether the family is an aggregate is the tablet server's check
+//!   (`INVALID_ARGUMENT` otherwise).
 //! - An absent or empty `RowSet` is every row (the client library's empty set is none).
 
 use std::ops::Bound;
@@ -16,9 +21,10 @@ use bytes::Bytes;
 use tabula_client::{Mutation, RowRange, RowSet, Rule};
 use tabula_common::Error;
 use tabula_proto::google::bigtable::v2 as bt;
+use tabula_proto::google::bigtable::v2::value::Kind;
 use tonic::Status;
 
-use crate::status::{to_status, unimplemented};
+use crate::status::to_status;
 
 /// A row key from the wire: never empty.
 pub(crate) fn row_key(field: &str, key: Vec<u8>) -> Result<Bytes, Status> {
@@ -108,13 +114,85 @@ fn mutation(field: &str, m: bt::Mutation) -> Result<Mutation, Status> {
             family: d.family_name,
         }),
         Some(M::DeleteFromRow(_)) => Ok(Mutation::DeleteRow),
-        Some(M::AddToCell(_)) => Err(unimplemented(&format!(
-            "{field}: add_to_cell (aggregate column families)"
-        ))),
-        Some(M::MergeToCell(_)) => Err(unimplemented(&format!(
-            "{field}: merge_to_cell (aggregate column families)"
+        Some(M::AddToCell(a)) => {
+            let field = format!("{field}.add_to_cell");
+            let input = match kind(a.input) {
+                None => 0,
+                Some(Kind::IntValue(n)) => n,
+                Some(Kind::RawValue(raw)) => int64_bytes(&format!("{field}.input"), &raw)?,
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "{field}.input: a Sum of Int64 family adds an int_value"
+                    )));
+                }
+            };
+            Ok(Mutation::AddToCell {
+                qualifier: aggregate_qualifier(&field, a.column_qualifier)?,
+                timestamp_micros: aggregate_timestamp(&field, a.timestamp)?,
+                family: a.family_name,
+                input,
+            })
+        }
+        Some(M::MergeToCell(m)) => {
+            let field = format!("{field}.merge_to_cell");
+            let input = match kind(m.input) {
+                Some(Kind::BytesValue(state)) => int64_bytes(&format!("{field}.input"), &state)?,
+                _ => {
+                    return Err(invalid(format!(
+                        "{field}.input: a Sum of Int64 family merges a bytes_value of 8 \
+                         big-endian bytes"
+                    )));
+                }
+            };
+            Ok(Mutation::AddToCell {
+                qualifier: aggregate_qualifier(&field, m.column_qualifier)?,
+                timestamp_micros: aggregate_timestamp(&field, m.timestamp)?,
+                family: m.family_name,
+                input,
+            })
+        }
+    }
+}
+
+fn invalid(message: String) -> Status {
+    to_status(Error::invalid_argument(message))
+}
+
+fn kind(value: Option<bt::Value>) -> Option<Kind> {
+    value.and_then(|v| v.kind)
+}
+
+/// An aggregate mutation's qualifier: a `raw_value` (unset: the empty qualifier).
+fn aggregate_qualifier(field: &str, q: Option<bt::Value>) -> Result<Bytes, Status> {
+    match kind(q) {
+        None => Ok(Bytes::new()),
+        Some(Kind::RawValue(q)) => Ok(Bytes::from(q)),
+        Some(_) => Err(invalid(format!(
+            "{field}.column_qualifier: must be a raw_value"
         ))),
     }
+}
+
+/// An aggregate mutation's timestamp: a `raw_timestamp_micros` (unset: 0) at millisecond
+/// granularity; no server time, as the cell to add into is named by it.
+fn aggregate_timestamp(field: &str, ts: Option<bt::Value>) -> Result<i64, Status> {
+    let field = format!("{field}.timestamp");
+    match kind(ts) {
+        None => Ok(0),
+        Some(Kind::RawTimestampMicros(ts)) => timestamp(&field, ts, false),
+        Some(_) => Err(invalid(format!("{field}: must be a raw_timestamp_micros"))),
+    }
+}
+
+/// An int64 sent as 8 big-endian bytes.
+fn int64_bytes(field: &str, raw: &[u8]) -> Result<i64, Status> {
+    let bytes: [u8; 8] = raw.try_into().map_err(|_| {
+        invalid(format!(
+            "{field}: {} bytes, want an 8-byte big-endian int64",
+            raw.len()
+        ))
+    })?;
+    Ok(i64::from_be_bytes(bytes))
 }
 
 /// Read-modify-write rules: at least one, each an append or an increment.
@@ -275,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_lists_keys_and_aggregates_are_refused() {
+    fn empty_lists_and_keys_are_refused() {
         assert_eq!(
             mutations("mutations", vec![], false).unwrap_err().code(),
             tonic::Code::InvalidArgument
@@ -288,13 +366,6 @@ mod tests {
         assert_eq!(
             row_key("row_key", vec![]).unwrap_err().code(),
             tonic::Code::InvalidArgument
-        );
-        let add = bt::Mutation {
-            mutation: Some(M::AddToCell(bt::mutation::AddToCell::default())),
-        };
-        assert_eq!(
-            mutations("m", vec![add], false).unwrap_err().code(),
-            tonic::Code::Unimplemented
         );
         assert_eq!(
             mutations("m", vec![bt::Mutation { mutation: None }], false)
@@ -312,6 +383,62 @@ mod tests {
         );
         assert_eq!(rows_limit(0).unwrap(), None);
         assert_eq!(rows_limit(7).unwrap(), Some(7));
+    }
+
+    #[test]
+    fn aggregate_mutations_become_adds() {
+        use bt::value::Kind;
+        let value = |kind| {
+            Some(bt::Value {
+                kind: Some(kind),
+                ..bt::Value::default()
+            })
+        };
+        let add = |input, ts| bt::Mutation {
+            mutation: Some(M::AddToCell(bt::mutation::AddToCell {
+                family_name: "sum".into(),
+                column_qualifier: value(Kind::RawValue(b"q".to_vec())),
+                timestamp: ts,
+                input,
+            })),
+        };
+        let ts = |t| value(Kind::RawTimestampMicros(t));
+        let merge = bt::Mutation {
+            mutation: Some(M::MergeToCell(bt::mutation::MergeToCell {
+                family_name: "sum".into(),
+                column_qualifier: value(Kind::RawValue(b"q".to_vec())),
+                timestamp: ts(1000),
+                input: value(Kind::BytesValue(5i64.to_be_bytes().to_vec())),
+            })),
+        };
+        let m = mutations(
+            "m",
+            vec![
+                add(value(Kind::IntValue(3)), ts(2000)),
+                add(None, None),
+                merge,
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                Mutation::add_to_cell("sum", "q", 2000, 3),
+                Mutation::add_to_cell("sum", "q", 0, 0),
+                Mutation::add_to_cell("sum", "q", 1000, 5),
+            ]
+        );
+        for bad in [
+            add(value(Kind::IntValue(1)), ts(1500)),
+            add(value(Kind::IntValue(1)), ts(-1)),
+            add(value(Kind::StringValue("1".into())), None),
+            add(value(Kind::RawValue(vec![1, 2])), None),
+        ] {
+            let e = mutations("m", vec![bad.clone()], false).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(e.message().starts_with("m[0].add_to_cell"), "{e:?}");
+        }
     }
 
     #[test]

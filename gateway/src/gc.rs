@@ -46,6 +46,23 @@ fn list(field: &str, rules: Vec<admin::GcRule>) -> Result<Vec<GcRule>, Error> {
         .collect()
 }
 
+/// A client-library rule as the master stores it (`None`: keep everything).
+pub(crate) fn to_tablet(rule: &GcRule) -> Option<tpb::GcRule> {
+    use tpb::gc_rule::Rule;
+    let rule = match rule {
+        GcRule::KeepAll => return None,
+        GcRule::MaxVersions(n) => Rule::MaxNumVersions(*n),
+        GcRule::MaxAge(d) => Rule::MaxAgeMicros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        GcRule::Intersection(rules) => Rule::Intersection(tpb::gc_rule::Intersection {
+            rules: rules.iter().filter_map(to_tablet).collect(),
+        }),
+        GcRule::Union(rules) => Rule::Union(tpb::gc_rule::Union {
+            rules: rules.iter().filter_map(to_tablet).collect(),
+        }),
+    };
+    Some(tpb::GcRule { rule: Some(rule) })
+}
+
 /// A rule as the master stores it, in Cloud Bigtable's form (`None`: keep everything).
 pub(crate) fn to_admin(rule: Option<&tpb::GcRule>) -> Option<admin::GcRule> {
     use admin::gc_rule::Rule as A;
@@ -83,6 +100,17 @@ mod tests {
         admin::GcRule {
             rule: Some(A::MaxAge(prost_types::Duration { seconds, nanos: 0 })),
         }
+    }
+
+    #[test]
+    fn client_rules_become_tablet_rules() {
+        let rule = GcRule::Union(vec![
+            GcRule::MaxVersions(2),
+            GcRule::MaxAge(Duration::from_secs(1)),
+        ]);
+        let t = to_tablet(&rule).unwrap();
+        assert_eq!(from_admin("f", to_admin(Some(&t))).unwrap(), rule);
+        assert_eq!(to_tablet(&GcRule::KeepAll), None);
     }
 
     #[test]
