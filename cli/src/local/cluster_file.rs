@@ -3,17 +3,20 @@
 //!
 //! ```json
 //! { "base_port": 7101, "lock_nodes": 3, "lock": "127.0.0.1:7101,...", "ready": true,
+//!   "gateway": "127.0.0.1:8086",
 //!   "processes": [ { "name": "lock-1", "role": "lock", "id": "1", "address": "127.0.0.1:7101",
 //!                    "pid": 4242, "metrics": null, "log": "DIR/logs/lock-1.log" }, ... ] }
 //! ```
-//! `pid` is null while a process is down (between an unexpected exit and its restart).
+//! `pid` is null while a process is down (between an unexpected exit and its restart);
+//! `gateway` (the Cloud Bigtable API, what `BIGTABLE_EMULATOR_HOST` names) is null with
+//! `--no-gateway`, and the gateway is also a process of role `gateway`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::plan::{Shape, Spec, lock_addrs};
+use super::plan::{Shape, Spec, gateway_addr, lock_addrs};
 
 /// The file's path in `dir`.
 pub(crate) fn path(dir: &Path) -> PathBuf {
@@ -41,6 +44,7 @@ pub(crate) fn document(shape: &Shape, procs: &[(&Spec, Option<u32>)], ready: boo
         "lock_nodes": shape.lock_nodes,
         "lock": lock_addrs(shape).join(","),
         "ready": ready,
+        "gateway": gateway_addr(shape),
         "processes": processes,
     })
 }
@@ -97,6 +101,7 @@ mod tests {
             lock_nodes: 5,
             tablet_servers: 1,
             masters: 1,
+            gateway_port: Some(9039),
         };
         let specs = processes(dir.path(), &shape, 1);
         let procs: Vec<(&Spec, Option<u32>)> = specs.iter().map(|s| (s, Some(7))).collect();
@@ -105,7 +110,9 @@ mod tests {
         assert_eq!(saved_cell(dir.path()).unwrap(), Some((9001, 5)));
         let back: Value =
             serde_json::from_str(&std::fs::read_to_string(path(dir.path())).unwrap()).unwrap();
-        assert_eq!(back["processes"].as_array().unwrap().len(), 7);
+        assert_eq!(back["processes"].as_array().unwrap().len(), 8);
+        assert_eq!(back["gateway"], "127.0.0.1:9039");
+        assert_eq!(back["processes"][7]["role"], "gateway");
         assert_eq!(back["processes"][0]["metrics"], Value::Null);
         assert_eq!(back["processes"][5]["role"], "tablet");
         std::fs::write(path(dir.path()), "{}").unwrap();

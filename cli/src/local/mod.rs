@@ -1,7 +1,9 @@
 //! `tabula local`: a whole cluster on loopback from one command. Every role runs as a child
-//! process of this binary (lock nodes, then tablet servers, then masters), with all data under
-//! `--dir` and each child's output in `DIR/logs/<name>.log`. Once the cluster can create a
-//! table, one line `cluster ready: --lock ADDRS` goes to stdout (progress goes to stderr);
+//! process of this binary (lock nodes, then tablet servers, then masters, then one Cloud
+//! Bigtable gateway unless `--no-gateway`), with all data under `--dir` and each child's output
+//! in `DIR/logs/<name>.log`. Once the cluster can create a table (and the gateway listens),
+//! one line `cluster ready: --lock ADDRS` goes to stdout, followed by
+//! `BIGTABLE_EMULATOR_HOST=ADDR` when there is a gateway (progress goes to stderr);
 //! `DIR/cluster.json` lists every process. Ctrl-C or SIGTERM stops the children in order; a
 //! child that exits unexpectedly is reported and restarted (unless `--no-restart`). Started
 //! again on the same directory, the lock cell rejoins and every table and row is back.
@@ -30,7 +32,7 @@ use crate::exit::UsageError;
 use crate::signal::StopSignals;
 use agitate::{AgitateConfig, AgitateSpec, Agitation, Leases};
 use control::SignalRequest;
-use plan::{Role, Shape, Spec};
+use plan::{GatewayFlag, Role, Shape, Spec};
 use procs::Proc;
 use ready::{Readiness, Stage};
 
@@ -64,6 +66,13 @@ pub(crate) struct LocalArgs {
     /// masters on BASE+30... Default 7101; a used directory keeps its own.
     #[arg(long)]
     pub(crate) base_port: Option<u16>,
+    /// Port of the Cloud Bigtable gateway (BIGTABLE_EMULATOR_HOST=127.0.0.1:PORT). Default
+    /// 8086 with the default base port, else BASE+39 (the last port of the cluster's block).
+    #[arg(long, value_name = "PORT", conflicts_with = "no_gateway")]
+    pub(crate) gateway_port: Option<u16>,
+    /// Run no Cloud Bigtable gateway.
+    #[arg(long)]
+    pub(crate) no_gateway: bool,
     /// Report a child that exits unexpectedly but do not restart it.
     #[arg(long)]
     pub(crate) no_restart: bool,
@@ -97,11 +106,17 @@ pub(crate) fn run(args: LocalArgs) -> anyhow::Result<()> {
     };
     let dir = args.dir.clone();
     let saved = cluster_file::saved_cell(&dir)?;
+    let gateway = match (args.no_gateway, args.gateway_port) {
+        (true, _) => GatewayFlag::Off,
+        (false, Some(port)) => GatewayFlag::Port(port),
+        (false, None) => GatewayFlag::Default,
+    };
     let shape = plan::resolve(
         args.base_port,
         args.lock_nodes,
         args.tablet_servers,
         args.masters,
+        gateway,
         saved,
     )
     .map_err(UsageError)?;
@@ -143,11 +158,14 @@ fn unix_ms() -> u64 {
 /// Fails, naming the port, if any process's port is taken (another `tabula local`?).
 fn check_ports_free(specs: &[Spec]) -> anyhow::Result<()> {
     for spec in specs {
+        let remedy = match spec.role {
+            Role::Gateway => "pick another --gateway-port, or --no-gateway",
+            Role::Lock | Role::Tablet | Role::Master => "pick another --base-port for a new --dir",
+        };
         for addr in std::iter::once(&spec.addr).chain(spec.metrics.as_ref()) {
             TcpListener::bind(addr.as_str()).with_context(|| {
                 format!(
-                    "{} needs {addr}, which is not free (another tabula local? pick another \
-                     --base-port for a new --dir)",
+                    "{} needs {addr}, which is not free (another tabula local? {remedy})",
                     spec.name
                 )
             })?;
@@ -230,7 +248,8 @@ impl Local {
         agitation: &mut Option<Agitation>,
     ) -> anyhow::Result<()> {
         let lock_addrs = plan::lock_addrs(&self.shape);
-        let readiness = Readiness::new(&lock_addrs)?;
+        let gateway = plan::gateway_addr(&self.shape);
+        let readiness = Readiness::new(&lock_addrs, gateway.clone())?;
         self.write_file(procs, false)?;
         eprintln!(
             "started {} processes; data and logs in {}",
@@ -268,6 +287,9 @@ impl Local {
                 ready = true;
                 self.write_file(procs, true)?;
                 println!("cluster ready: --lock {}", lock_addrs.join(","));
+                if let Some(addr) = &gateway {
+                    println!("BIGTABLE_EMULATOR_HOST={addr}");
+                }
                 if let Some(config) = &self.agitate {
                     let views = procs::views(procs);
                     let started =
@@ -291,14 +313,15 @@ impl Local {
     }
 
     /// The arguments of a process's next start: a tablet server or a master gets a fresh id,
-    /// a lock node comes back as itself on its data directory.
+    /// a lock node comes back as itself on its data directory, the gateway (no state) as
+    /// itself.
     fn respawn_spec(&self, old: &Spec, start: u32) -> Spec {
         match old.role {
             Role::Tablet => {
                 plan::tablet_server(&self.dir, &self.shape, old.n, self.run_unix_ms, start)
             }
             Role::Master => plan::master(&self.dir, &self.shape, old.n, self.run_unix_ms, start),
-            Role::Lock => old.clone(),
+            Role::Lock | Role::Gateway => old.clone(),
         }
     }
 

@@ -241,16 +241,17 @@ async fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 fn stop_timeout(role: Role) -> Duration {
     match role {
         Role::Tablet => Duration::from_secs(60),
-        Role::Lock | Role::Master => Duration::from_secs(15),
+        Role::Lock | Role::Master | Role::Gateway => Duration::from_secs(15),
     }
 }
 
-/// Stops every process cleanly: masters first, then tablet servers (they flush and leave),
-/// then lock nodes; each role is sent SIGTERM together and waited for, stragglers SIGKILLed.
-/// Answers whether every process stopped on its own.
+/// Stops every process cleanly: the gateway first (its clients see the end before the
+/// cluster goes), then masters, then tablet servers (they flush and leave), then lock nodes;
+/// each role is sent SIGTERM together and waited for, stragglers SIGKILLed. Answers whether
+/// every process stopped on its own.
 pub(crate) async fn stop_all(procs: &mut [Proc]) -> bool {
     let mut clean = true;
-    for role in [Role::Master, Role::Tablet, Role::Lock] {
+    for role in [Role::Gateway, Role::Master, Role::Tablet, Role::Lock] {
         let group: Vec<&mut Proc> = procs.iter_mut().filter(|p| p.spec.role == role).collect();
         if group.is_empty() {
             continue;

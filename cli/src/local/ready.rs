@@ -1,9 +1,12 @@
 //! When a `tabula local` cluster is ready: the lock cell has a leader, a master holds the
-//! master lock, and its `ClusterStatus` counts at least the root and first METADATA tablets,
-//! every one served. Each check is one bounded attempt; the caller polls it between its other
+//! master lock, its `ClusterStatus` counts at least the root and first METADATA tablets,
+//! every one served, and the Cloud Bigtable gateway (if any) accepts connections (it binds
+//! only once it has its client of the cluster, so a connection means it serves). Each check is one bounded attempt; the caller polls it between its other
 //! duties (watching children, signals) until a deadline.
 
 use std::time::Duration;
+
+use tokio::net::TcpStream;
 
 use tabula_client::Channels;
 use tabula_lockservice::client::{ClientOptions, LockClient};
@@ -19,6 +22,7 @@ pub(crate) enum Stage {
     LockService,
     Master,
     Tablets,
+    Gateway,
     Ready,
 }
 
@@ -29,6 +33,7 @@ impl Stage {
             Stage::LockService => "waiting for the lock service...",
             Stage::Master => "waiting for a master to become active...",
             Stage::Tablets => "waiting for the root and METADATA tablets to be served...",
+            Stage::Gateway => "waiting for the Cloud Bigtable gateway to listen...",
             Stage::Ready => "ready",
         }
     }
@@ -38,11 +43,13 @@ impl Stage {
 pub(crate) struct Readiness {
     lock: LockClient,
     channels: Channels,
+    gateway: Option<String>,
 }
 
 impl Readiness {
-    /// A readiness check of the cluster whose lock cell is `lock_addrs`.
-    pub(crate) fn new(lock_addrs: &[String]) -> anyhow::Result<Readiness> {
+    /// A readiness check of the cluster whose lock cell is `lock_addrs` and whose gateway, if
+    /// any, listens on `gateway`.
+    pub(crate) fn new(lock_addrs: &[String], gateway: Option<String>) -> anyhow::Result<Readiness> {
         let options = ClientOptions {
             rpc_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
@@ -52,6 +59,7 @@ impl Readiness {
         Ok(Readiness {
             lock: LockClient::new(lock_addrs, options)?,
             channels: Channels::default(),
+            gateway,
         })
     }
 
@@ -76,13 +84,15 @@ impl Readiness {
         match client.cluster_status(mpb::ClusterStatusRequest {}).await {
             Ok(s) => {
                 let s = s.into_inner();
-                if s.tablets >= 2 && s.tablets_not_serving == 0 {
-                    Stage::Ready
-                } else {
-                    Stage::Tablets
+                if s.tablets < 2 || s.tablets_not_serving != 0 {
+                    return Stage::Tablets;
                 }
             }
-            Err(_) => Stage::Master,
+            Err(_) => return Stage::Master,
+        }
+        match &self.gateway {
+            Some(addr) if TcpStream::connect(addr.as_str()).await.is_err() => Stage::Gateway,
+            _ => Stage::Ready,
         }
     }
 }

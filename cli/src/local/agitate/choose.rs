@@ -90,6 +90,8 @@ pub(crate) fn quiet_after_kill(role: Role, leases: Leases) -> Duration {
     match role {
         Role::Tablet | Role::Master => leases.session_ttl + HEAL_MARGIN,
         Role::Lock => leases.session_ttl + leases.leader_grace + 2 * HEAL_MARGIN,
+        // Never a victim (no fault kind acts on it); stateless, it heals at once.
+        Role::Gateway => Duration::ZERO,
     }
 }
 
