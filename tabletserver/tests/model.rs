@@ -62,6 +62,8 @@ impl Model {
                         .retain(|(r, f, _), _| !(r == &m.row && f == family));
                 }
                 Mutation::DeleteFromRow => self.cells.retain(|(r, _, _), _| r != &m.row),
+                // The engine refuses an unresolved add; the model's workload has none.
+                Mutation::AddToCell { .. } => unreachable!("the model writes no AddToCell"),
             }
         }
         self.cells.retain(|_, v| !v.is_empty());
