@@ -3,8 +3,8 @@
 The tests reach Tabula's gateway the way any Cloud Bigtable application reaches an emulator:
 ``BIGTABLE_EMULATOR_HOST=HOST:PORT`` in the environment, which makes the client use an
 insecure channel and no credentials. The Rust driver (``cli/tests/python_client.rs``) starts
-``tabula local`` and a gateway, then runs pytest here with that variable and
-``TABULA_LOCAL_DIR`` (the cluster's directory, for the failover test) set.
+``tabula local`` (which runs a gateway), then runs pytest here with that variable and, for the
+failover test, ``TABULA_LOCAL_DIR``, ``TABULA_BIN`` and ``TABULA_LOCK`` set.
 
 Every test gets tables of its own (``unique_name``), so the tests do not depend on each other's
 data, and deletes them at the end.

@@ -114,18 +114,10 @@ def test_server_time_and_client_time_writes(table):
     )
 
 
-# Not strict: the fix is landing as this is written (tablet server c0c8dfb, the gateway's
-# millisecond tables next); once both are in, it passes and the marker goes.
-@pytest.mark.xfail(
-    strict=False,
-    raises=exceptions.InvalidArgument,
-    reason="GAP: a server-time (-1) write is stamped with microsecond precision "
-    "(e.g. 1795732932018051), but the gateway's tables have millisecond granularity and refuse "
-    "that timestamp in SetCell and DeleteFromColumn with INVALID_ARGUMENT, so a cell read back "
-    "cannot be copied or deleted by its own timestamp; Cloud Bigtable stamps server-time writes "
-    "in whole milliseconds. Fix: millisecond tables whose server time is whole milliseconds.",
-)
 def test_a_server_timestamp_can_be_written_back(table):
+    """A server-time write is stamped in whole milliseconds (the gateway's tables have
+    millisecond granularity, like Cloud Bigtable's), so the stamp read back can be written and
+    deleted by: a cell can be copied with its timestamp, or one version deleted exactly."""
     table.mutate_row(b"k", SetCell("cf", b"q", b"v", timestamp_micros=-1))
     stamped = table.read_row(b"k").cells[0].timestamp_micros
     # Copy the cell with its timestamp, then delete exactly that version of the original.
@@ -455,16 +447,9 @@ def test_async_data_client(make_table, unique_name):
     assert asyncio.run(run()) == [b"a1", b"a2", b"a3", b"a4", b"n"]
 
 
-# Not strict: aggregates are landing as this is written (tablet server aa81655, client f46d4aa,
-# the gateway next); once in, it passes and the marker goes. Any other failure fails the test.
-@pytest.mark.xfail(
-    strict=False,
-    raises=exceptions.MethodNotImplemented,
-    reason="GAP: aggregate column families (issue 9: value_type Sum of Int64, AddToCell) are "
-    "answered UNIMPLEMENTED: CreateTable with a family whose value_type is an Int64 Sum "
-    "aggregate, and MutateRow with add_to_cell. Remove this marker when they land.",
-)
 def test_aggregate_family_sums_add_to_cell(instance, classic_client, data_client, unique_name):
+    """An Int64 Sum aggregate family (created with the generated admin client: the classic
+    column_family API has no value types) sums AddToCell per timestamp."""
     int64_sum = admin_types.ColumnFamily(
         value_type=admin_types.Type(
             aggregate_type=admin_types.Type.Aggregate(
