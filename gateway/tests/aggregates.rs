@@ -280,6 +280,30 @@ async fn sums_are_exact_typed_and_durable_at_millisecond_granularity() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // ReadModifyWriteRow stamps whole milliseconds too, and leaves aggregate cells alone.
+    let rmw = |family: &str| bt::ReadModifyWriteRowRequest {
+        table_name: format!("{INSTANCE}/tables/counters"),
+        row_key: b"m5".to_vec(),
+        rules: vec![bt::ReadModifyWriteRule {
+            family_name: family.into(),
+            column_qualifier: b"q".to_vec(),
+            rule: Some(bt::read_modify_write_rule::Rule::IncrementAmount(1)),
+        }],
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let row = data
+            .read_modify_write_row(rmw("plain"))
+            .await
+            .unwrap()
+            .into_inner()
+            .row
+            .unwrap();
+        let ts = row.families[0].columns[0].cells[0].timestamp_micros;
+        assert!(ts > 0 && ts % 1000 == 0, "read-modify-write time {ts}");
+    }
+    let e = data.read_modify_write_row(rmw("sum")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 
     // --- The sum survives the tablet server's replacement, and adds go on from it. ---
     server.shutdown().await.unwrap();

@@ -8,7 +8,9 @@
 //! well-formed, the row's state is not what it needs) and writes nothing; increments wrap on
 //! overflow (two's complement, as bttest's Go arithmetic does). The new cell's timestamp is
 //! `max(now, the previous latest cell's timestamp)`, so the new value is always the latest
-//! even if the old cell carried a client timestamp in the future.
+//! even if the old cell carried a client timestamp in the future; `now` is in whole
+//! milliseconds on a millisecond table. Aggregate families are refused (`InvalidArgument`):
+//! their cells change through `AddToCell` only.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +45,15 @@ pub(super) async fn read_modify_write_row(
     let row = convert::row_key("row_key", req.row_key, route.table)?;
     let rules = convert::rmw_rules(req.rules)?;
     let served = shared.registry.route_row(&route, &row)?;
-    convert::check_rule_families(&rules, &served.tablet.schema())?;
+    let schema = served.tablet.schema();
+    convert::check_rule_families(&rules, &schema)?;
+    if let Some(rule) = rules.iter().find(|r| schema.aggregates.contains(&r.family)) {
+        return Err(Error::invalid_argument(format!(
+            "rules: family {:?} is an aggregate family; change its cells with AddToCell, not \
+             ReadModifyWriteRow",
+            String::from_utf8_lossy(&rule.family)
+        )));
+    }
     served.count_read();
     served.count_write();
     let key = row.clone();
@@ -172,8 +182,11 @@ fn apply_rules(
 
 /// The tablet's clock, in microseconds: the engine's own clock, the one its server
 /// timestamps come from.
+/// The clock, at the table's granularity (whole milliseconds on a millisecond table).
 fn now_micros(tablet: &Tablet) -> i64 {
-    tablet.inner.engine.clock.now().micros()
+    let step = tablet.schema().granularity.step_micros();
+    let now = tablet.inner.engine.clock.now().micros();
+    now - now.rem_euclid(step)
 }
 
 #[cfg(test)]
