@@ -319,9 +319,14 @@ fn start_gateway(lock: &[String]) -> (Child, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("tabula gateway printed no address ({e})"));
+        let line = match lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tabula gateway printed no address ({e})");
+            }
+        };
         if let Some(addr) = line.strip_prefix("BIGTABLE_EMULATOR_HOST=") {
             return (child, addr.trim().to_owned());
         }

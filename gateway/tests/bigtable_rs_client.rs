@@ -26,6 +26,9 @@ const INSTANCE: &str = "some-instance";
 /// The client's own timeout for each call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A cell as the test compares it: family, qualifier, timestamp, value.
+type Cell = (String, String, i64, Vec<u8>);
+
 fn key(i: usize) -> Vec<u8> {
     format!("row{i:04}").into_bytes()
 }
@@ -52,7 +55,7 @@ fn chain(filters: Vec<F>) -> bt::RowFilter {
 }
 
 /// The cells of `row` as `(family, qualifier, timestamp, value)`.
-fn cells(row: &[RowCell]) -> Vec<(String, String, i64, Vec<u8>)> {
+fn cells(row: &[RowCell]) -> Vec<Cell> {
     row.iter()
         .map(|c| {
             (
@@ -192,9 +195,8 @@ async fn bigtable_rs_reads_and_writes_through_the_gateway() {
         })
         .await
         .unwrap();
-    let got: Vec<(Vec<u8>, Vec<(String, String, i64, Vec<u8>)>)> =
-        rows.iter().map(|(k, c)| (k.clone(), cells(c))).collect();
-    let want: Vec<(Vec<u8>, Vec<(String, String, i64, Vec<u8>)>)> = (90..115)
+    let got: Vec<(Vec<u8>, Vec<Cell>)> = rows.iter().map(|(k, c)| (k.clone(), cells(c))).collect();
+    let want: Vec<(Vec<u8>, Vec<Cell>)> = (90..115)
         .map(|i| {
             (
                 key(i),
