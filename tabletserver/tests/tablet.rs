@@ -589,7 +589,9 @@ async fn async_writes_are_durable_visible_and_finish_even_when_their_caller_goes
         t.apply_async(put("zz-last", "q", 1, "v")).await.unwrap();
         assert_eq!(rows(&t).last().map(String::as_str), Some("zz-last"));
         // Crash: only the commit log keeps the writes.
-        Arc::try_unwrap(t).expect("no writer holds the tablet").close();
+        Arc::try_unwrap(t)
+            .expect("no writer holds the tablet")
+            .close();
     }
     let heir = env.engine("heir").open_tablet(TabletId(7), schema).unwrap();
     assert_eq!(
