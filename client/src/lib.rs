@@ -40,5 +40,5 @@ pub use meta::{
 };
 pub use retry::ClientOptions;
 pub use row::{Cell, Row};
-pub use scan::RowStream;
+pub use scan::{RowStream, ScanItem};
 pub use table::{ReadOptions, SampleRowKey, Table};

@@ -17,6 +17,14 @@
 //! skipped. A row outside the window (which a correct server never sends) is dropped. The
 //! backoff's deadline restarts with every row delivered. `rows_limit` counts delivered rows;
 //! reversed, those are the set's last rows.
+//!
+//! Rows the filter removed are never sent, but every message of the tablet server carries
+//! `last_scanned_row_key`, the last row it looked at. When that key lies beyond the last row
+//! delivered (forward: after it; reversed: before it), after the message's rows the window
+//! moves past it too and `next_item` hands out `ScanItem::Scanned(key)`: a resume then skips
+//! what the filter removed, and a caller (the gateway's `ReadRows`) can pass the progress on.
+//! A `Scanned` key is never at or before a row already delivered; like a row, it restarts the
+//! backoff's deadline. `next_row` and the `Stream` skip these items.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -200,6 +208,28 @@ impl Cursor {
         true
     }
 
+    /// The server looked at rows up to `row` (its `last_scanned_row_key`), sending only what
+    /// the filter kept: `true` (and the window moves past `row`, so a resume skips the rows
+    /// the filter removed) if `row` lies beyond every row delivered — forward after it,
+    /// reversed before it — `false` if it is at or before one (no progress to report).
+    pub(crate) fn scanned(&mut self, row: &[u8]) -> bool {
+        if self.exhausted {
+            return false;
+        }
+        if self.reversed {
+            if self.window.end.as_ref().is_some_and(|e| row >= e.as_ref()) {
+                return false;
+            }
+            self.window.end = Some(Bytes::copy_from_slice(row));
+        } else {
+            if row < self.window.start.as_ref() {
+                return false;
+            }
+            self.window.start = successor(row);
+        }
+        true
+    }
+
     /// The tablet `[start, end)` that was read ended its stream: the window moves past it.
     pub(crate) fn tablet_done(&mut self, start: &Bytes, end: Option<&Bytes>) {
         if self.reversed {
@@ -232,6 +262,24 @@ fn to_row_set(spans: &[Span]) -> bt::RowSet {
     }
 }
 
+/// What a scan hands out: a row, or how far the scan got past rows the filter removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanItem {
+    /// The next row.
+    Row(Row),
+    /// The scan looked at every row up to this key (forward; down to it reversed) and the
+    /// filter removed those not delivered: a scan resumed after it skips them. Always beyond
+    /// the last row delivered, in scan direction.
+    Scanned(Bytes),
+}
+
+/// A message's contents waiting to be handed out, in order.
+enum Received {
+    Row(bt::Row),
+    /// The message's `last_scanned_row_key`, after its rows.
+    Scanned(Bytes),
+}
+
 /// The tablet being read and its open stream.
 struct Current {
     record: TabletRecord,
@@ -245,14 +293,14 @@ struct Scan {
     rows_left: Option<u64>,
     filter: Option<bt::RowFilter>,
     current: Option<Current>,
-    buffer: VecDeque<bt::Row>,
+    buffer: VecDeque<Received>,
     backoff: Backoff,
     finished: bool,
 }
 
 impl Scan {
-    /// The next row, an error (after which the scan is over), or `None` at the end.
-    async fn next(&mut self) -> Option<Result<Row, Error>> {
+    /// The next item, an error (after which the scan is over), or `None` at the end.
+    async fn next(&mut self) -> Option<Result<ScanItem, Error>> {
         loop {
             if self.finished || self.rows_left == Some(0) {
                 if let Some(mut current) = self.current.take()
@@ -262,15 +310,21 @@ impl Scan {
                 }
                 return None;
             }
-            if let Some(row) = self.buffered() {
-                return Some(Ok(row));
+            if let Some(item) = self.buffered() {
+                return Some(Ok(item));
             }
             let step = match self.current.as_mut() {
                 Some(current) => Self::pull(&self.table, current).await,
                 None => self.open().await,
             };
             match step {
-                Ok(Step::Rows(rows)) => self.buffer.extend(rows),
+                Ok(Step::Rows { rows, scanned }) => {
+                    self.buffer.extend(rows.into_iter().map(Received::Row));
+                    if !scanned.is_empty() {
+                        self.buffer
+                            .push_back(Received::Scanned(Bytes::from(scanned)));
+                    }
+                }
                 Ok(Step::Opened(current)) => self.current = Some(*current),
                 Ok(Step::TabletDone) => {
                     if let Some(c) = self.current.take() {
@@ -293,19 +347,24 @@ impl Scan {
         }
     }
 
-    /// The next row already received, if any is left to deliver (the cursor moves past it).
-    /// Synchronous, so `RowStream` hands out the rest of a message without a future per row.
-    fn buffered(&mut self) -> Option<Row> {
+    /// The next item already received, if any is left to deliver (the cursor moves past it):
+    /// a row not delivered yet, or a scanned key beyond the last row delivered. Synchronous,
+    /// so `RowStream` hands out the rest of a message without a future per row.
+    fn buffered(&mut self) -> Option<ScanItem> {
         if self.finished || self.rows_left == Some(0) {
             return None;
         }
-        while let Some(row) = self.buffer.pop_front() {
-            if !self.cursor.accept(&row.key) {
-                continue;
-            }
-            self.rows_left = self.rows_left.map(|n| n - 1);
+        while let Some(received) = self.buffer.pop_front() {
+            let item = match received {
+                Received::Row(row) if self.cursor.accept(&row.key) => {
+                    self.rows_left = self.rows_left.map(|n| n - 1);
+                    ScanItem::Row(Row::from_proto(row))
+                }
+                Received::Scanned(key) if self.cursor.scanned(&key) => ScanItem::Scanned(key),
+                Received::Row(_) | Received::Scanned(_) => continue,
+            };
             self.backoff.reset();
-            return Some(Row::from_proto(row));
+            return Some(item);
         }
         None
     }
@@ -388,20 +447,27 @@ impl Scan {
             )),
             Ok(Err(status)) => Err(from_status(status)),
             Ok(Ok(None)) => Ok(Step::TabletDone),
-            Ok(Ok(Some(message))) => Ok(Step::Rows(message.rows)),
+            Ok(Ok(Some(message))) => Ok(Step::Rows {
+                rows: message.rows,
+                scanned: message.last_scanned_row_key,
+            }),
         }
     }
 }
 
 enum Step {
     Opened(Box<Current>),
-    Rows(Vec<bt::Row>),
+    Rows {
+        rows: Vec<bt::Row>,
+        /// The message's `last_scanned_row_key`; empty if unset.
+        scanned: Vec<u8>,
+    },
     TabletDone,
     Skipped,
     Nothing,
 }
 
-type Pending = Pin<Box<dyn Future<Output = (Scan, Option<Result<Row, Error>>)> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = (Scan, Option<Result<ScanItem, Error>>)> + Send>>;
 
 /// The rows of a `read_rows` call, in row order (descending if `ReadOptions::reversed`);
 /// also a `Stream`. After an error it ends.
@@ -440,24 +506,21 @@ impl RowStream {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// Every remaining row; the first error ends it.
-    pub async fn collect_rows(mut self) -> Result<Vec<Row>, Error> {
-        let mut out = Vec::new();
-        while let Some(row) = self.next_row().await {
-            out.push(row?);
-        }
-        Ok(out)
+    /// The next row or `ScanItem::Scanned` progress past rows the filter removed; `None` at
+    /// the end.
+    pub async fn next_item(&mut self) -> Option<Result<ScanItem, Error>> {
+        std::future::poll_fn(|cx| self.poll_next_item(cx)).await
     }
-}
 
-impl Stream for RowStream {
-    type Item = Result<Row, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// `next_item` as a poll, for callers that are streams themselves.
+    pub fn poll_next_item(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<ScanItem, Error>>> {
         if self.pending.is_none() {
-            // Rows of a message already received need no future (and no move of the scan).
-            if let Some(row) = self.scan.as_mut().and_then(Scan::buffered) {
-                return Poll::Ready(Some(Ok(row)));
+            // Items of a message already received need no future (and no move of the scan).
+            if let Some(item) = self.scan.as_mut().and_then(Scan::buffered) {
+                return Poll::Ready(Some(Ok(item)));
             }
             let Some(mut scan) = self.scan.take() else {
                 return Poll::Ready(None);
@@ -479,6 +542,32 @@ impl Stream for RowStream {
                 }
                 Poll::Ready(item)
             }
+        }
+    }
+
+    /// Every remaining row; the first error ends it.
+    pub async fn collect_rows(mut self) -> Result<Vec<Row>, Error> {
+        let mut out = Vec::new();
+        while let Some(row) = self.next_row().await {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+}
+
+impl Stream for RowStream {
+    type Item = Result<Row, Error>;
+
+    /// Rows only: `ScanItem::Scanned` progress is skipped.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match self.poll_next_item(cx) {
+                Poll::Ready(Some(Ok(ScanItem::Scanned(_)))) => continue,
+                Poll::Ready(Some(Ok(ScanItem::Row(row)))) => Poll::Ready(Some(Ok(row))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }
@@ -575,6 +664,56 @@ mod tests {
         assert_eq!(c.target(), Some(Target::Before(None)));
     }
 
+    #[test]
+    fn scanned_keys_beyond_the_last_row_move_the_window_past_them() {
+        // Forward: rows "b" delivered, then the server looked at rows up to "m".
+        let mut c = Cursor::new(vec![span("a", Some("x"))], false);
+        assert!(c.accept(b"b"));
+        assert!(!c.scanned(b"b"), "the last row delivered is no progress");
+        assert!(!c.scanned(b"a"), "a key before it neither");
+        assert!(c.scanned(b"m"));
+        assert_eq!(
+            c.remaining(),
+            vec![Span {
+                start: Bytes::from_static(b"m\0"),
+                end: Some(b("x"))
+            }]
+        );
+        assert!(!c.scanned(b"m"), "reported once");
+        assert!(!c.accept(b"k"), "a row the scan passed is dropped");
+        assert!(c.accept(b"m\0"), "the row right after is still to come");
+        // A resume asks only for the rest.
+        assert_eq!(
+            c.parts(&b(""), None),
+            vec![Span {
+                start: Bytes::from_static(b"m\0\0"),
+                end: Some(b("x"))
+            }]
+        );
+
+        // Reversed: row "t" delivered, then rows down to "f" looked at.
+        let mut c = Cursor::new(vec![span("a", Some("x"))], true);
+        assert!(c.accept(b"t"));
+        assert!(!c.scanned(b"t"), "the last row delivered is no progress");
+        assert!(!c.scanned(b"u"), "a key after it neither");
+        assert!(c.scanned(b"f"));
+        assert_eq!(c.remaining(), vec![span("a", Some("f"))]);
+        assert_eq!(c.target(), Some(Target::Before(Some(b("f")))));
+        assert!(!c.scanned(b"f"), "reported once");
+        assert!(!c.accept(b"f"), "the scanned row itself was looked at");
+        assert!(c.accept(b"e"));
+
+        // Before any row: any key in the window is progress.
+        let mut c = Cursor::new(vec![span("", None)], false);
+        assert!(c.scanned(b"k"));
+        assert_eq!(
+            c.target(),
+            Some(Target::Holding(Bytes::from_static(b"k\0")))
+        );
+        c.tablet_done(&b(""), None);
+        assert!(!c.scanned(b"z"), "nothing after the table's end");
+    }
+
     /// A simulated table for the model test: rows, tablets cut at `cuts`, and a server that
     /// answers `ReadRows` for the remaining spans of one tablet.
     mod model {
@@ -662,11 +801,15 @@ mod tests {
 
         /// One scan against the simulated cluster: at step `i` the tablets are cut at
         /// `layouts[i % len]` (splits and merges between steps), the server fails after
-        /// `stops[i % len]` rows if that is `Some` and fewer than it had (the scan resumes
-        /// from its cursor), and each answer starts with the last row already delivered (a
-        /// duplicate the cursor must drop).
+        /// looking at `stops[i % len]` rows if that is `Some` and fewer than it had (the scan
+        /// resumes from its cursor), and each answer starts with the last row already
+        /// delivered (a duplicate the cursor must drop). The filter removes the `hidden`
+        /// rows: the server looks at them but does not send them, and reports the last row
+        /// it looked at (`last_scanned_row_key`) before it fails or ends, and a stale one (the
+        /// last row delivered) first.
         fn scan(
             rows: &BTreeSet<Vec<u8>>,
+            hidden: &BTreeSet<Vec<u8>>,
             set: &RowSet,
             reversed: bool,
             limit: Option<usize>,
@@ -687,6 +830,7 @@ mod tests {
                 if parts.is_empty() {
                     return Err(format!("no parts for {target:?} in [{start:?}, {end:?})"));
                 }
+                // The rows the server looks at, up to the one that reaches the limit.
                 let mut answer: Vec<&Vec<u8>> = rows
                     .iter()
                     .filter(|r| parts.iter().any(|p| contains(p, r)))
@@ -695,20 +839,37 @@ mod tests {
                     answer.reverse();
                 }
                 if let Some(l) = limit {
-                    answer.truncate(l - out.len());
+                    let mut kept = 0;
+                    if let Some(at) = answer.iter().position(|r| {
+                        kept += usize::from(!hidden.contains(*r));
+                        kept == l - out.len()
+                    }) {
+                        answer.truncate(at + 1);
+                    }
                 }
                 // A failure only after some rows (else a scan could fail forever).
                 let stop = stops[step % stops.len()].filter(|s| *s < answer.len());
-                let sent = stop.unwrap_or(answer.len());
+                let looked = stop.unwrap_or(answer.len());
                 if let Some(first) = out.last().cloned() {
-                    // A duplicate of an already delivered row.
+                    // A duplicate of an already delivered row, and stale progress.
                     if cursor.accept(&first) {
                         return Err(format!("{first:?} accepted twice"));
                     }
+                    if cursor.scanned(&first) {
+                        return Err(format!("{first:?} delivered, then reported as progress"));
+                    }
                 }
-                for row in &answer[..sent] {
-                    if cursor.accept(row) {
+                for row in &answer[..looked] {
+                    if !hidden.contains(*row) && cursor.accept(row) {
                         out.push((*row).clone());
+                    }
+                }
+                if let Some(last) = looked.checked_sub(1).map(|i| answer[i]) {
+                    let beyond = out
+                        .last()
+                        .is_none_or(|d| if reversed { last < d } else { last > d });
+                    if cursor.scanned(last) != beyond {
+                        return Err(format!("progress {last:?} after {:?}", out.last()));
                     }
                 }
                 if stop.is_none() {
@@ -727,25 +888,29 @@ mod tests {
             #[test]
             fn a_reversed_scan_is_exactly_the_reverse_of_the_forward_scan(
                 rows in prop::collection::btree_set(key(), 0..24),
+                hidden in prop::collection::btree_set(key(), 0..12),
                 set in row_set(),
                 layouts in prop::collection::vec(prop::collection::btree_set(key(), 0..5), 1..4),
                 stops in prop::collection::vec(prop::option::weighted(0.3, 1usize..3), 1..4),
                 limit in prop::option::weighted(0.3, 0usize..10),
             ) {
-                let want: Vec<Vec<u8>> =
-                    rows.iter().filter(|r| in_set(&set, r)).cloned().collect();
-                let forward = scan(&rows, &set, false, None, &layouts, &stops)
+                let want: Vec<Vec<u8>> = rows
+                    .iter()
+                    .filter(|r| in_set(&set, r) && !hidden.contains(*r))
+                    .cloned()
+                    .collect();
+                let forward = scan(&rows, &hidden, &set, false, None, &layouts, &stops)
                     .map_err(TestCaseError::fail)?;
                 prop_assert_eq!(&forward, &want);
-                let mut reversed = scan(&rows, &set, true, None, &layouts, &stops)
+                let mut reversed = scan(&rows, &hidden, &set, true, None, &layouts, &stops)
                     .map_err(TestCaseError::fail)?;
                 reversed.reverse();
                 prop_assert_eq!(&reversed, &want);
                 if let Some(l) = limit {
-                    let first = scan(&rows, &set, false, Some(l), &layouts, &stops)
+                    let first = scan(&rows, &hidden, &set, false, Some(l), &layouts, &stops)
                         .map_err(TestCaseError::fail)?;
                     prop_assert_eq!(&first[..], &want[..l.min(want.len())]);
-                    let mut last = scan(&rows, &set, true, Some(l), &layouts, &stops)
+                    let mut last = scan(&rows, &hidden, &set, true, Some(l), &layouts, &stops)
                         .map_err(TestCaseError::fail)?;
                     last.reverse();
                     prop_assert_eq!(&last[..], &want[want.len() - l.min(want.len())..]);

@@ -13,6 +13,10 @@
 //!
 //! A message holds the chunks of whole rows up to about `MAX_MESSAGE_BYTES` (a row larger
 //! than that spans several messages), so no message passes gRPC's usual 4 MiB client limit.
+//!
+//! Progress past rows the filter removed is a message of its own with no chunks and
+//! `last_scanned_row_key`, after the message holding the rows before it: rows are pushed
+//! whole, so it never falls in the middle of a row.
 
 use tabula_client::Row;
 use tabula_proto::google::bigtable::v2 as bt;
@@ -91,6 +95,17 @@ impl Packer {
                 self.seal();
             }
         }
+    }
+
+    /// The scan looked at every row up to `key` (reversed: down to it): the chunks so far
+    /// become a message, then a message with no chunks and `last_scanned_row_key` follows.
+    /// The caller passes only keys beyond every row pushed, in scan direction.
+    pub(crate) fn scanned(&mut self, key: &[u8]) {
+        self.seal();
+        self.ready.push(bt::ReadRowsResponse {
+            last_scanned_row_key: key.to_vec(),
+            ..Default::default()
+        });
     }
 
     /// Makes the chunks so far a message.
@@ -196,6 +211,24 @@ mod tests {
         let messages = packer.take();
         assert!(messages.len() >= 2, "{}", messages.len());
         assert_eq!(messages.iter().map(|m| m.chunks.len()).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn progress_follows_the_rows_before_it_in_a_message_of_its_own() {
+        let mut packer = Packer::default();
+        packer.push(&Row {
+            key: Bytes::from("a"),
+            cells: vec![cell("f", "q", 0, b"v".to_vec())],
+        });
+        packer.scanned(b"m");
+        packer.scanned(b"p");
+        let m = packer.take();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].chunks.len(), 1);
+        assert!(m[0].last_scanned_row_key.is_empty());
+        assert!(m[1].chunks.is_empty() && m[2].chunks.is_empty());
+        assert_eq!(m[1].last_scanned_row_key, b"m");
+        assert_eq!(m[2].last_scanned_row_key, b"p");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - `ReadRows` streams rows as the client library delivers them (in order, reversed if
 //!   asked, resuming across tablets), packed by `chunks`; a message is sent as soon as the
 //!   next row is not ready, so rows are never held back. The answer starts once the first row
-//!   (or the end, or an error) is known, so a missing table is the call's `NOT_FOUND`.
+//!   (or the end, or an error, or progress) is known, so a missing table is the call's
+//!   `NOT_FOUND`. When the scan passes rows the filter removed (`ScanItem::Scanned`, always
+//!   beyond the last row sent), a message with no chunks and `last_scanned_row_key` follows
+//!   the rows before it, so a Cloud Bigtable client resuming after a failure skips them.
 //! - `MutateRows` answers one message with a status per entry; an entry's code is retryable
 //!   (`UNAVAILABLE`, `DEADLINE_EXCEEDED`) only if its failure was (the client library has
 //!   already retried what it safely could; an outcome it cannot know says so).
@@ -23,7 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tabula_client::{Client, Filter, Mutation, ReadOptions, Row, RowStream};
+use tabula_client::{Client, Filter, Mutation, ReadOptions, Row, RowStream, ScanItem};
 use tabula_common::{Code, Error};
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::rpc;
@@ -91,7 +94,7 @@ impl bt::bigtable_server::Bigtable for DataService {
             .run(&name, |table| {
                 let mut rows = table.read_rows_with(set.clone(), options.clone());
                 async move {
-                    match rows.next_row().await {
+                    match rows.next_item().await {
                         Some(Err(e)) => Err(e),
                         first => Ok((rows, first)),
                     }
@@ -367,8 +370,8 @@ pub(crate) fn row_to_proto(row: Row) -> bt::Row {
 }
 
 /// `ReadRows`' answer: the client library's rows packed into chunked messages. A message is
-/// sent when full, when the next row is not ready yet, and at the end; an error comes after
-/// every row before it.
+/// sent when full, when the next row is not ready yet, before progress (`last_scanned_row_key`
+/// alone) and at the end; an error comes after every row before it.
 struct ReadStream {
     rows: RowStream,
     packer: Packer,
@@ -379,7 +382,7 @@ struct ReadStream {
 
 impl ReadStream {
     /// The answer of `rows`, whose first item (already taken from it) was `first`.
-    fn new(rows: RowStream, first: Option<Result<Row, Error>>) -> ReadStream {
+    fn new(rows: RowStream, first: Option<Result<ScanItem, Error>>) -> ReadStream {
         let mut stream = ReadStream {
             rows,
             packer: Packer::default(),
@@ -388,7 +391,7 @@ impl ReadStream {
             done: false,
         };
         match first {
-            Some(Ok(row)) => stream.packer.push(&row),
+            Some(Ok(item)) => stream.add(item),
             Some(Err(e)) => {
                 stream.done = true;
                 stream.error = Some(to_status(e));
@@ -396,6 +399,15 @@ impl ReadStream {
             None => stream.done = true,
         }
         stream
+    }
+
+    /// Packs a row, or progress after the rows so far.
+    fn add(&mut self, item: ScanItem) {
+        match item {
+            ScanItem::Row(row) => self.packer.push(&row),
+            ScanItem::Scanned(key) => self.packer.scanned(&key),
+        }
+        self.ready.extend(self.packer.take());
     }
 }
 
@@ -411,11 +423,8 @@ impl Stream for ReadStream {
             if this.done {
                 return Poll::Ready(this.error.take().map(Err));
             }
-            match Pin::new(&mut this.rows).poll_next(cx) {
-                Poll::Ready(Some(Ok(row))) => {
-                    this.packer.push(&row);
-                    this.ready.extend(this.packer.take());
-                }
+            match this.rows.poll_next_item(cx) {
+                Poll::Ready(Some(Ok(item))) => this.add(item),
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
                     this.error = Some(to_status(e));
