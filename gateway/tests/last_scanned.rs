@@ -1,42 +1,24 @@
 //! `ReadRows`' `last_scanned_row_key` through the gateway: rows the filter removed are never
 //! sent, and a message with no chunks tells the client how far the scan got, after the rows
 //! before it and beyond every row sent (forward and reversed); a read whose filter removes
-//! nothing sends no such message. An in-process cluster (lock cell, tablet server, master)
-//! behind a gateway on a free port, as in `aggregates.rs`.
+//! nothing sends no such message. An in-process cluster behind a gateway on a free port
+//! (`support`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 
-use tabula_client::Client;
-use tabula_master::Master;
 use tabula_proto::google::bigtable::admin::v2 as admin;
 use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient;
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
-use tabula_tests::master_helpers::{all_served, master_config};
-use tabula_tests::{LockCell, start_tablet_server};
-use tokio::sync::oneshot;
 use tonic::transport::Channel;
+
+mod support;
 
 const INSTANCE: &str = "projects/p/instances/i";
 const TABLE: &str = "projects/p/instances/i/tables/scanned";
 const ROWS: usize = 2_000;
-
-async fn start_gateway(lock_addrs: &[String]) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let client = Client::connect(lock_addrs).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tabula_gateway::serve(listener, client, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, stop)
-}
 
 fn key(i: usize) -> Vec<u8> {
     format!("row{i:04}").into_bytes()
@@ -111,16 +93,9 @@ fn rows_and_progress(messages: &[Message], reversed: bool) -> (Vec<Vec<u8>>, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rows_the_filter_removed_are_reported_as_scanned() {
-    let cell = LockCell::start(1).await.unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let _server = start_tablet_server(&cell, root.path()).await.unwrap();
-    let master = Master::start(master_config(&cell, root.path()))
-        .await
-        .unwrap();
-    let native = Client::connect(&cell.addrs()).await.unwrap();
-    all_served(native.channels(), &master, 2).await;
-    let (addr, _stop) = start_gateway(&cell.addrs()).await;
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let cluster = support::Cluster::start().await;
+    let gateway = cluster.gateway().await;
+    let channel = Channel::from_shared(format!("http://{}", gateway.addr))
         .unwrap()
         .connect()
         .await
@@ -139,7 +114,7 @@ async fn rows_the_filter_removed_are_reported_as_scanned() {
         })
         .await
         .unwrap();
-    all_served(native.channels(), &master, 3).await;
+    cluster.all_served(3).await;
 
     for batch in (0..ROWS).collect::<Vec<_>>().chunks(500) {
         let entries = batch
