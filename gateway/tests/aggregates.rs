@@ -17,29 +17,15 @@ use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tabula_tests::master_helpers::{all_served, master_config};
 use tabula_tests::{LockCell, start_tablet_server};
-use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::Channel;
+
+mod support;
 
 const INSTANCE: &str = "projects/p/instances/i";
 const TABLE: &str = "projects/p/instances/i/tables/counters";
 const TASKS: i64 = 8;
 const ADDS_PER_TASK: i64 = 200;
-
-async fn start_gateway(lock_addrs: &[String]) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let client = Client::connect(lock_addrs).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tabula_gateway::serve(listener, client, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, stop)
-}
 
 fn value(kind: bt::value::Kind) -> Option<bt::Value> {
     Some(bt::Value {
@@ -134,7 +120,8 @@ async fn sums_are_exact_typed_and_durable_at_millisecond_granularity() {
         .unwrap();
     let native = Client::connect(&cell.addrs()).await.unwrap();
     all_served(native.channels(), &master, 2).await;
-    let (addr, _stop) = start_gateway(&cell.addrs()).await;
+    let gateway = support::start_gateway(&cell.addrs()).await;
+    let addr = gateway.addr.clone();
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -38,27 +38,13 @@ use tonic::transport::Channel;
 use bt::read_rows_response::cell_chunk::RowStatus;
 use bt::row_filter::Filter as F;
 
+mod support;
+
 const INSTANCE: &str = "projects/any-project/instances/any-instance";
 const TABLE: &str = "projects/any-project/instances/any-instance/tables/t";
 
 /// One cell as the merged rows hold it: family, qualifier, timestamp, value, labels.
 type MergedCell = (String, Vec<u8>, i64, Vec<u8>, Vec<String>);
-
-/// A gateway on a free port over the cluster at `lock_addrs`; dropping the sender stops it.
-async fn start_gateway(lock_addrs: &[String]) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let client = Client::connect(lock_addrs).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tabula_gateway::serve(listener, client, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, stop)
-}
 
 async fn clients(addr: &str) -> (BigtableClient<Channel>, BigtableTableAdminClient<Channel>) {
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -240,7 +226,8 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
         .unwrap();
     let native = Client::connect(&cell.addrs()).await.unwrap();
     all_served(native.channels(), &master, 2).await;
-    let (addr, _stop) = start_gateway(&cell.addrs()).await;
+    let gateway = support::start_gateway(&cell.addrs()).await;
+    let addr = gateway.addr.clone();
     let (mut data, mut tables) = clients(&addr).await;
 
     // --- Table admin: create with families, GC rules and splits. ---
@@ -730,7 +717,8 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
     assert!(backup.message().contains("backups"), "{}", backup.message());
 
     // --- Another gateway (no state) sees the same rows. ---
-    let (addr2, _stop2) = start_gateway(&cell.addrs()).await;
+    let gateway2 = support::start_gateway(&cell.addrs()).await;
+    let addr2 = gateway2.addr.clone();
     let (mut data2, _) = clients(&addr2).await;
     let seen = read(
         &mut data2,

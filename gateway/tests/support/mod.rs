@@ -1,8 +1,6 @@
 //! What the gateway's integration tests share: an in-process cluster (a one-node lock cell,
 //! two tablet servers, a master, every tablet served, all on 127.0.0.1 ports of their own)
 //! and gateways on free ports over it, stopped when their handle drops.
-//!
-//! (`bigtable_api.rs` still has its own copy of this setup; it can switch to this module.)
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -56,22 +54,27 @@ impl Cluster {
 
     /// A gateway over this cluster on a free port.
     pub(crate) async fn gateway(&self) -> Gateway {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let client = Client::connect(&self.cell.addrs()).await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            tabula_gateway::serve(listener, client, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Gateway {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        start_gateway(&self.cell.addrs()).await
+    }
+}
+
+/// A gateway on a free port over the cluster whose lock cell is at `lock_addrs`.
+pub(crate) async fn start_gateway(lock_addrs: &[String]) -> Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let client = Client::connect(lock_addrs).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        tabula_gateway::serve(listener, client, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Gateway {
+        addr,
+        stop: Some(stop),
+        task,
     }
 }
 

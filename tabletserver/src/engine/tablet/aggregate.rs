@@ -76,15 +76,13 @@ mod tests {
     use bytes::Bytes;
     use std::time::Duration;
 
-    use tabula_common::{
-        Clock, LocalDir, ManualClock, ServerId, StorageRoot, SystemClock, TabletId, Timestamp,
-    };
+    use tabula_common::{LocalDir, ManualClock, StorageRoot, SystemClock, TabletId, Timestamp};
 
     use crate::engine::aggregate::decode;
-    use crate::engine::commitlog::{CommitLog, CommitLogOptions};
     use crate::engine::mutation::{InvalidMutation, Mutation, RowMutation};
-    use crate::engine::options::{EngineOptions, Granularity, Schema};
+    use crate::engine::options::{Granularity, Schema};
     use crate::engine::read::CellFilter;
+    use crate::engine::tablet::scratch::engine_on;
     use crate::engine::{Engine, EngineError, Tablet};
 
     fn b(s: &str) -> Bytes {
@@ -104,26 +102,7 @@ mod tests {
     }
 
     fn engine(storage: &Arc<dyn StorageRoot>, server: &str) -> Arc<Engine> {
-        engine_with(storage, server, Arc::new(SystemClock))
-    }
-
-    fn engine_with(
-        storage: &Arc<dyn StorageRoot>,
-        server: &str,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<Engine> {
-        let log = CommitLog::open(
-            storage.clone(),
-            ServerId(server.into()),
-            CommitLogOptions::default(),
-        )
-        .unwrap();
-        Engine::new(
-            storage.clone(),
-            Arc::new(log),
-            clock,
-            EngineOptions::for_tests(),
-        )
+        engine_on(storage, server, Arc::new(SystemClock))
     }
 
     fn sum(t: &Tablet) -> i64 {
@@ -189,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
         let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_123_456)));
-        let engine = engine_with(&storage, "s1", clock.clone());
+        let engine = engine_on(&storage, "s1", clock.clone());
         let write = |t: &Tablet, row: &str| {
             t.apply(RowMutation {
                 row: b(row),

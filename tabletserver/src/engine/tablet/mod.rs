@@ -11,6 +11,8 @@ mod core;
 mod engine;
 mod merge;
 mod read;
+#[cfg(test)]
+pub(crate) mod scratch;
 mod seq;
 mod split;
 mod write;

@@ -273,13 +273,10 @@ impl Iterator for RowIter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use bytes::Bytes;
-    use tabula_common::{Clock, LocalDir, ManualClock, ServerId, StorageRoot, TabletId, Timestamp};
 
-    use crate::engine::commitlog::{CommitLog, CommitLogOptions};
-    use crate::engine::{Engine, EngineOptions, Mutation, RowMutation, ScanOptions, Schema};
+    use crate::engine::tablet::scratch::scratch_tablet;
+    use crate::engine::{Mutation, RowMutation, ScanOptions, Schema};
 
     fn row(row: &str, mutation: Mutation) -> RowMutation {
         RowMutation {
@@ -290,24 +287,7 @@ mod tests {
 
     #[test]
     fn a_bounded_step_stops_inside_a_run_of_deleted_rows_and_resumes_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
-        let log = CommitLog::open(
-            storage.clone(),
-            ServerId("s1".into()),
-            CommitLogOptions::default(),
-        )
-        .unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let engine = Engine::new(storage, Arc::new(log), clock, EngineOptions::for_tests());
-        let tablet = engine
-            .create_tablet(
-                TabletId(1),
-                Bytes::new(),
-                None,
-                Schema::with_families(["cf"]),
-            )
-            .unwrap();
+        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
         for i in 0..100 {
             let set = Mutation::SetCell {
                 family: Bytes::from_static(b"cf"),

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::engine::commitlog::Enqueued;
 use crate::engine::error::EngineError;
 use crate::engine::key::Entry;
 use crate::engine::key::Seq;
@@ -87,6 +86,13 @@ impl Tablet {
         }
     }
 
+    /// [`Tablet::apply_async`] without a task of its own, for a caller that already runs the
+    /// write in a task nothing cancels (the data service's row-locked section): dropping this
+    /// future midway would leave the write's sequence numbers unfinished.
+    pub(crate) async fn apply_in_task(&self, mutation: RowMutation) -> Result<Seq, EngineError> {
+        Arc::clone(&self.inner).apply_async(mutation).await
+    }
+
     /// Locks `row` for a read-modify-write (check-and-mutate, increment, append), blocking
     /// the thread; never call it from async code (use [`Tablet::lock_row_async`]).
     pub fn lock_row(&self, row: &[u8]) -> RowGuard {
@@ -136,17 +142,10 @@ impl Inner {
             .enqueue(self.id, p.first, p.count as u32, &p.payload)
             .await
         {
-            Ok(enqueued) => self.wait_logged(enqueued).await,
+            Ok(enqueued) => log.wait_durable(&enqueued).await.map(|_| ()),
             Err(e) => Err(e),
         };
         self.complete(p, logged)
-    }
-
-    async fn wait_logged(
-        &self,
-        enqueued: Enqueued,
-    ) -> Result<(), crate::engine::commitlog::CommitLogError> {
-        self.engine.log.wait_durable(&enqueued).await.map(|_| ())
     }
 
     /// Checks that `m` may be applied here: open, valid, in range, known families.

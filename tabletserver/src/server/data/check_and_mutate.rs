@@ -73,7 +73,7 @@ pub(super) async fn check_and_mutate_row(
                 mutations,
             };
             let m = super::mutate::resolve_aggregates(&served, m).await?;
-            served.tablet.apply_async(m).await?;
+            served.tablet.apply_in_task(m).await?;
         }
         Ok(matched)
     })

@@ -9,7 +9,7 @@
 //! Single-row transactions: every write of a row — plain `MutateRow` too — runs under the row's
 //! lock (`Tablet::lock_row_async`), so `CheckAndMutateRow` and `ReadModifyWriteRow` read and
 //! write with no other write of the row in between. The guarded section awaits the commit
-//! log's group commit (`Tablet::apply_async`) without holding a thread; only the reads of a
+//! log's group commit (`Tablet::apply_in_task`) without holding a thread; only the reads of a
 //! check-and-mutate or read-modify-write go to the blocking pool. After the write, the gate is asked again: a write
 //! that was synced after the session stopped being safe is answered `Unavailable` (outcome
 //! unknown), never OK (see `gate`). Reads see whole mutations only: the engine reads each

@@ -45,7 +45,7 @@ async fn apply_locked(served: Arc<ServedTablet>, m: RowMutation) -> Result<(), E
     let row = m.row.clone();
     with_row_locked(served, row, move |served| async move {
         let m = resolve_aggregates(&served, m).await?;
-        served.tablet.apply_async(m).await?;
+        served.tablet.apply_in_task(m).await?;
         Ok(())
     })
     .await

@@ -92,7 +92,7 @@ pub(super) async fn read_modify_write_row(
             .collect();
         served
             .tablet
-            .apply_async(RowMutation {
+            .apply_in_task(RowMutation {
                 row: key.clone(),
                 mutations,
             })

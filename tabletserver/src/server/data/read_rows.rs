@@ -322,35 +322,16 @@ impl Scan {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use tabula_common::{
-        Clock, Epoch, LocalDir, ManualClock, ServerId, StorageRoot, TableId, TabletId, Timestamp,
-    };
+    use tabula_common::{Epoch, TableId};
 
     use super::*;
-    use crate::engine::commitlog::{CommitLog, CommitLogOptions};
-    use crate::engine::{Engine, EngineOptions, Mutation, RowMutation, Schema};
+    use crate::engine::tablet::scratch::scratch_tablet;
+    use crate::engine::{Mutation, RowMutation, Schema};
 
     /// A served tablet holding rows `r000..` (one 100-byte cell each), the first `deleted`
     /// of them deleted.
     fn served(rows: usize, deleted: usize) -> (tempfile::TempDir, Arc<ServedTablet>) {
-        let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn StorageRoot> = Arc::new(LocalDir::open(dir.path()).unwrap());
-        let log = CommitLog::open(
-            storage.clone(),
-            ServerId("s1".into()),
-            CommitLogOptions::default(),
-        )
-        .unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let engine = Engine::new(storage, Arc::new(log), clock, EngineOptions::for_tests());
-        let tablet = engine
-            .create_tablet(
-                TabletId(1),
-                Bytes::new(),
-                None,
-                Schema::with_families(["cf"]),
-            )
-            .unwrap();
+        let (dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
         for i in 0..rows {
             let mutation = if i < deleted {
                 Mutation::DeleteFromRow
