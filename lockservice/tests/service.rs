@@ -283,6 +283,51 @@ async fn a_blocked_acquire_gets_the_lock_when_the_holder_releases_and_watches_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_nobody_answers_for_is_refused_a_vote() {
+    let cell = Cell::start(3).await;
+    let leader_id = cell.leader().await;
+    let mut leader = client(&cell, leader_id).await;
+    // A port that was free a moment ago: nothing answers there.
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = leader
+        .add_node(pb::AddNodeRequest {
+            id: 4,
+            addr: addr.to_string(),
+        })
+        .await;
+    let message = refused
+        .as_ref()
+        .map_or_else(|s| s.message().to_owned(), |_| String::new());
+    assert_eq!(code(refused), Code::FailedPrecondition, "{message}");
+    assert!(message.contains("without a vote"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let status = leader
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let voters: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(voters, [1, 2, 3], "{status:?}");
+    // It stays a learner until removed, and the cell still writes with its three voters.
+    assert!(status.members.iter().any(|m| m.id == 4 && !m.voter));
+    leader
+        .remove_node(pb::RemoveNodeRequest { id: 4 })
+        .await
+        .unwrap();
+    cell.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_joins_as_a_voter_and_leaves_again() {
     let mut cell = Cell::start(3).await;
     let leader_id = cell.leader().await;

@@ -1,5 +1,5 @@
 //! The cell's status and membership changes: a node joins as a learner, becomes a voter once it
-//! has caught up (`add_learner` blocks until then), and leaves by a joint-consensus change.
+//! has caught up (`wait_caught_up`), and leaves by a joint-consensus change.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -88,12 +88,15 @@ pub(super) async fn add_node(
             ),
         ));
     }
-    bounded(timeout, "adding the learner", async {
-        raft.add_learner(id, BasicNode::new(addr), true)
+    // Not openraft's blocking mode: it gives up waiting after 500 ms and reports success
+    // anyway, so an unreachable node would become a voter the cell cannot count on.
+    let added = bounded(timeout, "adding the learner", async {
+        raft.add_learner(id, BasicNode::new(addr), false)
             .await
             .map_err(write_error)
     })
     .await?;
+    wait_caught_up(raft, id, addr, added.log_id.index, timeout).await?;
     let voters = BTreeSet::from([id]);
     bounded(timeout, "promoting the learner", async {
         raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
@@ -102,6 +105,60 @@ pub(super) async fn add_node(
     })
     .await?;
     Ok(())
+}
+
+/// How long a new learner has to answer replication at all before `add_node` gives up on it.
+const FIRST_CONTACT: Duration = Duration::from_secs(10);
+
+/// Waits until the leader has replicated to learner `id` up to `index` (the entry that added
+/// it). Fails with FailedPrecondition when the learner answers nothing within `FIRST_CONTACT`,
+/// or has not caught up within `timeout`; it then stays a learner, which has no vote.
+async fn wait_caught_up(
+    raft: &Raft<TypeConfig>,
+    id: NodeId,
+    addr: &str,
+    index: u64,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    let first_contact_by = start + timeout.min(FIRST_CONTACT);
+    let mut metrics = raft.metrics();
+    loop {
+        let matched = {
+            let m = metrics.borrow_and_update();
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied())
+                .flatten()
+                .map(|log_id| log_id.index)
+        };
+        if matched.is_some_and(|m| m >= index) {
+            return Ok(());
+        }
+        let by = if matched.is_some() {
+            deadline
+        } else {
+            first_contact_by
+        };
+        let changed = tokio::time::timeout_at(by, metrics.changed()).await;
+        if !matches!(changed, Ok(Ok(()))) {
+            let how = match matched {
+                None => format!(
+                    "accepted no replication within {:?} (is it running, and reachable at that address?)",
+                    by - start
+                ),
+                Some(m) => format!("has caught up to index {m} of {index} after {timeout:?}"),
+            };
+            return Err(Error::new(
+                Code::FailedPrecondition,
+                format!(
+                    "node {id} at {addr} {how}; it was added as a learner only, without a vote: \
+                     start it and add it again, or remove it with `tabula lock remove-node {id}`"
+                ),
+            ));
+        }
+    }
 }
 
 /// Removes node `id` from the voters (then the node entirely) or from the learners.
