@@ -49,6 +49,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         wkt_include,
     ];
 
+    // The row data every read returns: `bytes::Bytes` instead of `Vec<u8>`, so a decoded row
+    // points into the received buffer and a tablet server encodes its cells' `Bytes` without
+    // copying them into vectors first.
+    config.bytes([
+        ".google.bigtable.v2.Row",
+        ".google.bigtable.v2.Column",
+        ".google.bigtable.v2.Cell",
+    ]);
+
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -287,7 +287,10 @@ async fn read_all(mut client: TabletServiceClient<Channel>) -> BTreeMap<(Vec<u8>
             for family in row.families {
                 for column in family.columns {
                     for cell in column.cells {
-                        cells.insert((row.key.clone(), cell.timestamp_micros), cell.value);
+                        cells.insert(
+                            (row.key.to_vec(), cell.timestamp_micros),
+                            cell.value.to_vec(),
+                        );
                     }
                 }
             }

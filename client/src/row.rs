@@ -35,20 +35,20 @@ impl Row {
         let mut cells = Vec::new();
         for family in row.families {
             for column in family.columns {
-                let qualifier = Bytes::from(column.qualifier);
+                let qualifier = column.qualifier;
                 for cell in column.cells {
                     cells.push(Cell {
                         family: family.name.clone(),
                         qualifier: qualifier.clone(),
                         timestamp_micros: cell.timestamp_micros,
-                        value: Bytes::from(cell.value),
+                        value: cell.value,
                         labels: cell.labels,
                     });
                 }
             }
         }
         Row {
-            key: Bytes::from(row.key),
+            key: row.key,
             cells,
         }
     }
@@ -81,20 +81,20 @@ mod tests {
     fn a_wire_row_flattens_in_order() {
         let cell = |ts, v: &[u8]| bt::Cell {
             timestamp_micros: ts,
-            value: v.to_vec(),
+            value: Bytes::copy_from_slice(v),
             labels: vec![],
         };
         let wire = bt::Row {
-            key: b"r".to_vec(),
+            key: Bytes::from_static(b"r"),
             families: vec![bt::Family {
                 name: "cf".into(),
                 columns: vec![
                     bt::Column {
-                        qualifier: b"a".to_vec(),
+                        qualifier: Bytes::from_static(b"a"),
                         cells: vec![cell(2, b"new"), cell(1, b"old")],
                     },
                     bt::Column {
-                        qualifier: b"b".to_vec(),
+                        qualifier: Bytes::from_static(b"b"),
                         cells: vec![cell(5, b"x")],
                     },
                 ],

@@ -351,20 +351,20 @@ pub(crate) fn row_to_proto(row: Row) -> bt::Row {
             .is_none_or(|c| c.qualifier != cell.qualifier.as_ref())
         {
             family.columns.push(bt::Column {
-                qualifier: cell.qualifier.to_vec(),
+                qualifier: cell.qualifier.clone(),
                 cells: Vec::new(),
             });
         }
         if let Some(column) = family.columns.last_mut() {
             column.cells.push(bt::Cell {
                 timestamp_micros: cell.timestamp_micros,
-                value: cell.value.to_vec(),
+                value: cell.value,
                 labels: cell.labels,
             });
         }
     }
     bt::Row {
-        key: row.key.to_vec(),
+        key: row.key,
         families,
     }
 }

@@ -569,11 +569,17 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
         .into_inner()
         .row
         .unwrap();
-    assert_eq!(answer.key, b"counter");
+    assert_eq!(answer.key, &b"counter"[..]);
     let columns: Vec<_> = answer.families[0]
         .columns
         .iter()
-        .map(|c| (c.qualifier.clone(), c.cells.len(), c.cells[0].value.clone()))
+        .map(|c| {
+            (
+                c.qualifier.to_vec(),
+                c.cells.len(),
+                c.cells[0].value.to_vec(),
+            )
+        })
         .collect();
     assert_eq!(
         columns,
@@ -984,7 +990,8 @@ async fn a_table_dropped_and_created_again_is_reached_at_once() {
         .into_inner();
     let cell = &appended.row.unwrap().families[0].columns[0].cells[0];
     assert_eq!(
-        cell.value, b"+",
+        cell.value,
+        &b"+"[..],
         "appended to an empty cell of the new table"
     );
     delete_t(&mut tables).await;

@@ -222,8 +222,8 @@ async fn read_tablet(
     let mut out = BTreeMap::new();
     while let Some(m) = stream.message().await.unwrap() {
         for row in m.rows {
-            let cell = row.families[0].columns[0].cells[0].value.clone();
-            out.insert(String::from_utf8(row.key).unwrap(), cell);
+            let cell = row.families[0].columns[0].cells[0].value.to_vec();
+            out.insert(String::from_utf8(row.key.to_vec()).unwrap(), cell);
         }
     }
     out

@@ -267,12 +267,12 @@ fn value(row: &pb::Row, family: &str, q: &str) -> Option<Vec<u8>> {
         .flat_map(|f| &f.columns)
         .find(|c| c.qualifier == q.as_bytes())
         .and_then(|c| c.cells.first())
-        .map(|c| c.value.clone())
+        .map(|c| c.value.to_vec())
 }
 
 fn keys_of(rows: &[pb::Row]) -> Vec<String> {
     rows.iter()
-        .map(|r| String::from_utf8(r.key.clone()).unwrap())
+        .map(|r| String::from_utf8(r.key.to_vec()).unwrap())
         .collect()
 }
 
@@ -655,7 +655,7 @@ async fn concurrent_increments_lose_no_update() {
                     .into_inner()
                     .row
                     .unwrap();
-                assert_eq!(row.key, b"counter");
+                assert_eq!(row.key, &b"counter"[..]);
                 assert_eq!(row.families.len(), 1);
                 seen.push(as_i64(&value(&row, "cf", "n").unwrap()));
             }
@@ -805,7 +805,7 @@ async fn append_and_increment_return_the_new_cells() {
     let columns: Vec<&[u8]> = row.families[0]
         .columns
         .iter()
-        .map(|c| c.qualifier.as_slice())
+        .map(|c| c.qualifier.as_ref())
         .collect();
     assert_eq!(columns, vec![&b"n"[..], b"s"]);
     assert!(row.families[0].columns.iter().all(|c| c.cells.len() == 1));
@@ -894,7 +894,7 @@ async fn scans_during_writes_see_whole_mutations_only() {
                 req.reversed = scans % 2 == 1;
                 let (rows, _) = read(&mut c, req).await.unwrap();
                 for row in &rows {
-                    let cells: Vec<&Vec<u8>> = row.families[0]
+                    let cells: Vec<&bytes::Bytes> = row.families[0]
                         .columns
                         .iter()
                         .map(|col| &col.cells[0].value)

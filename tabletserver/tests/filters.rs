@@ -1143,11 +1143,11 @@ fn filtered_rows_become_row_messages_grouped_by_family_and_column() {
                     let mut cells: Vec<_> = c
                         .cells
                         .into_iter()
-                        .map(|c| (c.timestamp_micros, c.value, c.labels))
+                        .map(|c| (c.timestamp_micros, c.value.to_vec(), c.labels))
                         .collect();
                     // Duplicates (same timestamp) in an unspecified order.
                     cells.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
-                    (c.qualifier, cells)
+                    (c.qualifier.to_vec(), cells)
                 })
                 .collect();
             (fam.name, cols)

@@ -135,7 +135,7 @@ pub async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<
                 .first()
                 .and_then(|f| f.columns.first())
                 .and_then(|c| c.cells.first());
-            return Ok(cell.map(|c| c.value.clone()));
+            return Ok(cell.map(|c| c.value.to_vec()));
         }
     }
     Ok(None)

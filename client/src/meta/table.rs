@@ -728,14 +728,14 @@ mod tests {
 
     fn row(key: Bytes, family: &str, qualifier: &[u8], value: Bytes) -> bt::Row {
         bt::Row {
-            key: key.to_vec(),
+            key,
             families: vec![bt::Family {
                 name: family.to_owned(),
                 columns: vec![bt::Column {
-                    qualifier: qualifier.to_vec(),
+                    qualifier: Bytes::copy_from_slice(qualifier),
                     cells: vec![bt::Cell {
                         timestamp_micros: 1,
-                        value: value.to_vec(),
+                        value,
                         labels: Vec::new(),
                     }],
                 }],

@@ -264,8 +264,19 @@ impl RowMutation {
         self.clone().into_entries(first_seq)
     }
 
-    /// As `to_entries`, moving the bytes instead of sharing them.
+    /// As `to_entries`, with every byte string of the entries (the row once, each family,
+    /// qualifier and value) copied into one buffer they all point into. A memtable scan clones
+    /// each entry's four `Bytes`; sharing one reference count keeps that to one cache line per
+    /// row mutation instead of four lines per cell (the clones were 16% of a tablet server's
+    /// samples under short scans).
     pub fn into_entries(self, first_seq: Seq) -> Vec<Entry> {
+        let mut entries = self.into_loose_entries(first_seq);
+        pack(&mut entries);
+        entries
+    }
+
+    /// The entries, each byte string as the mutation held it.
+    fn into_loose_entries(self, first_seq: Seq) -> Vec<Entry> {
         let row = self.row;
         self.mutations
             .into_iter()
@@ -490,6 +501,57 @@ fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
     Ok(buf.split_to(len as usize))
 }
 
+/// Copies the byte strings of `entries` (which share one row) into one buffer and points the
+/// entries into it; see `RowMutation::into_entries`.
+fn pack(entries: &mut [Entry]) {
+    let Some(first) = entries.first() else {
+        return;
+    };
+    let row_len = first.key.row.len();
+    let total = row_len
+        + entries
+            .iter()
+            .map(|e| {
+                e.key.family.len()
+                    + e.key.qualifier.as_ref().map_or(0, Bytes::len)
+                    + match &e.value {
+                        Value::Put(v) => v.len(),
+                        _ => 0,
+                    }
+            })
+            .sum::<usize>();
+    let mut buf = BytesMut::with_capacity(total);
+    buf.extend_from_slice(&first.key.row);
+    for e in entries.iter() {
+        buf.extend_from_slice(&e.key.family);
+        if let Some(q) = &e.key.qualifier {
+            buf.extend_from_slice(q);
+        }
+        if let Value::Put(v) = &e.value {
+            buf.extend_from_slice(v);
+        }
+    }
+    let buf = buf.freeze();
+    let row = buf.slice(..row_len);
+    let mut at = row_len;
+    let mut take = |len: usize| {
+        let piece = buf.slice(at..at + len);
+        at += len;
+        piece
+    };
+    for e in entries.iter_mut() {
+        debug_assert_eq!(e.key.row, row);
+        e.key.row = row.clone();
+        e.key.family = take(e.key.family.len());
+        if let Some(q) = &mut e.key.qualifier {
+            *q = take(q.len());
+        }
+        if let Value::Put(v) = &mut e.value {
+            *v = take(v.len());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -520,6 +582,42 @@ mod tests {
                 Mutation::DeleteFromRow,
             ],
         }
+    }
+
+    #[test]
+    fn entries_are_packed_into_one_buffer_with_the_same_contents() {
+        let mut m = sample();
+        m.mutations.push(Mutation::SetCell {
+            family: b("cf"),
+            qualifier: b("q2"),
+            timestamp: 5,
+            value: Bytes::from(vec![7u8; 300]),
+        });
+        let loose = m.clone().into_loose_entries(40);
+        let packed = m.into_entries(40);
+        assert_eq!(packed, loose);
+        // Every non-empty byte string lies inside the first entry's row buffer's allocation:
+        // the row comes first, then the rest in order, with no gaps.
+        let start = packed[0].key.row.as_ptr() as usize;
+        let mut end = start + packed[0].key.row.len();
+        for e in &packed {
+            assert_eq!(e.key.row.as_ptr() as usize, start);
+            let mut pieces = vec![&e.key.family];
+            pieces.extend(e.key.qualifier.as_ref());
+            if let Value::Put(v) = &e.value {
+                pieces.push(v);
+            }
+            for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
+                assert_eq!(piece.as_ptr() as usize, end, "{e:?}");
+                end += piece.len();
+            }
+        }
+        assert_eq!(end - start, 4 + 2 + 1 + 1 + 2 + 3 + 2 + 2 + 300);
+        let empty = RowMutation {
+            row: b("r"),
+            mutations: vec![],
+        };
+        assert!(empty.into_entries(1).is_empty());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn to_proto_row(key: Bytes, cells: Vec<OutCell>) -> Option<pb::Row> {
         };
         if last_qualifier.as_ref() != Some(&c.qualifier) {
             family.columns.push(pb::Column {
-                qualifier: c.qualifier.to_vec(),
+                qualifier: c.qualifier.clone(),
                 cells: Vec::new(),
             });
             last_qualifier = Some(c.qualifier);
@@ -54,15 +54,12 @@ pub fn to_proto_row(key: Bytes, cells: Vec<OutCell>) -> Option<pb::Row> {
         if let Some(column) = family.columns.last_mut() {
             column.cells.push(pb::Cell {
                 timestamp_micros: c.timestamp,
-                value: c.value.to_vec(),
+                value: c.value,
                 labels: c.labels,
             });
         }
     }
-    Some(pb::Row {
-        key: key.to_vec(),
-        families,
-    })
+    Some(pb::Row { key, families })
 }
 
 #[cfg(test)]
@@ -104,7 +101,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(row.key, b"r");
+        assert_eq!(row.key, &b"r"[..]);
         let shape: Vec<FamilyShape> = row
             .families
             .into_iter()
@@ -116,9 +113,9 @@ mod tests {
                         let cells = col
                             .cells
                             .into_iter()
-                            .map(|c| (c.timestamp_micros, c.value, c.labels))
+                            .map(|c| (c.timestamp_micros, c.value.to_vec(), c.labels))
                             .collect();
-                        (col.qualifier, cells)
+                        (col.qualifier.to_vec(), cells)
                     })
                     .collect();
                 (f.name, cols)

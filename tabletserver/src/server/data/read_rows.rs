@@ -379,7 +379,7 @@ mod tests {
         messages
             .iter()
             .flat_map(|m| &m.rows)
-            .map(|r| String::from_utf8(r.key.clone()).unwrap())
+            .map(|r| String::from_utf8(r.key.to_vec()).unwrap())
             .collect()
     }
 
