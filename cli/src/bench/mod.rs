@@ -35,6 +35,10 @@ pub(crate) enum BenchCommand {
     /// The Bigtable paper's Figure 6 set (1000-byte values) against a cluster, per tablet
     /// server, beside the paper's single-server numbers and this machine's raw ceilings.
     Paper(paper::PaperArgs),
+    /// Serve the bare echo service on 127.0.0.1:0 until stdin closes, Ctrl-C or SIGTERM,
+    /// after printing `listening ADDR`: the separate-process ceiling of `ycsb` and `paper`.
+    #[command(hide = true)]
+    EchoServer,
 }
 
 /// Runs one benchmark, printing its results in `output`.
@@ -44,6 +48,7 @@ pub(crate) fn run(command: BenchCommand, output: OutputFormat) -> anyhow::Result
         BenchCommand::Lock(args) => lock::run(lock::LockBenchArgs { output, ..args }),
         BenchCommand::Ycsb(args) => ycsb::run(ycsb::YcsbArgs { output, ..args }),
         BenchCommand::Paper(args) => paper::run(paper::PaperArgs { output, ..args }),
+        BenchCommand::EchoServer => ceiling::serve_echo_child(),
     }
 }
 

@@ -1,8 +1,13 @@
-//! This machine's raw ceilings, measured in the same process and run as a cluster benchmark,
-//! so every Tabula number can be printed as a ratio to what plain tonic does here and now: a
-//! bare unary echo (calls/s at the benchmark's payload size and concurrency) and a bare
-//! server-streaming transfer (MB/s in messages of the benchmark's row size). The server runs
-//! in-process on 127.0.0.1 (`server`); the loops are `echo` and `stream`.
+//! This machine's raw ceilings, measured in the same run as a cluster benchmark, so every
+//! Tabula number can be printed as a ratio to what plain tonic does here and now: a bare unary
+//! echo (calls/s at the benchmark's payload size and concurrency) and a bare server-streaming
+//! transfer (MB/s in messages of the benchmark's row size). The loops are `echo` and `stream`.
+//!
+//! Each is measured against two echo servers on 127.0.0.1: one in a separate process
+//! (`process`: a `tabula bench echo-server` child, measured first) and one in this process
+//! (`server`, on the benchmark's own runtime). The ratios are to the separate process: that is
+//! the cluster's layout, where every call crosses processes and pays their wake-ups; the
+//! in-process numbers are printed beside them, as what tonic does without that crossing.
 //!
 //! Reads and writes are compared with echo calls/s (each is one unary round trip carrying
 //! about one record), scans with streaming MB/s. On a shared machine one measurement can land
@@ -10,13 +15,18 @@
 //! each ([`Ceilings::best`]): a ratio is then never flattered by an unlucky ceiling.
 
 mod echo;
+mod process;
 mod server;
 mod stream;
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 
+use self::process::EchoChild;
+pub(super) use self::process::serve as serve_echo_child;
 use self::server::EchoServer;
 
 /// How to measure the ceilings.
@@ -26,97 +36,157 @@ pub(super) struct CeilingConfig {
     pub(super) payload_bytes: usize,
     /// Concurrent callers / streams.
     pub(super) concurrency: usize,
-    /// How long each of the two loops runs.
+    /// How long each of the four loops runs.
     pub(super) duration: Duration,
 }
 
-/// The two ceilings of this run.
+/// The ceilings of this run: against the echo server in a separate process (the ratios'
+/// baseline) and against the one in this process.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Ceilings {
     pub(super) config: CeilingConfig,
-    /// Unary echo calls per second.
+    /// Unary echo calls per second, server in a separate process.
     pub(super) echo_calls_per_sec: f64,
-    /// Server-streaming payload megabytes (10^6 bytes) per second.
+    /// Server-streaming payload megabytes (10^6 bytes) per second, server in a separate
+    /// process.
     pub(super) stream_mb_per_sec: f64,
+    /// Unary echo calls per second, server in this process.
+    pub(super) echo_in_process_calls_per_sec: f64,
+    /// Server-streaming payload megabytes per second, server in this process.
+    pub(super) stream_in_process_mb_per_sec: f64,
     /// Measurements combined into these numbers (the best of each).
     pub(super) measurements: u32,
 }
 
+/// Both loops' results against one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rates {
+    echo_calls_per_sec: f64,
+    stream_mb_per_sec: f64,
+}
+
 impl Ceilings {
-    /// `ops_per_sec` as a fraction of the echo ceiling.
+    /// One measurement: `separate` against the server in a separate process, `in_process`
+    /// against the one in this process.
+    fn new(config: CeilingConfig, separate: Rates, in_process: Rates) -> Ceilings {
+        Ceilings {
+            config,
+            echo_calls_per_sec: separate.echo_calls_per_sec,
+            stream_mb_per_sec: separate.stream_mb_per_sec,
+            echo_in_process_calls_per_sec: in_process.echo_calls_per_sec,
+            stream_in_process_mb_per_sec: in_process.stream_mb_per_sec,
+            measurements: 1,
+        }
+    }
+
+    /// `ops_per_sec` as a fraction of the echo ceiling of the separate process.
     pub(super) fn echo_ratio(&self, ops_per_sec: f64) -> f64 {
         ops_per_sec / self.echo_calls_per_sec.max(1e-9)
     }
 
-    /// `mb_per_sec` as a fraction of the streaming ceiling.
+    /// `mb_per_sec` as a fraction of the streaming ceiling of the separate process.
     pub(super) fn stream_ratio(&self, mb_per_sec: f64) -> f64 {
         mb_per_sec / self.stream_mb_per_sec.max(1e-9)
     }
 
-    /// The better of each ceiling of `self` and `other`.
+    /// The better of each of the four ceilings of `self` and `other`.
     pub(super) fn best(self, other: Ceilings) -> Ceilings {
         Ceilings {
             config: self.config,
             echo_calls_per_sec: self.echo_calls_per_sec.max(other.echo_calls_per_sec),
             stream_mb_per_sec: self.stream_mb_per_sec.max(other.stream_mb_per_sec),
+            echo_in_process_calls_per_sec: self
+                .echo_in_process_calls_per_sec
+                .max(other.echo_in_process_calls_per_sec),
+            stream_in_process_mb_per_sec: self
+                .stream_in_process_mb_per_sec
+                .max(other.stream_in_process_mb_per_sec),
             measurements: self.measurements + other.measurements,
         }
     }
 
-    /// The ceilings as the JSON reports carry them.
+    /// The ceilings as the JSON reports carry them: `echo_calls_per_sec` and
+    /// `stream_mb_per_sec` are the separate process's (the ratios' baseline), the
+    /// `_in_process_` ones this process's.
     pub(super) fn to_json(self) -> serde_json::Value {
         json!({
             "payload_bytes": self.config.payload_bytes,
             "concurrency": self.config.concurrency,
             "duration_secs": self.config.duration.as_secs_f64(),
+            "echo_server": "separate_process",
             "echo_calls_per_sec": self.echo_calls_per_sec,
             "stream_mb_per_sec": self.stream_mb_per_sec,
+            "echo_in_process_calls_per_sec": self.echo_in_process_calls_per_sec,
+            "stream_in_process_mb_per_sec": self.stream_in_process_mb_per_sec,
             "measurements": self.measurements,
         })
     }
 }
 
-/// Starts the echo server, runs the echo loop then the streaming loop, and stops the server.
-pub(super) async fn measure(config: CeilingConfig, progress: bool) -> anyhow::Result<Ceilings> {
-    let server = EchoServer::start().await?;
-    let measured = async {
-        let echo = echo::calls_per_sec(
-            server.addr,
-            config.payload_bytes,
-            config.concurrency,
-            config.duration,
-        )
-        .await?;
-        if progress {
-            eprintln!(
-                "ceiling: bare tonic echo, {} B x {} in flight: {:.0} calls/s",
-                config.payload_bytes, config.concurrency, echo
-            );
-        }
-        let stream = stream::mb_per_sec(
-            server.addr,
-            config.payload_bytes,
-            config.concurrency,
-            config.duration,
-        )
-        .await?;
-        if progress {
-            eprintln!(
-                "ceiling: bare tonic server streaming, {} B messages x {} streams: {:.1} MB/s",
-                config.payload_bytes, config.concurrency, stream
-            );
-        }
-        anyhow::Ok((echo, stream))
-    }
-    .await;
-    let stopped = server.stop().await;
-    let (echo_calls_per_sec, stream_mb_per_sec) = measured?;
+/// Measures both loops against an `echo_server_exe bench echo-server` child (the executable
+/// is a parameter: a test binary is not `tabula`), then against a server in this process.
+pub(super) async fn measure(
+    config: CeilingConfig,
+    echo_server_exe: &Path,
+    progress: bool,
+) -> anyhow::Result<Ceilings> {
+    let child = EchoChild::start(echo_server_exe).await?;
+    let measured = rates(child.addr, config, "separate process", progress).await;
+    let stopped = child.stop().await;
+    let separate = measured?;
     stopped?;
-    Ok(Ceilings {
-        config,
-        echo_calls_per_sec,
-        stream_mb_per_sec,
-        measurements: 1,
+    let in_process = measure_in_process(config, progress).await?;
+    Ok(Ceilings::new(config, separate, in_process))
+}
+
+/// Starts an echo server in this process, runs both loops against it, and stops it.
+async fn measure_in_process(config: CeilingConfig, progress: bool) -> anyhow::Result<Rates> {
+    let server = EchoServer::start().await?;
+    let measured = rates(server.addr, config, "in this process", progress).await;
+    let stopped = server.stop().await;
+    let measured = measured?;
+    stopped?;
+    Ok(measured)
+}
+
+/// Runs the echo loop then the streaming loop against the server at `addr` (`place` says
+/// where it runs, for the progress lines).
+async fn rates(
+    addr: SocketAddr,
+    config: CeilingConfig,
+    place: &str,
+    progress: bool,
+) -> anyhow::Result<Rates> {
+    let echo = echo::calls_per_sec(
+        addr,
+        config.payload_bytes,
+        config.concurrency,
+        config.duration,
+    )
+    .await?;
+    if progress {
+        eprintln!(
+            "ceiling: bare tonic echo, {place}, {} B x {} in flight: {:.0} calls/s",
+            config.payload_bytes, config.concurrency, echo
+        );
+    }
+    let stream = stream::mb_per_sec(
+        addr,
+        config.payload_bytes,
+        config.concurrency,
+        config.duration,
+    )
+    .await?;
+    if progress {
+        eprintln!(
+            "ceiling: bare tonic server streaming, {place}, {} B messages x {} streams: \
+             {:.1} MB/s",
+            config.payload_bytes, config.concurrency, stream
+        );
+    }
+    Ok(Rates {
+        echo_calls_per_sec: echo,
+        stream_mb_per_sec: stream,
     })
 }
 
@@ -131,22 +201,50 @@ mod tests {
             concurrency: 4,
             duration: Duration::from_millis(200),
         };
-        let c = measure(config, false).await.unwrap();
+        let in_process = measure_in_process(config, false).await.unwrap();
         assert!(
-            c.echo_calls_per_sec > 0.0 && c.stream_mb_per_sec > 0.0,
-            "{c:?}"
+            in_process.echo_calls_per_sec > 0.0 && in_process.stream_mb_per_sec > 0.0,
+            "{in_process:?}"
         );
-        assert_eq!(c.echo_ratio(c.echo_calls_per_sec), 1.0);
-        assert!((c.stream_ratio(c.stream_mb_per_sec / 2.0) - 0.5).abs() < 1e-9);
-        assert_eq!(c.to_json()["payload_bytes"], 1000);
-        let better = Ceilings {
+        // The separate process's numbers (stand-ins here: a test binary is not `tabula`) are
+        // the ratios' baseline.
+        let separate = Rates {
+            echo_calls_per_sec: in_process.echo_calls_per_sec / 2.0,
+            stream_mb_per_sec: in_process.stream_mb_per_sec / 4.0,
+        };
+        let c = Ceilings::new(config, separate, in_process);
+        assert_eq!(c.echo_ratio(separate.echo_calls_per_sec), 1.0);
+        assert!((c.stream_ratio(separate.stream_mb_per_sec / 2.0) - 0.5).abs() < 1e-9);
+        let doc = c.to_json();
+        assert_eq!(doc["payload_bytes"], 1000);
+        assert_eq!(doc["echo_calls_per_sec"], separate.echo_calls_per_sec);
+        assert_eq!(
+            doc["echo_in_process_calls_per_sec"],
+            in_process.echo_calls_per_sec
+        );
+        assert_eq!(doc["stream_mb_per_sec"], separate.stream_mb_per_sec);
+        assert_eq!(
+            doc["stream_in_process_mb_per_sec"],
+            in_process.stream_mb_per_sec
+        );
+        let other = Ceilings {
             echo_calls_per_sec: c.echo_calls_per_sec * 2.0,
             stream_mb_per_sec: c.stream_mb_per_sec / 2.0,
+            echo_in_process_calls_per_sec: c.echo_in_process_calls_per_sec / 2.0,
+            stream_in_process_mb_per_sec: c.stream_in_process_mb_per_sec * 2.0,
             ..c
         };
-        let best = c.best(better);
-        assert_eq!(best.echo_calls_per_sec, better.echo_calls_per_sec);
+        let best = c.best(other);
+        assert_eq!(best.echo_calls_per_sec, other.echo_calls_per_sec);
         assert_eq!(best.stream_mb_per_sec, c.stream_mb_per_sec);
+        assert_eq!(
+            best.echo_in_process_calls_per_sec,
+            c.echo_in_process_calls_per_sec
+        );
+        assert_eq!(
+            best.stream_in_process_mb_per_sec,
+            other.stream_in_process_mb_per_sec
+        );
         assert_eq!(best.measurements, 2);
     }
 }

@@ -1,6 +1,7 @@
 //! The `bench paper` report: per benchmark the rows per second, per tablet server, beside the
 //! paper's single-server number and the ratio to it, and the ratio to this run's ceiling
-//! (reads and writes: echo calls/s; scans: streaming MB/s); and the same as JSON. Pure.
+//! (reads and writes: echo calls/s; scans: streaming MB/s; both against the echo server in a
+//! separate process, the cluster's layout); and the same as JSON. Pure.
 
 use serde_json::json;
 
@@ -70,13 +71,16 @@ impl Report {
         let mut out = format!(
             "bench paper: {} rows of 1000-byte values ({} for the in-memory table), {} clients, \
              {} tablet server(s)\nceilings: bare tonic echo {} calls/s, server streaming {:.1} MB/s \
-             ({} B, {} in flight)\n\n",
+             in a separate process (in this process: {} calls/s, {:.1} MB/s), {} B x {} in \
+             flight; ratios are to the separate-process server, the cluster's layout\n\n",
             self.rows,
             self.mem_rows,
             self.concurrency,
             self.tablet_servers,
             thousands(c.echo_calls_per_sec),
             c.stream_mb_per_sec,
+            thousands(c.echo_in_process_calls_per_sec),
+            c.stream_in_process_mb_per_sec,
             c.config.payload_bytes,
             c.config.concurrency,
         );
@@ -233,6 +237,8 @@ mod tests {
                 },
                 echo_calls_per_sec: 35_400.0,
                 stream_mb_per_sec: 10.0,
+                echo_in_process_calls_per_sec: 50_000.0,
+                stream_in_process_mb_per_sec: 20.0,
                 measurements: 1,
             },
             notes: vec![],
@@ -252,7 +258,12 @@ mod tests {
         assert_eq!(s.vs_ceiling, 0.1);
         let table = r.to_table();
         assert!(
-            table.contains("ceilings: bare tonic echo 35,400 calls/s, server streaming 10.0 MB/s")
+            table.contains(
+                "ceilings: bare tonic echo 35,400 calls/s, server streaming 10.0 MB/s in a \
+                 separate process (in this process: 50,000 calls/s, 20.0 MB/s), 1000 B x 4 in \
+                 flight; ratios are to the separate-process server, the cluster's layout"
+            ),
+            "{table}"
         );
         let line = table
             .lines()
@@ -270,5 +281,6 @@ mod tests {
         assert_eq!(doc["results"][0]["paper_single_server"], 8850.0);
         assert_eq!(doc["results"][1]["ratio_to_ceiling"], 0.1);
         assert_eq!(doc["ceilings"]["stream_mb_per_sec"], 10.0);
+        assert_eq!(doc["ceilings"]["stream_in_process_mb_per_sec"], 20.0);
     }
 }

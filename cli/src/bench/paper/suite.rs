@@ -62,7 +62,9 @@ pub(super) async fn run(config: &SuiteConfig, lock: &[String]) -> anyhow::Result
         concurrency: config.concurrency,
         duration: config.ceiling_duration,
     };
-    let before = ceiling::measure(ceiling_config, config.progress).await?;
+    // The separate-process echo server is this binary's `bench echo-server`.
+    let exe = std::env::current_exe().context("finding the tabula binary")?;
+    let before = ceiling::measure(ceiling_config, &exe, config.progress).await?;
     let mut results = Vec::new();
     for benchmark in Benchmark::ALL {
         let (t, rows) = if benchmark == Benchmark::RandomReadMem {
@@ -78,7 +80,7 @@ pub(super) async fn run(config: &SuiteConfig, lock: &[String]) -> anyhow::Result
         let phase = drive(benchmark.name(), ops, clients, config.progress).await?;
         results.push(Measured { benchmark, phase });
     }
-    let ceilings = before.best(ceiling::measure(ceiling_config, config.progress).await?);
+    let ceilings = before.best(ceiling::measure(ceiling_config, &exe, config.progress).await?);
     if config.drop_tables {
         for n in [&name, &mem_name] {
             if let Err(e) = client.admin().delete_table(n).await {

@@ -220,13 +220,22 @@ impl Report {
             self.workload, self.distribution, self.records, self.operations, self.concurrency,
         );
         out.push_str(&format!(
-            "[CEILING], EchoCalls(ops/sec, {} B x {} in flight), {:.1}\n",
+            "[CEILING], EchoCalls(ops/sec, {} B x {} in flight, separate process), {:.1}\n",
             c.config.payload_bytes, c.config.concurrency, c.echo_calls_per_sec
         ));
         out.push_str(&format!(
-            "[CEILING], Streaming(MB/sec, {} B messages x {} streams), {:.1}\n",
+            "[CEILING], Streaming(MB/sec, {} B messages x {} streams, separate process), {:.1}\n",
             c.config.payload_bytes, c.config.concurrency, c.stream_mb_per_sec
         ));
+        out.push_str(&format!(
+            "[CEILING], EchoCallsInProcess(ops/sec), {:.1}\n",
+            c.echo_in_process_calls_per_sec
+        ));
+        out.push_str(&format!(
+            "[CEILING], StreamingInProcess(MB/sec), {:.1}\n",
+            c.stream_in_process_mb_per_sec
+        ));
+        out.push_str("[CEILING], RatiosTo, separate process (the cluster's layout)\n");
         for path in &self.paths {
             out.push_str(&path.to_text(c));
         }
@@ -351,6 +360,8 @@ mod tests {
                 },
                 echo_calls_per_sec: 30.0,
                 stream_mb_per_sec: 4.0,
+                echo_in_process_calls_per_sec: 45.0,
+                stream_in_process_mb_per_sec: 6.0,
                 measurements: 1,
             },
             notes: vec!["a note".to_owned()],
@@ -365,8 +376,11 @@ mod tests {
             "[OVERALL], RunTime(ms), 2000",
             "[OVERALL], Throughput(ops/sec), 3.0",
             "[OVERALL], RatioToEcho, 0.100",
-            "[CEILING], EchoCalls(ops/sec, 1000 B x 8 in flight), 30.0",
-            "[CEILING], Streaming(MB/sec, 1000 B messages x 8 streams), 4.0",
+            "[CEILING], EchoCalls(ops/sec, 1000 B x 8 in flight, separate process), 30.0",
+            "[CEILING], Streaming(MB/sec, 1000 B messages x 8 streams, separate process), 4.0",
+            "[CEILING], EchoCallsInProcess(ops/sec), 45.0",
+            "[CEILING], StreamingInProcess(MB/sec), 6.0",
+            "[CEILING], RatiosTo, separate process (the cluster's layout)",
             "[LOAD], Throughput(rows/sec), 2.0",
             "[READ], Operations, 4",
             "[READ], AverageLatency(us), 250.0",
@@ -403,6 +417,8 @@ mod tests {
         assert_eq!(doc["operations"]["SCAN"]["ratio"], 0.25);
         assert_eq!(doc["operations"]["SCAN"]["failed"], 1);
         assert_eq!(doc["ceilings"]["echo_calls_per_sec"], 30.0);
+        assert_eq!(doc["ceilings"]["echo_in_process_calls_per_sec"], 45.0);
+        assert_eq!(doc["ceilings"]["stream_in_process_mb_per_sec"], 6.0);
         assert_eq!(doc["load"]["rows"], 1);
         assert_eq!(doc["timeline"][0]["ops"], 1);
         assert_eq!(doc["path"], "native");

@@ -140,7 +140,9 @@ pub(super) async fn run(config: &SuiteConfig, targets: &Targets) -> anyhow::Resu
         concurrency: config.concurrency,
         duration: config.ceiling_duration,
     };
-    let before = ceiling::measure(ceiling_config, config.progress).await?;
+    // The separate-process echo server is this binary's `bench echo-server`.
+    let exe = std::env::current_exe().context("finding the tabula binary")?;
+    let before = ceiling::measure(ceiling_config, &exe, config.progress).await?;
     let mut paths = Vec::new();
     if let Some(native) = &mut native {
         native.report.run = run_phase(config, &native.backend, PathKind::Native).await?;
@@ -150,7 +152,7 @@ pub(super) async fn run(config: &SuiteConfig, targets: &Targets) -> anyhow::Resu
         api.report.run = run_phase(config, &api.backend, PathKind::BigtableApi).await?;
         paths.push(api.report.clone());
     }
-    let ceilings = before.best(ceiling::measure(ceiling_config, config.progress).await?);
+    let ceilings = before.best(ceiling::measure(ceiling_config, &exe, config.progress).await?);
 
     if config.drop_table {
         if let (Some(client), Some(native)) = (&client, &native)
@@ -173,9 +175,11 @@ pub(super) async fn run(config: &SuiteConfig, targets: &Targets) -> anyhow::Resu
              load in batches of {} rows",
             load::BATCH_ROWS
         ),
-        "ceilings measured in this process, in this run, on 127.0.0.1, before and after the \
-         run (the better of each kept): bare tonic unary echo and server streaming at the \
-         run's payload size and concurrency"
+        "ceilings measured in this run on 127.0.0.1, before and after the run (the better of \
+         each kept): bare tonic unary echo and server streaming at the run's payload size and \
+         concurrency, from this process to an echo server in a separate process and to one in \
+         this process; the ratios are to the separate-process server, the cluster's layout \
+         (every Tabula call crosses processes)"
             .to_owned(),
     ];
     if api.is_some() {
