@@ -1,12 +1,13 @@
 //! The unary ceiling: `concurrency` tasks calling `Echo` with a `payload_bytes` payload back to
-//! back over one HTTP/2 connection (as the client library multiplexes its calls to one tablet
-//! server), for a fixed time. Calls per second is the most any unary Tabula operation of that
+//! back over as many HTTP/2 connections as the client library opens to one tablet server
+//! (`ChannelOptions::connections_per_address`, taken in turn), for a fixed time. Calls per second is the most any unary Tabula operation of that
 //! size and concurrency could reach on this machine through tonic.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tabula_client::ChannelOptions;
 use tabula_proto::tabula::bench::v1::EchoRequest;
 use tabula_proto::tabula::bench::v1::echo_service_client::EchoServiceClient;
 use tokio::task::JoinSet;
@@ -27,6 +28,17 @@ pub(super) async fn connect(addr: SocketAddr) -> anyhow::Result<EchoServiceClien
         .max_encoding_message_size(MAX_MESSAGE_BYTES + 1024))
 }
 
+/// One client per connection the client library would open to one server.
+pub(super) async fn connect_like_the_client(
+    addr: SocketAddr,
+) -> anyhow::Result<Vec<EchoServiceClient<Channel>>> {
+    let mut clients = Vec::new();
+    for _ in 0..ChannelOptions::default().connections_per_address.max(1) {
+        clients.push(connect(addr).await?);
+    }
+    Ok(clients)
+}
+
 /// Echo calls per second of `concurrency` tasks over `duration`.
 pub(super) async fn calls_per_sec(
     addr: SocketAddr,
@@ -34,12 +46,12 @@ pub(super) async fn calls_per_sec(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let client = connect(addr).await?;
+    let clients = connect_like_the_client(addr).await?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
-    for _ in 0..concurrency {
-        let mut client = client.clone();
+    for i in 0..concurrency {
+        let mut client = clients[i % clients.len()].clone();
         let payload = vec![b'e'; payload_bytes];
         tasks.spawn(async move {
             let mut calls = 0u64;

@@ -1,5 +1,6 @@
 //! The streaming ceiling: `concurrency` tasks each calling `Stream` for `CHUNKS_PER_CALL`
-//! messages of `chunk_bytes` over and over, over one HTTP/2 connection, for a fixed time. The
+//! messages of `chunk_bytes` over and over, over the client library's connections to one server
+//! (taken in turn), for a fixed time. The
 //! megabytes per second received is the most a scan returning rows of that size could move
 //! through tonic on this machine.
 
@@ -10,7 +11,7 @@ use anyhow::Context;
 use tabula_proto::tabula::bench::v1::StreamRequest;
 use tokio::task::JoinSet;
 
-use super::echo::connect;
+use super::echo::connect_like_the_client;
 
 /// Messages per `Stream` call (a scan's worth of rows).
 const CHUNKS_PER_CALL: u64 = 1000;
@@ -23,12 +24,12 @@ pub(super) async fn mb_per_sec(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let client = connect(addr).await?;
+    let clients = connect_like_the_client(addr).await?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
-    for _ in 0..concurrency {
-        let mut client = client.clone();
+    for i in 0..concurrency {
+        let mut client = clients[i % clients.len()].clone();
         let request = StreamRequest {
             count: CHUNKS_PER_CALL,
             size: chunk_bytes as u64,
