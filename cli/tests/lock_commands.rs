@@ -661,15 +661,7 @@ async fn watch_sees_writes_and_locks_and_hold_holds_until_a_signal() {
         report_ms: 0,
     };
     let mut first = Holder::spawn(&cell, "holder-1", &hold_args);
-    let (g1, s1) = first
-        .wait_event("acquired", DEADLINE, |e| match e {
-            HoldEvent::Acquired {
-                generation,
-                session,
-            } => Some((*generation, *session)),
-            _ => None,
-        })
-        .await;
+    let (g1, s1) = acquired(&mut first).await;
     assert_eq!(
         first.lines()[0].text,
         format!("acquired path=/t/b mode=exclusive generation={g1} session={s1}")
@@ -725,15 +717,7 @@ async fn watch_sees_writes_and_locks_and_hold_holds_until_a_signal() {
 
     // The lock is free again: a new holder gets a later generation; SIGINT releases too.
     let mut second = Holder::spawn(&cell, "holder-2", &hold_args);
-    let (g2, s2) = second
-        .wait_event("acquired", DEADLINE, |e| match e {
-            HoldEvent::Acquired {
-                generation,
-                session,
-            } => Some((*generation, *session)),
-            _ => None,
-        })
-        .await;
+    let (g2, s2) = acquired(&mut second).await;
     assert!(
         g2 > g1 && s2 != s1,
         "generation {g2} session {s2} after {g1} {s1}"
@@ -775,4 +759,17 @@ async fn watch_sees_writes_and_locks_and_hold_holds_until_a_signal() {
         assert_eq!(watch.stdout().len(), expected.len(), "{:?}", watch.stdout());
         assert_eq!(watch.stderr().len(), 1, "{:?}", watch.stderr());
     }
+}
+
+/// Waits for `holder`'s `acquired` line: its generation and session.
+async fn acquired(holder: &mut Holder) -> (u64, u64) {
+    holder
+        .wait_event("acquired", DEADLINE, |e| match e {
+            HoldEvent::Acquired {
+                generation,
+                session,
+            } => Some((*generation, *session)),
+            _ => None,
+        })
+        .await
 }

@@ -118,11 +118,7 @@ pub(crate) fn run(args: LockBenchArgs) -> anyhow::Result<()> {
         config.root.display(),
         config.filesystem
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tabula-bench")
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::runtime("tabula-bench")?;
     let outcome = runtime.block_on(async {
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;

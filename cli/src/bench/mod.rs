@@ -55,11 +55,7 @@ pub(crate) fn run(command: BenchCommand, output: OutputFormat) -> anyhow::Result
 /// Runs `work` on a fresh multi-threaded runtime until it ends or Ctrl-C / SIGTERM arrives
 /// (then its future is dropped and an error says so).
 fn block_on_interruptible<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tabula-bench")
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime("tabula-bench")?;
     let outcome = runtime.block_on(async {
         let mut signals = StopSignals::install()?;
         tokio::select! {
@@ -69,4 +65,13 @@ fn block_on_interruptible<T>(work: impl Future<Output = anyhow::Result<T>>) -> a
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
+}
+
+/// A multi-threaded runtime (as a tablet server's) whose threads are named `thread_name`.
+fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(thread_name)
+        .build()
+        .context("starting the async runtime")
 }

@@ -45,62 +45,50 @@ pub(super) struct CeilingConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Ceilings {
     pub(super) config: CeilingConfig,
-    /// Unary echo calls per second, server in a separate process.
-    pub(super) echo_calls_per_sec: f64,
-    /// Server-streaming payload megabytes (10^6 bytes) per second, server in a separate
-    /// process.
-    pub(super) stream_mb_per_sec: f64,
-    /// Unary echo calls per second, server in this process.
-    pub(super) echo_in_process_calls_per_sec: f64,
-    /// Server-streaming payload megabytes per second, server in this process.
-    pub(super) stream_in_process_mb_per_sec: f64,
+    /// Server in a separate process: the cluster's layout, the ratios' baseline.
+    pub(super) separate: Rates,
+    /// Server in this process, sharing the client's runtime.
+    pub(super) in_process: Rates,
     /// Measurements combined into these numbers (the best of each).
     pub(super) measurements: u32,
 }
 
 /// Both loops' results against one server.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Rates {
-    echo_calls_per_sec: f64,
-    stream_mb_per_sec: f64,
+pub(super) struct Rates {
+    /// Unary echo calls per second.
+    pub(super) echo_calls_per_sec: f64,
+    /// Server-streaming payload megabytes (10^6 bytes) per second.
+    pub(super) stream_mb_per_sec: f64,
+}
+
+impl Rates {
+    /// The better of each rate.
+    fn best(self, other: Rates) -> Rates {
+        Rates {
+            echo_calls_per_sec: self.echo_calls_per_sec.max(other.echo_calls_per_sec),
+            stream_mb_per_sec: self.stream_mb_per_sec.max(other.stream_mb_per_sec),
+        }
+    }
 }
 
 impl Ceilings {
-    /// One measurement: `separate` against the server in a separate process, `in_process`
-    /// against the one in this process.
-    fn new(config: CeilingConfig, separate: Rates, in_process: Rates) -> Ceilings {
-        Ceilings {
-            config,
-            echo_calls_per_sec: separate.echo_calls_per_sec,
-            stream_mb_per_sec: separate.stream_mb_per_sec,
-            echo_in_process_calls_per_sec: in_process.echo_calls_per_sec,
-            stream_in_process_mb_per_sec: in_process.stream_mb_per_sec,
-            measurements: 1,
-        }
-    }
-
     /// `ops_per_sec` as a fraction of the echo ceiling of the separate process.
     pub(super) fn echo_ratio(&self, ops_per_sec: f64) -> f64 {
-        ops_per_sec / self.echo_calls_per_sec.max(1e-9)
+        ops_per_sec / self.separate.echo_calls_per_sec.max(1e-9)
     }
 
     /// `mb_per_sec` as a fraction of the streaming ceiling of the separate process.
     pub(super) fn stream_ratio(&self, mb_per_sec: f64) -> f64 {
-        mb_per_sec / self.stream_mb_per_sec.max(1e-9)
+        mb_per_sec / self.separate.stream_mb_per_sec.max(1e-9)
     }
 
     /// The better of each of the four ceilings of `self` and `other`.
     pub(super) fn best(self, other: Ceilings) -> Ceilings {
         Ceilings {
             config: self.config,
-            echo_calls_per_sec: self.echo_calls_per_sec.max(other.echo_calls_per_sec),
-            stream_mb_per_sec: self.stream_mb_per_sec.max(other.stream_mb_per_sec),
-            echo_in_process_calls_per_sec: self
-                .echo_in_process_calls_per_sec
-                .max(other.echo_in_process_calls_per_sec),
-            stream_in_process_mb_per_sec: self
-                .stream_in_process_mb_per_sec
-                .max(other.stream_in_process_mb_per_sec),
+            separate: self.separate.best(other.separate),
+            in_process: self.in_process.best(other.in_process),
             measurements: self.measurements + other.measurements,
         }
     }
@@ -114,10 +102,10 @@ impl Ceilings {
             "concurrency": self.config.concurrency,
             "duration_secs": self.config.duration.as_secs_f64(),
             "echo_server": "separate_process",
-            "echo_calls_per_sec": self.echo_calls_per_sec,
-            "stream_mb_per_sec": self.stream_mb_per_sec,
-            "echo_in_process_calls_per_sec": self.echo_in_process_calls_per_sec,
-            "stream_in_process_mb_per_sec": self.stream_in_process_mb_per_sec,
+            "echo_calls_per_sec": self.separate.echo_calls_per_sec,
+            "stream_mb_per_sec": self.separate.stream_mb_per_sec,
+            "echo_in_process_calls_per_sec": self.in_process.echo_calls_per_sec,
+            "stream_in_process_mb_per_sec": self.in_process.stream_mb_per_sec,
             "measurements": self.measurements,
         })
     }
@@ -136,7 +124,12 @@ pub(super) async fn measure(
     let separate = measured?;
     stopped?;
     let in_process = measure_in_process(config, progress).await?;
-    Ok(Ceilings::new(config, separate, in_process))
+    Ok(Ceilings {
+        config,
+        separate,
+        in_process,
+        measurements: 1,
+    })
 }
 
 /// Starts an echo server in this process, runs both loops against it, and stops it.
@@ -212,7 +205,12 @@ mod tests {
             echo_calls_per_sec: in_process.echo_calls_per_sec / 2.0,
             stream_mb_per_sec: in_process.stream_mb_per_sec / 4.0,
         };
-        let c = Ceilings::new(config, separate, in_process);
+        let c = Ceilings {
+            config,
+            separate,
+            in_process,
+            measurements: 1,
+        };
         assert_eq!(c.echo_ratio(separate.echo_calls_per_sec), 1.0);
         assert!((c.stream_ratio(separate.stream_mb_per_sec / 2.0) - 0.5).abs() < 1e-9);
         let doc = c.to_json();
@@ -228,22 +226,29 @@ mod tests {
             in_process.stream_mb_per_sec
         );
         let other = Ceilings {
-            echo_calls_per_sec: c.echo_calls_per_sec * 2.0,
-            stream_mb_per_sec: c.stream_mb_per_sec / 2.0,
-            echo_in_process_calls_per_sec: c.echo_in_process_calls_per_sec / 2.0,
-            stream_in_process_mb_per_sec: c.stream_in_process_mb_per_sec * 2.0,
+            separate: Rates {
+                echo_calls_per_sec: separate.echo_calls_per_sec * 2.0,
+                stream_mb_per_sec: separate.stream_mb_per_sec / 2.0,
+            },
+            in_process: Rates {
+                echo_calls_per_sec: in_process.echo_calls_per_sec / 2.0,
+                stream_mb_per_sec: in_process.stream_mb_per_sec * 2.0,
+            },
             ..c
         };
         let best = c.best(other);
-        assert_eq!(best.echo_calls_per_sec, other.echo_calls_per_sec);
-        assert_eq!(best.stream_mb_per_sec, c.stream_mb_per_sec);
         assert_eq!(
-            best.echo_in_process_calls_per_sec,
-            c.echo_in_process_calls_per_sec
+            best.separate.echo_calls_per_sec,
+            other.separate.echo_calls_per_sec
+        );
+        assert_eq!(best.separate.stream_mb_per_sec, separate.stream_mb_per_sec);
+        assert_eq!(
+            best.in_process.echo_calls_per_sec,
+            in_process.echo_calls_per_sec
         );
         assert_eq!(
-            best.stream_in_process_mb_per_sec,
-            other.stream_in_process_mb_per_sec
+            best.in_process.stream_mb_per_sec,
+            other.in_process.stream_mb_per_sec
         );
         assert_eq!(best.measurements, 2);
     }

@@ -34,11 +34,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// `tabula bench echo-server`: serves [`EchoServer`] on 127.0.0.1:0 until stdin reaches EOF
 /// or SIGINT / SIGTERM arrives, on a multi-threaded runtime as a tablet server's.
 pub(in crate::bench) fn serve() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tabula-echo")
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::bench::runtime("tabula-echo")?;
     let outcome = runtime.block_on(async {
         let mut signals = StopSignals::install()?;
         let stdin_closed = stdin_closed()?;

@@ -77,10 +77,10 @@ impl Report {
             self.mem_rows,
             self.concurrency,
             self.tablet_servers,
-            thousands(c.echo_calls_per_sec),
-            c.stream_mb_per_sec,
-            thousands(c.echo_in_process_calls_per_sec),
-            c.stream_in_process_mb_per_sec,
+            thousands(c.separate.echo_calls_per_sec),
+            c.separate.stream_mb_per_sec,
+            thousands(c.in_process.echo_calls_per_sec),
+            c.in_process.stream_mb_per_sec,
             c.config.payload_bytes,
             c.config.concurrency,
         );
@@ -184,7 +184,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::ceiling::CeilingConfig;
+    use crate::bench::ceiling::{CeilingConfig, Rates};
     use crate::bench::stats::{Latencies, Timeline};
     use crate::bench::ycsb::driver::{KindStats, Moved};
 
@@ -235,10 +235,14 @@ mod tests {
                     concurrency: 4,
                     duration: Duration::from_secs(1),
                 },
-                echo_calls_per_sec: 35_400.0,
-                stream_mb_per_sec: 10.0,
-                echo_in_process_calls_per_sec: 50_000.0,
-                stream_in_process_mb_per_sec: 20.0,
+                separate: Rates {
+                    echo_calls_per_sec: 35_400.0,
+                    stream_mb_per_sec: 10.0,
+                },
+                in_process: Rates {
+                    echo_calls_per_sec: 50_000.0,
+                    stream_mb_per_sec: 20.0,
+                },
                 measurements: 1,
             },
             notes: vec![],

@@ -221,19 +221,19 @@ impl Report {
         );
         out.push_str(&format!(
             "[CEILING], EchoCalls(ops/sec, {} B x {} in flight, separate process), {:.1}\n",
-            c.config.payload_bytes, c.config.concurrency, c.echo_calls_per_sec
+            c.config.payload_bytes, c.config.concurrency, c.separate.echo_calls_per_sec
         ));
         out.push_str(&format!(
             "[CEILING], Streaming(MB/sec, {} B messages x {} streams, separate process), {:.1}\n",
-            c.config.payload_bytes, c.config.concurrency, c.stream_mb_per_sec
+            c.config.payload_bytes, c.config.concurrency, c.separate.stream_mb_per_sec
         ));
         out.push_str(&format!(
             "[CEILING], EchoCallsInProcess(ops/sec), {:.1}\n",
-            c.echo_in_process_calls_per_sec
+            c.in_process.echo_calls_per_sec
         ));
         out.push_str(&format!(
             "[CEILING], StreamingInProcess(MB/sec), {:.1}\n",
-            c.stream_in_process_mb_per_sec
+            c.in_process.stream_mb_per_sec
         ));
         out.push_str("[CEILING], RatiosTo, separate process (the cluster's layout)\n");
         for path in &self.paths {
@@ -301,7 +301,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::ceiling::CeilingConfig;
+    use crate::bench::ceiling::{CeilingConfig, Rates};
     use crate::bench::stats::{Latencies, Timeline};
     use crate::bench::ycsb::driver::Moved;
 
@@ -358,10 +358,14 @@ mod tests {
                     concurrency: 8,
                     duration: Duration::from_secs(3),
                 },
-                echo_calls_per_sec: 30.0,
-                stream_mb_per_sec: 4.0,
-                echo_in_process_calls_per_sec: 45.0,
-                stream_in_process_mb_per_sec: 6.0,
+                separate: Rates {
+                    echo_calls_per_sec: 30.0,
+                    stream_mb_per_sec: 4.0,
+                },
+                in_process: Rates {
+                    echo_calls_per_sec: 45.0,
+                    stream_mb_per_sec: 6.0,
+                },
                 measurements: 1,
             },
             notes: vec!["a note".to_owned()],

@@ -108,11 +108,6 @@ impl Group {
         self.records > 0
     }
 
-    /// The highest ticket written.
-    pub(crate) fn done(&self) -> u64 {
-        self.done
-    }
-
     /// Whether a batch has failed.
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped

@@ -166,14 +166,6 @@ impl State {
     }
 }
 
-/// How far the log has got, published to async appenders after every batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Progress {
-    /// Highest ticket written.
-    done: u64,
-    stopped: bool,
-}
-
 /// A record joined to a pending batch by [`CommitLog::enqueue`]; durable once
 /// [`CommitLog::wait_durable`] says so.
 #[derive(Debug, Clone)]
@@ -201,8 +193,9 @@ pub struct CommitLog {
     header_len: u64,
     state: Mutex<State>,
     wake: Condvar,
-    /// The group's progress, for async appenders waiting for room in a full pending batch.
-    progress: watch::Sender<Progress>,
+    /// Batches finished (written or failed), counted to wake async appenders waiting for
+    /// room in a full pending batch.
+    batches_finished: watch::Sender<u64>,
     /// How long each fdatasync took.
     sync_latency: Histogram,
 }
@@ -286,10 +279,7 @@ impl CommitLog {
             header_len,
             state: Mutex::new(state),
             wake: Condvar::new(),
-            progress: watch::Sender::new(Progress {
-                done: 0,
-                stopped: false,
-            }),
+            batches_finished: watch::Sender::new(0),
             sync_latency,
         })
     }
@@ -349,10 +339,10 @@ impl CommitLog {
     ) -> Result<Enqueued, CommitLogError> {
         let record = encode_record(tablet, seq, entry_count, payload)?;
         let last_seq = seq + u64::from(entry_count) - 1;
-        let mut progress = self.progress.subscribe();
+        let mut finished = self.batches_finished.subscribe();
         loop {
             // Marks what is seen now, so a batch finishing from here on wakes the wait below.
-            progress.borrow_and_update();
+            finished.borrow_and_update();
             let (pushed, start_leader) = {
                 let mut state = self.state.lock();
                 if state.group.is_stopped() {
@@ -377,7 +367,7 @@ impl CommitLog {
                 return Ok(Enqueued { position, batch });
             }
             // Full: wait for the batch being written to finish, then try again.
-            if progress.changed().await.is_err() {
+            if finished.changed().await.is_err() {
                 return Err(CommitLogError::Stopped);
             }
         }
@@ -490,10 +480,7 @@ impl CommitLog {
         } else {
             signal.send_replace(Some(Outcome::Durable));
         }
-        self.progress.send_replace(Progress {
-            done: state.group.done(),
-            stopped: state.group.is_stopped(),
-        });
+        self.batches_finished.send_modify(|n| *n += 1);
         self.wake.notify_all();
     }
 
