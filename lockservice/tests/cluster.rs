@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openraft::error::RPCError;
@@ -209,6 +211,65 @@ async fn raft_requests_for_another_cell_or_node_are_refused() {
         .await
         .unwrap();
     assert!(!answer.vote_granted);
+    cell.shutdown().await;
+}
+
+/// Accepts connections on a port of its own, counts them and relays each to `target`.
+async fn counting_relay(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_for_one_peer_shares_one_connection() {
+    // openraft asks for a fresh client for every leadership check and election; each must not
+    // cost a new connection (under load, connecting outlasted the heartbeat timeout).
+    let cell = Cell::start(1).await;
+    cell.leader().await;
+    let (relay, accepted) = counting_relay(cell.addrs[&1]).await;
+    let mut factory = NetworkFactory::new(NetworkOptions {
+        cluster_id: CLUSTER.to_owned(),
+        ..NetworkOptions::default()
+    });
+    let node = BasicNode::new(relay.to_string());
+    for _ in 0..5 {
+        let mut peer = factory.clone().new_client(1, &node).await;
+        let answer = peer
+            .vote(
+                VoteRequest::new(Vote::new(0, 2), None),
+                RPCOption::new(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap();
+        assert!(!answer.vote_granted);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // A node that moved to another address gets a channel of its own.
+    let (moved, moved_accepted) = counting_relay(cell.addrs[&1]).await;
+    let mut peer = factory
+        .new_client(1, &BasicNode::new(moved.to_string()))
+        .await;
+    peer.vote(
+        VoteRequest::new(Vote::new(0, 2), None),
+        RPCOption::new(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved_accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
     cell.shutdown().await;
 }
 

@@ -1,5 +1,7 @@
-//! The sending side: one `PeerClient` per target node, over a lazily connected tonic channel.
+//! The sending side: one `PeerClient` per request openraft makes, over one lazily connected
+//! tonic channel per target node.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tabula_proto::tabula::raft::v1::RaftRequest;
 use tabula_proto::tabula::raft::v1::raft_service_client::RaftServiceClient;
@@ -53,10 +56,27 @@ impl Default for NetworkOptions {
     }
 }
 
-/// Hands openraft one `PeerClient` per target node; cheap to clone.
+/// Hands openraft `PeerClient`s; cheap to clone, and clones share the channels.
+///
+/// Every client for one target shares one channel (one HTTP/2 connection). openraft asks for a
+/// new client not only per replication stream but for every leadership check (each
+/// linearizable read, each lease tick) and every election; a channel per client was a TCP
+/// connect and HTTP/2 handshake per check, which on a loaded machine outlasted the heartbeat
+/// interval that bounds the check, so a leader could fail every check for as long as the load
+/// lasted and grant no KeepAlive.
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     options: Arc<NetworkOptions>,
+    /// One entry per node id ever asked for (a cell's voters and learners, a handful); an
+    /// entry whose address changed is replaced.
+    channels: Arc<Mutex<HashMap<NodeId, SharedChannel>>>,
+}
+
+#[derive(Debug, Clone)]
+struct SharedChannel {
+    addr: String,
+    /// The channel, or why the peer's address does not make one.
+    client: Result<RaftServiceClient<Channel>, String>,
 }
 
 impl NetworkFactory {
@@ -64,7 +84,36 @@ impl NetworkFactory {
     pub fn new(options: NetworkOptions) -> NetworkFactory {
         NetworkFactory {
             options: Arc::new(options),
+            channels: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The shared channel to `target` at `node.addr`, made on first use.
+    fn channel(
+        &self,
+        target: NodeId,
+        node: &BasicNode,
+    ) -> Result<RaftServiceClient<Channel>, String> {
+        let mut channels = self.channels.lock();
+        if let Some(shared) = channels.get(&target)
+            && shared.addr == node.addr
+        {
+            return shared.client.clone();
+        }
+        let options = &self.options;
+        let client = endpoint(&node.addr, options).map(|endpoint| {
+            RaftServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(options.max_message_bytes)
+                .max_encoding_message_size(options.max_message_bytes)
+        });
+        channels.insert(
+            target,
+            SharedChannel {
+                addr: node.addr.clone(),
+                client: client.clone(),
+            },
+        );
+        client
     }
 }
 
@@ -72,12 +121,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient::new(target, node.clone(), Arc::clone(&self.options))
+        PeerClient {
+            target,
+            node: node.clone(),
+            options: Arc::clone(&self.options),
+            client: self.channel(target, node),
+        }
     }
 }
 
-/// The Raft RPCs to one peer. Connects on first use and reconnects by itself after the peer
-/// restarts (tonic's channel); never connects eagerly.
+/// The Raft RPCs to one peer, over the factory's channel to it. The channel connects on first
+/// use and reconnects by itself after the peer restarts; it never connects eagerly.
 #[derive(Debug)]
 pub struct PeerClient {
     target: NodeId,
@@ -95,20 +149,6 @@ enum Rpc {
 }
 
 impl PeerClient {
-    fn new(target: NodeId, node: BasicNode, options: Arc<NetworkOptions>) -> PeerClient {
-        let client = endpoint(&node.addr, &options).map(|endpoint| {
-            RaftServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(options.max_message_bytes)
-                .max_encoding_message_size(options.max_message_bytes)
-        });
-        PeerClient {
-            target,
-            node,
-            options,
-            client,
-        }
-    }
-
     /// Sends one encoded request and decodes the peer's answer.
     /// `entries` is the batch size of an append-entries request, which can be split.
     async fn call<R, E>(
