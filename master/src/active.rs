@@ -229,6 +229,11 @@ impl Active {
                 .move_tablet(snapshot, record(*tablet)?, to, *epoch)
                 .await
                 .map(|_| ()),
+            Action::EndMove {
+                tablet,
+                server,
+                epoch,
+            } => self.exec.end_move(record(*tablet)?, server, *epoch).await,
         }
     }
 

@@ -13,6 +13,9 @@
 //! - **Move**: record `Moving`, unload on the source (which minor-compacts first, so the target
 //!   replays almost nothing), then assign to the target. The target loads only after the
 //!   source stopped serving.
+//! - **EndMove**: a move that stopped after recording `Moving` (its answer lost, or its
+//!   master dead) while the source still serves the tablet is abandoned: the record goes back
+//!   to `Assigned` on the source, same epoch, by compare-and-set.
 //!
 //! Every command carries the master epoch and is sent only while the leadership is safe.
 
@@ -216,6 +219,31 @@ impl Executor {
             self.unload(snapshot, old.tablet, &from, old.epoch).await?;
         }
         self.assign(snapshot, &moving, to, epoch).await
+    }
+
+    /// Records `old`, a tablet left `Moving` that `server` still serves at `epoch`, `Assigned`
+    /// there again: the move that marked it is abandoned. `Aborted` if the record changed.
+    pub async fn end_move(
+        &self,
+        old: &TabletRecord,
+        server: &ServerId,
+        epoch: Epoch,
+    ) -> Result<(), Error> {
+        if old.state != TabletState::Moving
+            || old.server.as_ref() != Some(server)
+            || old.epoch != epoch
+        {
+            return Err(Error::new(
+                Code::Aborted,
+                format!("tablet {} is no longer moving off {server}", old.tablet),
+            ));
+        }
+        let mut assigned = old.clone();
+        assigned.state = TabletState::Assigned;
+        assigned.master_epoch = self.leadership.epoch();
+        self.record(old, &assigned).await?;
+        info!(tablet = %old.tablet, %server, epoch = epoch.0, "unfinished move ended; the tablet stays");
+        Ok(())
     }
 
     /// Deletes the manifest of a tablet METADATA no longer names, so its files stop being

@@ -29,10 +29,10 @@ pub struct MasterMetrics {
     leaderships: AtomicU64,
     splits_recorded: AtomicU64,
     /// `[assign, unload, move]` x `[ok, failed]`.
-    actions: [[AtomicU64; 2]; 3],
+    actions: [[AtomicU64; 2]; ACTION_KINDS.len()],
 }
 
-const ACTION_KINDS: [&str; 3] = ["assign", "unload", "move"];
+const ACTION_KINDS: [&str; 4] = ["assign", "unload", "move", "end_move"];
 
 impl MasterMetrics {
     /// Counts a round.
@@ -56,6 +56,7 @@ impl MasterMetrics {
             Action::Assign { .. } => 0,
             Action::Unload { .. } => 1,
             Action::Move { .. } => 2,
+            Action::EndMove { .. } => 3,
         };
         self.actions[kind][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tabula_client::Channels;
-use tabula_client::meta::MetaTable;
+use tabula_client::meta::{MetaTable, TabletState};
 use tabula_common::{Code, Error, RowKey, TableId, TabletId};
 use tabula_master::Master;
 use tabula_proto::google::bigtable::v2 as bt;
@@ -503,6 +503,43 @@ async fn no_tablet_is_served_by_two_servers_at_once_through_moves_and_a_server_d
         s.shutdown().await.unwrap();
     }
     cell.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_that_stopped_after_marking_its_tablet_is_ended_where_the_tablet_is() {
+    // A move whose METADATA write's answer was lost (the METADATA tablet's server died under
+    // it), or whose master died, leaves the record `Moving` while the source still serves the
+    // tablet. The master records it `Assigned` there again, at the same epoch.
+    let cell = LockCell::start(1).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let server = start_tablet_server(&cell, root.path()).await.unwrap();
+    let master = Master::start(master_config(&cell, root.path()))
+        .await
+        .unwrap();
+    let channels = Channels::default();
+    all_served(&channels, &master, 2).await;
+    let table = create_table(&channels, &master, "e", &[]).await;
+    let table_id = TableId(table.table_id);
+    all_served(&channels, &master, 3).await;
+    let meta = MetaTable::new(cell.client().unwrap(), channels.clone());
+    put(&meta, table_id, b"row", b"value").await.unwrap();
+    let record = meta.locate(table_id, b"row").await.unwrap();
+    let mut moving = record.clone();
+    moving.state = TabletState::Moving;
+    assert!(meta.compare_and_set(Some(&record), &moving).await.unwrap());
+
+    let ended = eventually("the unfinished move ended", WAIT, || async {
+        let now = meta.locate(table_id, b"row").await.ok()?;
+        let s = status(&channels, &master).await.ok()?;
+        (now.state == TabletState::Assigned && s.tablets_not_serving == 0).then_some(now)
+    })
+    .await;
+    assert_eq!(ended.server.as_ref(), Some(server.server_id()));
+    assert_eq!(ended.epoch, record.epoch);
+    assert_eq!(
+        get(&meta, table_id, b"row").await.unwrap(),
+        Some(b"value".to_vec())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

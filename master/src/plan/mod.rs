@@ -21,15 +21,19 @@
 //!    narrows the byte gap most, at most `max_moves` at a time (counting `moves_in_flight`);
 //!    system tablets (root, METADATA) are not moved by the balancer. A `Moving` tablet not in
 //!    flight (a move a dead master left unfinished) still serves on its source and is movable.
+//! 4. In every round, a `Moving` tablet not in flight that the balancer does not move and
+//!    whose recorded server still serves it at METADATA's epoch is recorded `Assigned` there
+//!    again (`EndMove`): the unfinished move is abandoned rather than left `Moving` for good.
 //!
 //! Tablets in `in_flight` are left alone by every rule; an in-flight tablet METADATA already
 //! places on a live server counts toward that server's load.
 //!
 //! Reading order: `types` (the view and the actions), `round` ([`plan`]), then one file per
-//! rule: `unload`, `assign`, `balance`; `index` and `load` are the lookups they share.
+//! rule: `unload`, `assign`, `balance`, `end_move`; `index` and `load` are the lookups they share.
 
 mod assign;
 mod balance;
+mod end_move;
 mod index;
 mod load;
 mod round;

@@ -111,14 +111,6 @@ fn holders(view: &ClusterView) -> BTreeMap<TabletId, usize> {
     out
 }
 
-fn action_tablet(a: &Action) -> TabletId {
-    match a {
-        Action::Assign { tablet, .. }
-        | Action::Unload { tablet, .. }
-        | Action::Move { tablet, .. } => *tablet,
-    }
-}
-
 proptest! {
     #[test]
     fn rounds_settle_into_a_safe_and_balanced_placement(mut v in arb_view()) {
@@ -133,11 +125,11 @@ proptest! {
             let unloaded: BTreeSet<TabletId> = actions
                 .iter()
                 .filter(|a| matches!(a, Action::Unload { .. }))
-                .map(action_tablet)
+                .map(Action::tablet)
                 .collect();
             let mut placed = BTreeSet::new();
             for a in actions.iter().filter(|a| !matches!(a, Action::Unload { .. })) {
-                let t = action_tablet(a);
+                let t = a.tablet();
                 prop_assert!(!unloaded.contains(&t) && placed.insert(t), "{:?}", actions);
             }
             let before = holders(&v);
@@ -180,7 +172,7 @@ proptest! {
         v.in_flight = in_flight.iter().copied().map(TabletId).collect();
         let actions = plan(&v);
         for a in &actions {
-            prop_assert!(!v.in_flight.contains(&action_tablet(a)), "{:?}", a);
+            prop_assert!(!v.in_flight.contains(&a.tablet()), "{:?}", a);
         }
         let mut reversed = v.clone();
         reversed.tablets.reverse();

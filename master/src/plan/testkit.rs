@@ -117,6 +117,11 @@ pub(super) fn apply(view: &mut ClusterView, actions: &[Action]) {
                 to,
                 epoch,
             } => settle_on(view, *tablet, *table, Some(from), to, *epoch),
+            Action::EndMove { tablet, .. } => {
+                for m in view.tablets.iter_mut().filter(|m| m.tablet == *tablet) {
+                    m.state = TabletState::Assigned;
+                }
+            }
         }
     }
 }
@@ -182,8 +187,7 @@ pub(super) fn counts(view: &ClusterView) -> BTreeMap<ServerId, usize> {
 }
 
 /// The placement invariants of a settled view: no tablet served twice or wrongly; every
-/// tablet not being deleted assigned (or, left by an abandoned move, `Moving`) to a live server
-/// that serves it at METADATA's epoch.
+/// tablet not being deleted `Assigned` to a live server that serves it at METADATA's epoch.
 pub(super) fn check_safe(view: &ClusterView) -> Result<(), String> {
     let mut holders: BTreeMap<TabletId, Vec<(&ServerId, Epoch)>> = BTreeMap::new();
     for (id, s) in &view.servers {
@@ -209,7 +213,7 @@ pub(super) fn check_safe(view: &ClusterView) -> Result<(), String> {
         let Some(server) = m.server.as_ref().filter(|s| view.servers.contains_key(*s)) else {
             return Err(format!("{} not assigned to a live server: {m:?}", m.tablet));
         };
-        if m.state == TabletState::Unassigned || held != Some(&(server, m.epoch)) {
+        if m.state != TabletState::Assigned || held != Some(&(server, m.epoch)) {
             return Err(format!(
                 "{} not served as recorded: {m:?}, served {held:?}",
                 m.tablet

@@ -203,14 +203,60 @@ fn correctly_served_tablets_are_left_alone() {
     let mut v = view(&["a", "b"]);
     place(&mut v, assigned(0, 1, "a", 3));
     place(&mut v, assigned(1, 2, "b", 9));
-    let mut moving = assigned(2, 10, "a", 2);
-    moving.state = TabletState::Moving;
-    place(&mut v, moving);
+    place(&mut v, assigned(2, 10, "a", 2));
     if let Some(a) = v.servers.get_mut(&sid("a")) {
         let again = a.tablets[1].clone();
         a.tablets.push(again); // reported twice: still right
     }
     assert_eq!(plan(&v), Vec::new());
+}
+
+fn end_move(tablet: u64, server: &str, epoch: u64) -> Action {
+    Action::EndMove {
+        tablet: TabletId(tablet),
+        server: sid(server),
+        epoch: Epoch(epoch),
+    }
+}
+
+#[test]
+fn an_unfinished_move_the_balancer_does_not_take_up_is_ended_where_the_tablet_is() {
+    // Balanced (one tablet each), balancer on and off: tablet 10, left `Moving` on a, which
+    // still serves it at METADATA's epoch, is recorded `Assigned` on a again, and nothing
+    // else happens to it.
+    for balancer in [BalancerOptions::default(), off()] {
+        let mut v = view(&["a", "b"]);
+        v.balancer = balancer;
+        let mut moving = assigned(2, 10, "a", 2);
+        moving.state = TabletState::Moving;
+        place(&mut v, moving);
+        place(&mut v, assigned(2, 11, "b", 1));
+        assert_eq!(plan(&v), vec![end_move(10, "a", 2)]);
+        let actions = plan(&v);
+        apply(&mut v, &actions);
+        check_safe(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan(&v), Vec::new());
+    }
+}
+
+#[test]
+fn an_unfinished_move_is_not_ended_while_in_flight_or_not_served_as_recorded() {
+    let mut v = view(&["a", "b"]);
+    v.balancer = off();
+    let mut moving = assigned(2, 10, "a", 2);
+    moving.state = TabletState::Moving;
+    place(&mut v, moving.clone());
+    // In flight: left alone.
+    v.in_flight.insert(TabletId(10));
+    assert_eq!(plan(&v), Vec::new());
+    v.in_flight.clear();
+    // Served at another epoch than METADATA's: that copy is unloaded, then the tablet
+    // assigned; never ended at the wrong epoch.
+    let mut v = view(&["a", "b"]);
+    v.balancer = off();
+    v.tablets.push(moving);
+    serve(&mut v, "a", 2, 10, 1);
+    assert_eq!(plan(&v), vec![unload(10, "a", 1)]);
 }
 
 #[test]

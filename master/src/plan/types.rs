@@ -141,4 +141,26 @@ pub enum Action {
         /// The new tablet epoch.
         epoch: Epoch,
     },
+    /// Record `tablet`, left `Moving` by a move that did not finish, `Assigned` again to
+    /// `server`, which still serves it at `epoch` (METADATA's epoch): the move is abandoned.
+    EndMove {
+        /// The tablet.
+        tablet: TabletId,
+        /// The server METADATA names, serving it.
+        server: ServerId,
+        /// METADATA's epoch, at which the server serves it.
+        epoch: Epoch,
+    },
+}
+
+impl Action {
+    /// The tablet the action is about.
+    pub fn tablet(&self) -> TabletId {
+        match self {
+            Action::Assign { tablet, .. }
+            | Action::Unload { tablet, .. }
+            | Action::Move { tablet, .. }
+            | Action::EndMove { tablet, .. } => *tablet,
+        }
+    }
 }
