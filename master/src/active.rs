@@ -229,11 +229,9 @@ impl Active {
                 .move_tablet(snapshot, record(*tablet)?, to, *epoch)
                 .await
                 .map(|_| ()),
-            Action::EndMove {
-                tablet,
-                server,
-                epoch,
-            } => self.exec.end_move(record(*tablet)?, server, *epoch).await,
+            // The record read this round is the one the planner saw `Moving` on the server
+            // that serves it; the compare-and-set refuses it if it changed since.
+            Action::EndMove { tablet, .. } => self.exec.end_move(record(*tablet)?).await,
         }
     }
 

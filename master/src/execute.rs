@@ -221,28 +221,16 @@ impl Executor {
         self.assign(snapshot, &moving, to, epoch).await
     }
 
-    /// Records `old`, a tablet left `Moving` that `server` still serves at `epoch`, `Assigned`
-    /// there again: the move that marked it is abandoned. `Aborted` if the record changed.
-    pub async fn end_move(
-        &self,
-        old: &TabletRecord,
-        server: &ServerId,
-        epoch: Epoch,
-    ) -> Result<(), Error> {
-        if old.state != TabletState::Moving
-            || old.server.as_ref() != Some(server)
-            || old.epoch != epoch
-        {
-            return Err(Error::new(
-                Code::Aborted,
-                format!("tablet {} is no longer moving off {server}", old.tablet),
-            ));
-        }
+    /// Records `old`, a tablet left `Moving` that its server still serves at its epoch,
+    /// `Assigned` there again: the move that marked it is abandoned. `Aborted` if the record
+    /// changed since it was read.
+    pub async fn end_move(&self, old: &TabletRecord) -> Result<(), Error> {
         let mut assigned = old.clone();
         assigned.state = TabletState::Assigned;
         assigned.master_epoch = self.leadership.epoch();
         self.record(old, &assigned).await?;
-        info!(tablet = %old.tablet, %server, epoch = epoch.0, "unfinished move ended; the tablet stays");
+        info!(tablet = %old.tablet, server = ?old.server, epoch = old.epoch.0,
+            "unfinished move ended; the tablet stays");
         Ok(())
     }
 

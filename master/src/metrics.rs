@@ -28,7 +28,7 @@ pub struct MasterMetrics {
     rounds: AtomicU64,
     leaderships: AtomicU64,
     splits_recorded: AtomicU64,
-    /// `[assign, unload, move]` x `[ok, failed]`.
+    /// `ACTION_KINDS` x `[ok, failed]`.
     actions: [[AtomicU64; 2]; ACTION_KINDS.len()],
 }
 

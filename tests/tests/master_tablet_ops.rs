@@ -540,6 +540,9 @@ async fn a_move_that_stopped_after_marking_its_tablet_is_ended_where_the_tablet_
         get(&meta, table_id, b"row").await.unwrap(),
         Some(b"value".to_vec())
     );
+    master.shutdown().await;
+    server.shutdown().await.unwrap();
+    cell.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

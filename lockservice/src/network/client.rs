@@ -61,9 +61,8 @@ impl Default for NetworkOptions {
 /// Every client for one target shares one channel (one HTTP/2 connection). openraft asks for a
 /// new client not only per replication stream but for every leadership check (each
 /// linearizable read, each lease tick) and every election; a channel per client was a TCP
-/// connect and HTTP/2 handshake per check, which on a loaded machine outlasted the heartbeat
-/// interval that bounds the check, so a leader could fail every check for as long as the load
-/// lasted and grant no KeepAlive.
+/// connect and an HTTP/2 handshake per peer per check, inside the heartbeat interval that
+/// bounds the check.
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     options: Arc<NetworkOptions>,
