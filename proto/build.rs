@@ -58,7 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".google.bigtable.v2.Cell",
     ]);
 
+    // Every client and server encodes with `codec::SizedCodec` (see there).
     tonic_prost_build::configure()
+        .codec_path("crate::codec::SizedCodec")
         .build_client(true)
         .build_server(true)
         .compile_with_config(config, &protos, &includes)?;

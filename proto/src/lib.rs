@@ -16,6 +16,8 @@
 //! Reading order: `tabula/tablet.proto`, then `google/bigtable/v2/data.proto`;
 //! `tabula/raft.proto` stands alone (the lock service's internal Raft traffic).
 
+pub mod codec;
+
 /// Declares a module holding the generated code of one proto package, exempt from the
 /// workspace's style lints, which generated code was not written to.
 macro_rules! generated {
