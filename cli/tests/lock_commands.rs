@@ -6,7 +6,8 @@
 //!   (also `--if-generation`), and their errors: a missing parent, a stale generation, a file
 //!   with children, a missing file (`{"error","kind","code"}` on stderr with `--output json`),
 //!   a relative path, a missing argument.
-//! - `status`, and `add-node` / `remove-node` with a fourth `lock serve` process.
+//! - `status` (every member's own applied index, a paused member `unreachable`), and
+//!   `add-node` / `remove-node` with a fourth `lock serve` process.
 //! - `watch` as a child printing `created` / `changed` / `locked` / `unlocked` lines while other
 //!   processes write and lock; `hold` as a child (acquired, seen by `get` and by the watch),
 //!   a second `hold --wait-secs 0` failing while the first holds, SIGTERM / SIGINT releasing.
@@ -25,7 +26,9 @@ use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
-use support::{BIN, Cell, DEADLINE, Daemon, HoldArgs, HoldEvent, Holder, poll_until, signal};
+use support::{
+    BIN, Cell, DEADLINE, Daemon, HoldArgs, HoldEvent, Holder, eventually, poll_until, signal,
+};
 
 /// What one finished run of the binary printed.
 #[derive(Debug)]
@@ -481,7 +484,7 @@ async fn files_are_written_read_listed_and_deleted_with_exact_answers() {
 /// `status`, then a fourth node added and removed with `add-node` / `remove-node`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_cell_and_membership_changes() {
-    let cell = Cell::start(3);
+    let mut cell = Cell::start(3);
     cell.wait_converged().await;
     let tabula = Tabula::new(&cell);
 
@@ -524,14 +527,14 @@ async fn status_shows_the_cell_and_membership_changes() {
     assert_eq!(lines[3], "", "{text}");
     assert_eq!(
         lines[4].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "ADDR", "ROLE", "MATCHED"],
+        ["ID", "ADDR", "ROLE", "MATCHED", "APPLIED"],
         "{text}"
     );
     let rows: Vec<(u64, String, String)> = lines[5..]
         .iter()
         .map(|row| {
             let cells: Vec<&str> = row.split_whitespace().collect();
-            assert_eq!(cells.len(), 4, "{text}");
+            assert_eq!(cells.len(), 5, "{text}");
             (
                 cells[0].parse().unwrap(),
                 cells[1].to_owned(),
@@ -540,6 +543,8 @@ async fn status_shows_the_cell_and_membership_changes() {
         })
         .collect();
     assert_eq!(rows, voters, "{text}");
+
+    every_member_reports_its_applied_index(&mut cell, &tabula).await;
 
     // A fourth node with a fresh directory knows the cell by its peers; it joins as a voter.
     let addr4 = Daemon::free_addr();
@@ -605,6 +610,94 @@ async fn status_shows_the_cell_and_membership_changes() {
     assert_eq!(err["code"], "not-found", "{err}");
     let usage = tabula.fails(&["lock", "add-node", "four", &addr4], 2);
     assert!(usage.contains("<ID>"), "{usage}");
+}
+
+/// Each member's `(id, applied_index, unreachable)` in `status --output json`.
+fn members_applied(doc: &Value) -> Vec<(u64, Option<u64>, Option<String>)> {
+    doc["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members in {doc}"))
+        .iter()
+        .map(|m| {
+            (
+                number(m, "id"),
+                m["applied_index"].as_u64(),
+                m["unreachable"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// `status` reports every member's own applied index, up to what the leader has applied after
+/// some writes (APPLIED in the table, `applied_index` in JSON); a SIGSTOPped member is
+/// `unreachable` (with the reason in JSON) while the others still report theirs.
+async fn every_member_reports_its_applied_index(cell: &mut Cell, tabula: &Tabula) {
+    written(
+        &tabula.ok(&["lock", "set", "/applied", ""]),
+        "created",
+        "/applied",
+    );
+    for i in 0..3 {
+        tabula.ok(&["lock", "set", "/applied", &format!("v{i}")]);
+    }
+    let leader = cell.wait_leader(&cell.ids()).await;
+    let target = cell.status_of(leader).await.unwrap().applied_index;
+    let doc = eventually(
+        "every member to report the leader's applied index",
+        DEADLINE,
+        || {
+            let doc = tabula.json(&["lock", "status"]);
+            let caught_up = members_applied(&doc)
+                .iter()
+                .all(|(_, applied, _)| applied.is_some_and(|a| a >= target));
+            std::future::ready(caught_up.then_some(doc))
+        },
+    )
+    .await;
+    assert!(
+        members_applied(&doc)
+            .iter()
+            .all(|(_, _, why)| why.is_none()),
+        "{doc}"
+    );
+    let text = eventually("every APPLIED cell to reach the target", DEADLINE, || {
+        let text = tabula.ok(&["lock", "status"]);
+        let applied: Vec<Option<u64>> = text
+            .lines()
+            .skip(5)
+            .map(|row| row.split_whitespace().nth(4).and_then(|a| a.parse().ok()))
+            .collect();
+        let caught_up =
+            applied.len() == 3 && applied.iter().all(|a| a.is_some_and(|a| a >= target));
+        std::future::ready(caught_up.then_some(text))
+    })
+    .await;
+    assert_eq!(text.lines().count(), 8, "{text}");
+
+    // A paused follower answers nobody: it is unreachable, the others are not.
+    let paused = *cell.ids().iter().find(|id| **id != leader).unwrap();
+    cell.stop(paused);
+    let doc = tabula.json(&["lock", "status"]);
+    for (id, applied, why) in members_applied(&doc) {
+        if id == paused {
+            assert_eq!(applied, None, "{doc}");
+            assert_eq!(why.as_deref(), Some("no answer within 500ms"), "{doc}");
+        } else {
+            assert!(
+                applied.is_some_and(|a| a >= target) && why.is_none(),
+                "{doc}"
+            );
+        }
+    }
+    let text = tabula.ok(&["lock", "status"]);
+    let row = text
+        .lines()
+        .skip(5)
+        .find(|row| row.split_whitespace().next() == Some(&paused.to_string()))
+        .unwrap_or_else(|| panic!("no row for node {paused} in {text}"));
+    assert_eq!(row.split_whitespace().nth(4), Some("unreachable"), "{text}");
+    cell.cont(paused);
+    cell.wait_converged().await;
 }
 
 /// `watch` children see the writes and locks of other processes; `hold` holds until SIGTERM

@@ -329,7 +329,7 @@ impl LockNode {
         let (log, state_machine) = open_storage(&config.data_dir).await?;
         let state = state_machine.state();
         let network = NetworkFactory::new(config.network_options());
-        let raft = Raft::new(config.id, raft_config, network, log, state_machine).await?;
+        let raft = Raft::new(config.id, raft_config, network.clone(), log, state_machine).await?;
         let leases = LeaseKeeper::new(raft.clone(), state.clone(), config.raft.lease_options());
 
         let cancel = CancellationToken::new();
@@ -350,6 +350,7 @@ impl LockNode {
             raft.clone(),
             state.clone(),
             leases.clone(),
+            network,
             ServiceOptions::default(),
             cancel.clone(),
         );

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use support::{Cell, eventually};
 use tabula_common::Code;
-use tabula_lockservice::client::{ClientOptions, LockClient, SessionState, WatchStream};
+use tabula_lockservice::client::{
+    ClientOptions, LockClient, MemberStatus, SessionState, WatchStream,
+};
 use tabula_lockservice::state::{Event, EventKind, LockMode};
 
 /// A client of `cell` that knows the nodes in the order `ids`.
@@ -123,7 +125,7 @@ async fn the_status_comes_from_the_leader_with_every_members_progress() {
     let leader = cell.leader().await;
     let follower = followers(&cell, leader)[0];
     let c = client_of(&cell, &[follower], ClientOptions::default());
-    c.create("/s", b"").await.unwrap();
+    let created = c.create("/s", b"").await.unwrap();
     let status = c.status().await.unwrap();
     assert_eq!(status.node_id, leader);
     assert!(status.term > 0);
@@ -134,9 +136,22 @@ async fn the_status_comes_from_the_leader_with_every_members_progress() {
         assert_eq!(m.addr, cell.addrs[&m.id].to_string());
         assert!(m.matched_index.is_some(), "{m:?}");
     }
+    // Every member's own applied index, asked by the leader, reaches the creation.
+    let status = eventually("every member to have applied the creation", || async {
+        let status = c.status().await.ok()?;
+        let applied = |m: &MemberStatus| m.applied.index().is_some_and(|a| a >= created);
+        status.members.iter().all(applied).then_some(status)
+    })
+    .await;
+    let me = status.members.iter().find(|m| m.id == leader).unwrap();
+    assert!(
+        me.applied.index() <= Some(status.applied_index),
+        "{status:?}"
+    );
     // JSON, as the CLI prints it.
     let json = serde_json::to_string(&status).unwrap();
     assert!(json.contains("matched_index"), "{json}");
+    assert!(json.contains("applied"), "{json}");
 
     // Membership changes go to the leader too; the answer is the new membership.
     let other = followers(&cell, leader)[1];

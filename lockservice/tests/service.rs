@@ -307,7 +307,7 @@ async fn a_node_nobody_answers_for_is_refused_a_vote() {
     assert!(message.contains("without a vote"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(30));
     let status = leader
-        .status(pb::StatusRequest {})
+        .status(pb::StatusRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -374,11 +374,122 @@ async fn a_fourth_node_joins_as_a_voter_and_leaves_again() {
     assert_eq!(code(unknown), Code::NotFound);
     eventually("every node to see three members", || async {
         let mut c = client(&cell, leader_id).await;
-        let s = c.status(pb::StatusRequest {}).await.ok()?.into_inner();
+        let s = c
+            .status(pb::StatusRequest::default())
+            .await
+            .ok()?
+            .into_inner();
         (s.members.len() == 3 && s.members.iter().all(|m| m.has_matched)).then_some(())
     })
     .await;
     node4.shutdown().await.unwrap();
     cell.stop(leader_id).await;
+    cell.shutdown().await;
+}
+
+/// `Status` with every member's own applied index, from any member: `ask_members`.
+async fn status_with_members(cell: &Cell, id: u64) -> pb::StatusResponse {
+    client(cell, id)
+        .await
+        .status(pb::StatusRequest { ask_members: true })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Each member's applied index as `status` reports it (`None`: unknown), in id order.
+fn applied(status: &pb::StatusResponse) -> Vec<(u64, Option<u64>)> {
+    status
+        .members
+        .iter()
+        .map(|m| (m.id, m.has_applied.then_some(m.applied_index)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_reports_every_members_applied_index_and_marks_a_stopped_one_unreachable() {
+    let mut cell = Cell::start(3).await;
+    let leader_id = cell.leader().await;
+    let follower_id = *cell.addrs.keys().find(|id| **id != leader_id).unwrap();
+    let mut leader = client(&cell, leader_id).await;
+    leader
+        .create(pb::CreateRequest {
+            write_id: write_id(7, 1),
+            path: "/applied".into(),
+            contents: vec![],
+            ephemeral_session_id: 0,
+        })
+        .await
+        .unwrap();
+    for seq in 2..=5 {
+        leader
+            .set(set("/applied", format!("v{seq}").as_bytes(), seq, None))
+            .await
+            .unwrap();
+    }
+    let target = cell.nodes[&leader_id]
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .unwrap()
+        .index;
+
+    // Asked of the leader or of a follower, every member reports its own applied index, which
+    // reaches what the leader had applied after the writes; the leader's replication progress
+    // is still there (only the leader knows it).
+    for asked in [leader_id, follower_id] {
+        let status = eventually(
+            "every member to report the leader's applied index",
+            || async {
+                let status = status_with_members(&cell, asked).await;
+                applied(&status)
+                    .iter()
+                    .all(|(_, a)| a.is_some_and(|a| a >= target))
+                    .then_some(status)
+            },
+        )
+        .await;
+        assert_eq!(status.node_id, asked);
+        assert_eq!(
+            status.members.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(status.members.iter().all(|m| m.unreachable.is_empty()));
+        assert_eq!(
+            status.members.iter().all(|m| m.has_matched),
+            asked == leader_id,
+            "{status:?}"
+        );
+    }
+    // Without `ask_members` a node reports only its own applied index and asks nobody.
+    let plain = client(&cell, follower_id)
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    for m in &plain.members {
+        assert_eq!(m.has_applied, m.id == follower_id, "{plain:?}");
+        assert!(m.unreachable.is_empty(), "{plain:?}");
+    }
+    let me = plain.members.iter().find(|m| m.id == follower_id).unwrap();
+    assert_eq!(me.applied_index, plain.applied_index);
+
+    // A stopped member: the Status still answers at once, that member unknown with a reason,
+    // the others with their applied index.
+    cell.stop(follower_id).await;
+    let started = std::time::Instant::now();
+    let status = status_with_members(&cell, leader_id).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{status:?}");
+    for m in &status.members {
+        if m.id == follower_id {
+            assert!(!m.has_applied, "{status:?}");
+            assert!(m.unreachable.contains("unavailable"), "{status:?}");
+        } else {
+            assert!(m.has_applied && m.applied_index >= target, "{status:?}");
+            assert!(m.unreachable.is_empty(), "{status:?}");
+        }
+    }
     cell.shutdown().await;
 }

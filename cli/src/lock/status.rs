@@ -1,9 +1,10 @@
-//! `tabula lock status | add-node | remove-node`: the cell's leader, term and members, and
+//! `tabula lock status | add-node | remove-node`: the cell's leader, term and members (each
+//! with how far the leader has replicated to it and how far it has applied itself), and
 //! membership changes (which answer the cell's status after the change).
 
 use clap::Args;
 use serde_json::json;
-use tabula_lockservice::client::{CellStatus, ClientOptions};
+use tabula_lockservice::client::{CellStatus, ClientOptions, MemberApplied};
 
 use super::cell;
 use crate::output::{OutputFormat, emit, table};
@@ -56,7 +57,9 @@ fn print_status(status: &CellStatus, output: OutputFormat) -> anyhow::Result<()>
     emit(output, || status_text(status), || status_json(status))
 }
 
-/// The status for a human: a header, then one table row per member.
+/// The status for a human: a header, then one table row per member. MATCHED is what the
+/// leader has replicated to it (`-` if the answering node does not lead); APPLIED is what it
+/// has applied itself (`unreachable` if it did not answer, `-` if it was not asked).
 fn status_text(status: &CellStatus) -> String {
     let leader = status.leader.as_ref().map_or_else(
         || "none known".to_owned(),
@@ -72,6 +75,11 @@ fn status_text(status: &CellStatus) -> String {
                 if m.voter { "voter" } else { "learner" }.to_owned(),
                 m.matched_index
                     .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+                match &m.applied {
+                    MemberApplied::Index(i) => i.to_string(),
+                    MemberApplied::Unreachable(_) => "unreachable".to_owned(),
+                    MemberApplied::Unknown => "-".to_owned(),
+                },
             ]
         })
         .collect();
@@ -80,11 +88,12 @@ fn status_text(status: &CellStatus) -> String {
         status.term,
         status.applied_index,
         status.node_id,
-        table(&["ID", "ADDR", "ROLE", "MATCHED"], &rows)
+        table(&["ID", "ADDR", "ROLE", "MATCHED", "APPLIED"], &rows)
     )
 }
 
-/// The status for a script.
+/// The status for a script: a member's `applied_index` is null when unknown, and
+/// `unreachable` then says why if it was asked.
 fn status_json(status: &CellStatus) -> serde_json::Value {
     let members: Vec<serde_json::Value> = status
         .members
@@ -95,6 +104,11 @@ fn status_json(status: &CellStatus) -> serde_json::Value {
                 "addr": m.addr,
                 "role": if m.voter { "voter" } else { "learner" },
                 "matched_index": m.matched_index,
+                "applied_index": m.applied.index(),
+                "unreachable": match &m.applied {
+                    MemberApplied::Unreachable(why) => Some(why.as_str()),
+                    MemberApplied::Index(_) | MemberApplied::Unknown => None,
+                },
             })
         })
         .collect();
@@ -126,12 +140,21 @@ mod tests {
                     addr: "127.0.0.1:17101".to_owned(),
                     voter: true,
                     matched_index: Some(42),
+                    applied: MemberApplied::Index(42),
+                },
+                MemberStatus {
+                    id: 2,
+                    addr: "127.0.0.1:17102".to_owned(),
+                    voter: true,
+                    matched_index: Some(40),
+                    applied: MemberApplied::Unreachable("no answer within 500ms".to_owned()),
                 },
                 MemberStatus {
                     id: 4,
                     addr: "127.0.0.1:17104".to_owned(),
                     voter: false,
                     matched_index: None,
+                    applied: MemberApplied::Unknown,
                 },
             ],
         }
@@ -145,13 +168,23 @@ mod tests {
              term     3\n\
              applied  42 (answered by node 1)\n\
              \n\
-             ID  ADDR             ROLE     MATCHED\n\
-             1   127.0.0.1:17101  voter    42\n\
-             4   127.0.0.1:17104  learner  -"
+             ID  ADDR             ROLE     MATCHED  APPLIED\n\
+             1   127.0.0.1:17101  voter    42       42\n\
+             2   127.0.0.1:17102  voter    40       unreachable\n\
+             4   127.0.0.1:17104  learner  -        -"
         );
         let doc = status_json(&cell());
         assert_eq!(doc["leader_id"], 1);
-        assert_eq!(doc["members"][1]["role"], "learner");
-        assert_eq!(doc["members"][1]["matched_index"], serde_json::Value::Null);
+        assert_eq!(
+            doc["members"],
+            json!([
+                { "id": 1, "addr": "127.0.0.1:17101", "role": "voter", "matched_index": 42,
+                  "applied_index": 42, "unreachable": null },
+                { "id": 2, "addr": "127.0.0.1:17102", "role": "voter", "matched_index": 40,
+                  "applied_index": null, "unreachable": "no answer within 500ms" },
+                { "id": 4, "addr": "127.0.0.1:17104", "role": "learner", "matched_index": null,
+                  "applied_index": null, "unreachable": null },
+            ])
+        );
     }
 }

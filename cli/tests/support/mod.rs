@@ -295,7 +295,7 @@ impl Cell {
         let addr = self.addr(id);
         let call = async {
             let mut rpc = raw_client(&addr).await.ok()?;
-            rpc.status(pb::StatusRequest {}).await.ok()
+            rpc.status(pb::StatusRequest::default()).await.ok()
         };
         let answer = tokio::time::timeout(Duration::from_secs(1), call)
             .await

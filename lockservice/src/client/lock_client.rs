@@ -175,42 +175,59 @@ impl LockClient {
         WatchStream::open(Arc::clone(&self.conn), prefix.to_owned(), from).await
     }
 
-    /// The cell as its leader sees it (members with how far each has got). If the leader
-    /// cannot be reached, the answer of the node that named it; with no leader known, any
-    /// node's answer.
+    /// The cell as its leader sees it: members with how far each has got, and each member's
+    /// own applied index (the answering node asks every member, each within a short timeout;
+    /// one that does not answer is `MemberApplied::Unreachable`). If the leader cannot be
+    /// reached, the answer of the node that named it; with no leader known, any node's answer.
     pub async fn status(&self) -> Result<CellStatus, Error> {
-        // Any node answers: the answer, not its success, says who leads.
+        // Any node answers: the answer, not its success, says who leads. It is asked for its
+        // own view only; the one whose answer counts is asked for its members' too.
         let any = Route::Any { avoid: None };
-        let first = self.status_at(any, self.plan("status".into())).await?;
-        let Some((leader_id, leader_addr)) = first.leader.clone() else {
-            return Ok(first);
-        };
-        if leader_id == first.node_id || leader_addr.is_empty() {
-            return Ok(first);
+        let first = self
+            .status_at(any, self.plan("status".into()), false)
+            .await?;
+        let mut targets = Vec::new();
+        if let Some((leader_id, leader_addr)) = &first.leader
+            && let Some(leader) = self.conn.index_of(leader_addr)
+        {
+            targets.push((*leader_id, leader_addr.clone(), leader));
         }
-        let Some(leader) = self.conn.index_of(&leader_addr) else {
-            return Ok(first);
-        };
-        let plan = Plan {
-            deadline: Instant::now() + self.options().rpc_timeout,
-            ..Plan::new(
-                format!("status of leader {leader_addr}"),
-                self.options(),
-                Route::Node(leader),
-            )
-        };
-        match self.status_at(Route::Node(leader), plan).await {
-            Ok(status) if status.node_id == leader_id => Ok(status),
-            Ok(_) | Err(_) => Ok(first),
+        if let Some(me) = first.members.iter().find(|m| m.id == first.node_id)
+            && !targets.iter().any(|(id, _, _)| *id == me.id)
+            && let Some(node) = self.conn.index_of(&me.addr)
+        {
+            targets.push((me.id, me.addr.clone(), node));
         }
+        for (id, addr, node) in targets {
+            let plan = Plan {
+                deadline: Instant::now() + self.options().rpc_timeout,
+                ..Plan::new(
+                    format!("status of node {id} at {addr}"),
+                    self.options(),
+                    Route::Node(node),
+                )
+            };
+            if let Ok(status) = self.status_at(Route::Node(node), plan, true).await
+                && status.node_id == id
+            {
+                return Ok(status);
+            }
+        }
+        Ok(first)
     }
 
-    async fn status_at(&self, route: Route, plan: Plan) -> Result<CellStatus, Error> {
+    async fn status_at(
+        &self,
+        route: Route,
+        plan: Plan,
+        ask_members: bool,
+    ) -> Result<CellStatus, Error> {
         let plan = Plan { route, ..plan };
         let answer = self
             .conn
             .call(plan, |mut rpc, t| async move {
-                rpc.status(request(pb::StatusRequest {}, t)).await
+                rpc.status(request(pb::StatusRequest { ask_members }, t))
+                    .await
             })
             .await?;
         Ok(CellStatus::from_proto(answer.value))

@@ -17,5 +17,5 @@ mod watch;
 pub use lock_client::LockClient;
 pub use options::ClientOptions;
 pub use session::Session;
-pub use types::{CellStatus, FileInfo, Listing, MemberStatus, SessionState};
+pub use types::{CellStatus, FileInfo, Listing, MemberApplied, MemberStatus, SessionState};
 pub use watch::WatchStream;

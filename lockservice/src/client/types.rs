@@ -33,7 +33,8 @@ pub struct Listing {
     pub revision: u64,
 }
 
-/// The cell as one node (the leader, when one could be reached) sees it.
+/// The cell as one node (the leader, when one could be reached) sees it, with each member's
+/// own applied index as far as it answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CellStatus {
     /// The node that answered.
@@ -59,6 +60,39 @@ pub struct MemberStatus {
     pub voter: bool,
     /// The highest log index known to be replicated on it; only the leader knows.
     pub matched_index: Option<u64>,
+    /// Its own last applied log index, as it answered the node that answered.
+    pub applied: MemberApplied,
+}
+
+/// A member's own applied index, as far as the answering node could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum MemberApplied {
+    /// Its last applied log index (the answering node's own, or what a member answered).
+    Index(u64),
+    /// It was asked and gave no answer in time, or an unusable one: why.
+    Unreachable(String),
+    /// It was not asked.
+    Unknown,
+}
+
+impl MemberApplied {
+    /// The index, if the member answered.
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            MemberApplied::Index(i) => Some(*i),
+            MemberApplied::Unreachable(_) | MemberApplied::Unknown => None,
+        }
+    }
+
+    fn from_proto(m: &pb::Member) -> MemberApplied {
+        if m.has_applied {
+            MemberApplied::Index(m.applied_index)
+        } else if !m.unreachable.is_empty() {
+            MemberApplied::Unreachable(m.unreachable.clone())
+        } else {
+            MemberApplied::Unknown
+        }
+    }
 }
 
 /// A session's standing, computed from the local lease (see `Session::state`).
@@ -127,6 +161,7 @@ impl CellStatus {
                 .members
                 .into_iter()
                 .map(|m| MemberStatus {
+                    applied: MemberApplied::from_proto(&m),
                     id: m.id,
                     addr: m.addr,
                     voter: m.voter,

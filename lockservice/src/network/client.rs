@@ -75,7 +75,7 @@ pub struct NetworkFactory {
 struct SharedChannel {
     addr: String,
     /// The channel, or why the peer's address does not make one.
-    client: Result<RaftServiceClient<Channel>, String>,
+    channel: Result<Channel, String>,
 }
 
 impl NetworkFactory {
@@ -87,32 +87,37 @@ impl NetworkFactory {
         }
     }
 
-    /// The shared channel to `target` at `node.addr`, made on first use.
-    fn channel(
+    /// The shared channel to `target` at `addr`, made on first use. The node's other services
+    /// (the `LockService` a `Status` asks every member) share it with Raft.
+    pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock();
+        if let Some(shared) = channels.get(&target)
+            && shared.addr == addr
+        {
+            return shared.channel.clone();
+        }
+        let channel = endpoint(addr, &self.options).map(|endpoint| endpoint.connect_lazy());
+        channels.insert(
+            target,
+            SharedChannel {
+                addr: addr.to_owned(),
+                channel: channel.clone(),
+            },
+        );
+        channel
+    }
+
+    fn raft_client(
         &self,
         target: NodeId,
         node: &BasicNode,
     ) -> Result<RaftServiceClient<Channel>, String> {
-        let mut channels = self.channels.lock();
-        if let Some(shared) = channels.get(&target)
-            && shared.addr == node.addr
-        {
-            return shared.client.clone();
-        }
-        let options = &self.options;
-        let client = endpoint(&node.addr, options).map(|endpoint| {
-            RaftServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(options.max_message_bytes)
-                .max_encoding_message_size(options.max_message_bytes)
-        });
-        channels.insert(
-            target,
-            SharedChannel {
-                addr: node.addr.clone(),
-                client: client.clone(),
-            },
-        );
-        client
+        let max = self.options.max_message_bytes;
+        self.channel(target, &node.addr).map(|channel| {
+            RaftServiceClient::new(channel)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+        })
     }
 }
 
@@ -124,7 +129,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             node: node.clone(),
             options: Arc::clone(&self.options),
-            client: self.channel(target, node),
+            client: self.raft_client(target, node),
         }
     }
 }

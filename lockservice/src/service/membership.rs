@@ -1,57 +1,14 @@
-//! The cell's status and membership changes: a node joins as a learner, becomes a voter once it
-//! has caught up (`wait_caught_up`), and leaves by a joint-consensus change.
+//! Membership changes: a node joins as a learner, becomes a voter once it has caught up
+//! (`wait_caught_up`), and leaves by a joint-consensus change.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers, Raft};
 use tabula_common::{Code, Error};
-use tabula_proto::tabula::lock::v1 as pb;
 
 use super::raft_errors::{not_leader_now, write_error};
 use crate::types::{NodeId, TypeConfig};
-
-/// What this node knows about the cell (replication progress only if it leads).
-pub(super) fn status(raft: &Raft<TypeConfig>) -> pb::StatusResponse {
-    let m = raft.metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let members = membership
-        .nodes()
-        .map(|(id, node)| {
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id))
-                .map(|log_id| log_id.map_or(0, |l| l.index));
-            // The leader's own progress is not in its replication map.
-            let matched = matched.or_else(|| {
-                (m.current_leader == Some(m.id) && *id == m.id)
-                    .then(|| m.last_log_index.unwrap_or(0))
-            });
-            pb::Member {
-                id: *id,
-                addr: node.addr.clone(),
-                voter: voters.contains(id),
-                has_matched: matched.is_some(),
-                matched_index: matched.unwrap_or(0),
-            }
-        })
-        .collect();
-    let leader_addr = m
-        .current_leader
-        .and_then(|id| membership.get_node(&id))
-        .map(|n| n.addr.clone())
-        .unwrap_or_default();
-    pb::StatusResponse {
-        node_id: m.id,
-        leader_id: m.current_leader.unwrap_or(0),
-        leader_addr,
-        term: m.current_term,
-        applied_index: m.last_applied.map_or(0, |l| l.index),
-        members,
-    }
-}
 
 /// Adds node `id` at `addr`: as a learner (waiting until it has caught up), then as a voter.
 pub(super) async fn add_node(

@@ -11,12 +11,13 @@
 //! Every spawned watch task is tracked (`LockApi::tasks`) and stops with the node.
 //!
 //! Reading order: `consensus`, `raft_errors`, then one file per call family: `acquire`,
-//! `watch`, `membership`.
+//! `watch`, `status`, `membership`.
 
 mod acquire;
 mod consensus;
 mod membership;
 mod raft_errors;
+mod status;
 mod watch;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ use self::consensus::{generation, linearizable, propose_ok, unexpected};
 use crate::api::sequencer_to_proto;
 use crate::api::{client_ref, holder_to_proto, mode_from_proto, sequencer_from_proto};
 use crate::lease::{KeepAliveError, LeaseKeeper};
+use crate::network::NetworkFactory;
 use crate::state::{Op, Request, Response, validate_path};
 use crate::store::StateHandle;
 use crate::types::TypeConfig;
@@ -49,6 +51,8 @@ pub struct ServiceOptions {
     pub max_acquire_wait: Duration,
     /// How long a membership change may take (a new learner catching up included).
     pub membership_timeout: Duration,
+    /// How long a `Status` with `ask_members` waits for each member's answer.
+    pub member_status_timeout: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -58,6 +62,7 @@ impl Default for ServiceOptions {
             read_timeout: Duration::from_secs(5),
             max_acquire_wait: Duration::from_secs(600),
             membership_timeout: Duration::from_secs(60),
+            member_status_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct LockApi {
     raft: Raft<TypeConfig>,
     state: StateHandle,
     leases: LeaseKeeper,
+    /// Channels to the other members (shared with Raft), for `Status` with `ask_members`.
+    peers: NetworkFactory,
     options: ServiceOptions,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -82,11 +89,12 @@ impl std::fmt::Debug for LockApi {
 }
 
 impl LockApi {
-    /// The service of a node; `stop` ends its watch streams.
+    /// The service of a node; `peers` reaches the other members; `stop` ends its watch streams.
     pub fn new(
         raft: Raft<TypeConfig>,
         state: StateHandle,
         leases: LeaseKeeper,
+        peers: NetworkFactory,
         options: ServiceOptions,
         stop: CancellationToken,
     ) -> LockApi {
@@ -94,6 +102,7 @@ impl LockApi {
             raft,
             state,
             leases,
+            peers,
             options,
             stop,
             tasks: TaskTracker::new(),
@@ -126,6 +135,11 @@ impl LockApi {
 
     async fn read_linearizable(&self) -> Result<(), Status> {
         Ok(linearizable(&self.raft, self.options.read_timeout).await?)
+    }
+
+    /// This node's status with every member's own applied index.
+    async fn status_with_members(&self) -> pb::StatusResponse {
+        status::with_members(&self.raft, &self.peers, self.options.member_status_timeout).await
     }
 }
 
@@ -343,9 +357,14 @@ impl LockService for LockApi {
 
     async fn status(
         &self,
-        _request: GrpcRequest<pb::StatusRequest>,
+        request: GrpcRequest<pb::StatusRequest>,
     ) -> Result<GrpcResponse<pb::StatusResponse>, Status> {
-        Ok(GrpcResponse::new(membership::status(&self.raft)))
+        let status = if request.into_inner().ask_members {
+            self.status_with_members().await
+        } else {
+            status::local(&self.raft)
+        };
+        Ok(GrpcResponse::new(status))
     }
 
     async fn add_node(
@@ -354,7 +373,7 @@ impl LockService for LockApi {
     ) -> Result<GrpcResponse<pb::StatusResponse>, Status> {
         let r = request.into_inner();
         membership::add_node(&self.raft, r.id, &r.addr, self.options.membership_timeout).await?;
-        Ok(GrpcResponse::new(membership::status(&self.raft)))
+        Ok(GrpcResponse::new(self.status_with_members().await))
     }
 
     async fn remove_node(
@@ -363,6 +382,6 @@ impl LockService for LockApi {
     ) -> Result<GrpcResponse<pb::StatusResponse>, Status> {
         let r = request.into_inner();
         membership::remove_node(&self.raft, r.id, self.options.membership_timeout).await?;
-        Ok(GrpcResponse::new(membership::status(&self.raft)))
+        Ok(GrpcResponse::new(self.status_with_members().await))
     }
 }

@@ -67,7 +67,7 @@ pub(super) struct Leader {
 /// `Status` of one node, within `STATUS_TIMEOUT`.
 pub(super) async fn status(addr: SocketAddr) -> anyhow::Result<StatusResponse> {
     let mut c = client(addr)?;
-    let reply = tokio::time::timeout(STATUS_TIMEOUT, c.status(StatusRequest {}))
+    let reply = tokio::time::timeout(STATUS_TIMEOUT, c.status(StatusRequest::default()))
         .await
         .with_context(|| format!("Status of {addr} timed out"))?
         .map_err(Error::from)

@@ -283,7 +283,7 @@ impl AskStatus {
 
 impl Op for AskStatus {
     async fn call(&mut self) -> Result<(), Error> {
-        self.client.status(StatusRequest {}).await?;
+        self.client.status(StatusRequest::default()).await?;
         Ok(())
     }
 }
