@@ -11,6 +11,8 @@
 //! - `watch` as a child printing `created` / `changed` / `locked` / `unlocked` lines while other
 //!   processes write and lock; `hold` as a child (acquired, seen by `get` and by the watch),
 //!   a second `hold --wait-secs 0` failing while the first holds, SIGTERM / SIGINT releasing.
+//! - `watch --from-revision` before the retained history (`serve --watch-history-events 4`):
+//!   `compacted` with the oldest watchable revision.
 //!
 //! No run may panic: every stderr is checked for "panicked". No sleep synchronizes anything:
 //! every wait polls a condition with a deadline.
@@ -865,4 +867,50 @@ async fn acquired(holder: &mut Holder) -> (u64, u64) {
             _ => None,
         })
         .await
+}
+
+/// A watch from a revision older than the retained history (here 4 events, `lock serve
+/// --watch-history-events 4`) fails at once with `compacted` and the oldest watchable revision,
+/// in both output formats; watching from that revision shows the retained events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_revision_fails_naming_the_oldest_watchable_one() {
+    let cell = Cell::start_with(3, &["--watch-history-events", "4"]);
+    cell.wait_leader(&cell.ids()).await;
+    let tabula = Tabula::new(&cell);
+    // Eight creations, one event each: the history keeps the last four.
+    let generations: Vec<u64> = (1..=8)
+        .map(|i| {
+            let path = format!("/w{i}");
+            written(&tabula.ok(&["lock", "set", &path, ""]), "created", &path)
+        })
+        .collect();
+    let oldest = generations[3] + 1;
+    let message = format!(
+        "compacted: watch from revision {}: revision compacted: the oldest revision still \
+         watchable is {oldest}; read again, then watch from the read's revision + 1",
+        generations[0]
+    );
+    let from = generations[0].to_string();
+    let watch = ["lock", "watch", "/w", "--from-revision", from.as_str()];
+    assert_eq!(tabula.fails(&watch, 1), format!("error: {message}"));
+    assert_eq!(
+        tabula.fails_json(&watch, 1),
+        system_error(&message, "compacted")
+    );
+
+    // From the oldest watchable revision: the four retained creations, in order.
+    let oldest_arg = oldest.to_string();
+    let mut retained = Streaming::spawn(
+        &tabula,
+        "watch-oldest",
+        &["lock", "watch", "/w", "--from-revision", &oldest_arg],
+    );
+    let lines = retained.wait_stdout_lines(4).await;
+    let expected: Vec<String> = (5..=8)
+        .map(|i| format!("revision={} path=/w{i} kind=created", generations[i - 1]))
+        .collect();
+    assert_eq!(lines, expected);
+    assert!(signal(&mut retained.child, libc::SIGTERM));
+    let status = retained.wait_exit().await;
+    assert!(status.success(), "watch-oldest exited with {status}");
 }

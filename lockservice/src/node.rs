@@ -33,7 +33,8 @@ use tracing::Instrument;
 use crate::lease::{LeaseKeeper, LeaseOptions};
 use crate::network::{NetworkFactory, NetworkOptions, RaftGrpcService};
 use crate::service::{LockApi, ServiceOptions};
-use crate::store::{StateHandle, StoreError, open_storage};
+use crate::state::Limits;
+use crate::store::{StateHandle, StorageOptions, StoreError, open_storage_with};
 use crate::types::{NodeId, TypeConfig};
 
 /// How long `shutdown` waits for the server to drain and for the storage to be released.
@@ -96,6 +97,10 @@ pub struct RaftTuning {
     /// Period of the leader's lease loop (quorum confirmation, expiry); shorter than the quorum
     /// window above.
     pub lease_tick_ms: u64,
+    /// Watch events the state machine retains; a watch from an older revision fails with
+    /// `Compacted`. Give every node of a cell the same value: it is part of the replicated
+    /// state's limits, and a node restored from a snapshot keeps the snapshot's value.
+    pub watch_history_events: u64,
 }
 
 impl Default for RaftTuning {
@@ -113,6 +118,7 @@ impl Default for RaftTuning {
             connect_timeout_ms: 500,
             session_grace_ms: 5_000,
             lease_tick_ms: 100,
+            watch_history_events: 10_000,
         }
     }
 }
@@ -209,6 +215,9 @@ impl NodeConfig {
                 leases.tick, leases.quorum_window
             ));
         }
+        if t.watch_history_events == 0 {
+            return invalid("the watch history must retain at least one event".to_owned());
+        }
         self.raft.openraft_config(&self.cluster_id)?;
         Ok(())
     }
@@ -261,6 +270,18 @@ impl RaftTuning {
 
     fn max_message_bytes_usize(&self) -> usize {
         usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// The storage options: the default limits but for the watch history.
+    fn storage_options(&self) -> StorageOptions {
+        let defaults = StorageOptions::default();
+        StorageOptions {
+            limits: Limits {
+                max_events: usize::try_from(self.watch_history_events).unwrap_or(usize::MAX),
+                ..defaults.limits
+            },
+            ..defaults
+        }
     }
 }
 
@@ -326,7 +347,8 @@ impl LockNode {
             source,
         })?;
         let raft_config = Arc::new(config.raft.openraft_config(&config.cluster_id)?);
-        let (log, state_machine) = open_storage(&config.data_dir).await?;
+        let (log, state_machine) =
+            open_storage_with(&config.data_dir, config.raft.storage_options()).await?;
         let state = state_machine.state();
         let network = NetworkFactory::new(config.network_options());
         let raft = Raft::new(config.id, raft_config, network.clone(), log, state_machine).await?;
@@ -583,6 +605,11 @@ mod tests {
         let leases = RaftTuning::default().lease_options();
         assert_eq!(leases, LeaseOptions::default());
         assert!(leases.quorum_window <= Duration::from_millis(raft.election_timeout_min));
+        // The default watch history is the state machine's default limit.
+        assert_eq!(
+            RaftTuning::default().storage_options(),
+            StorageOptions::default()
+        );
     }
 
     #[test]
@@ -610,6 +637,7 @@ mod tests {
         assert!(rejects(|c| c.raft.lease_tick_ms = 0).contains("lease tick"));
         // The quorum window is the smaller of the grace and the election timeout.
         assert!(rejects(|c| c.raft.session_grace_ms = c.raft.lease_tick_ms).contains("lease tick"));
+        assert!(rejects(|c| c.raft.watch_history_events = 0).contains("watch history"));
     }
 
     #[test]

@@ -493,3 +493,74 @@ async fn status_reports_every_members_applied_index_and_marks_a_stopped_one_unre
     }
     cell.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_from_before_the_retained_history_ends_with_compacted_and_its_oldest_revision() {
+    let tuning = tabula_lockservice::node::RaftTuning {
+        watch_history_events: 4,
+        ..tabula_lockservice::node::RaftTuning::default()
+    };
+    let cell = Cell::start_tuned(3, tuning).await;
+    let leader_id = cell.leader().await;
+    let follower_id = *cell.addrs.keys().find(|id| **id != leader_id).unwrap();
+    let mut leader = client(&cell, leader_id).await;
+    // Ten creations, one event each: the history keeps the last four.
+    let mut generations = Vec::new();
+    for seq in 1..=10 {
+        let written = leader
+            .create(pb::CreateRequest {
+                write_id: write_id(7, seq),
+                path: format!("/h{seq}"),
+                contents: vec![],
+                ephemeral_session_id: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        generations.push(written.generation);
+    }
+    let oldest = generations[5] + 1;
+    for id in [leader_id, follower_id] {
+        // The follower may not have applied the last creations yet: wait until it has.
+        let applied = cell.nodes[&id].state().wait_applied(generations[9]).await;
+        assert!(applied, "node {id}'s state machine is gone");
+        // The call itself fails, before any stream: from the first creation, and from just
+        // before the oldest watchable revision.
+        let mut node = client(&cell, id).await;
+        for from in [generations[0], oldest - 1] {
+            let status = node
+                .watch(pb::WatchRequest {
+                    prefix: "/h".into(),
+                    from_revision: from,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+            assert_eq!(
+                Error::from(status).code,
+                Code::Compacted { oldest },
+                "node {id}"
+            );
+        }
+
+        // From the oldest watchable revision on, the retained events.
+        let mut stream = node
+            .watch(pb::WatchRequest {
+                prefix: "/h".into(),
+                from_revision: oldest,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let batch = stream.message().await.unwrap().unwrap();
+            seen.extend(batch.events.into_iter().map(|e| (e.revision, e.path)));
+        }
+        let expected: Vec<(u64, String)> = (7..=10)
+            .map(|seq| (generations[seq - 1], format!("/h{seq}")))
+            .collect();
+        assert_eq!(seen, expected, "node {id}");
+    }
+    cell.shutdown().await;
+}

@@ -160,6 +160,34 @@ mod tests {
     }
 
     #[test]
+    fn serve_keeps_ten_thousand_watch_events_unless_told_otherwise() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec![
+                "serve",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:17101",
+                "--peers",
+                "1=127.0.0.1:17101",
+                "--data-dir",
+                "/tmp/lock-1",
+            ];
+            args.extend_from_slice(extra);
+            let LockCommand::Serve(args) = parse(&args) else {
+                panic!()
+            };
+            node_config(args)
+        };
+        assert_eq!(serve(&[]).unwrap().raft.watch_history_events, 10_000);
+        let small = serve(&["--watch-history-events", "5"]).unwrap();
+        assert_eq!(small.raft.watch_history_events, 5);
+        let err = serve(&["--watch-history-events", "0"]).unwrap_err();
+        assert_eq!(exit::code(&err), 2, "{err:#}");
+        assert!(err.to_string().contains("watch history"), "{err:#}");
+    }
+
+    #[test]
     fn a_human_command_without_a_cell_is_a_usage_error_naming_the_flag() {
         for command in [
             LockCommand::Status,

@@ -29,6 +29,11 @@ pub(crate) struct ServeArgs {
     /// Names the cell; nodes refuse Raft traffic from another cell.
     #[arg(long, default_value = "tabula")]
     pub(crate) cluster_id: String,
+    /// Watch events the node retains; `lock watch --from-revision` older than them fails with
+    /// `compacted`. Give every node of a cell the same value (a node restored from a snapshot
+    /// keeps the snapshot's).
+    #[arg(long, value_name = "N", default_value_t = RaftTuning::default().watch_history_events)]
+    pub(crate) watch_history_events: u64,
 }
 
 /// Parses one `--peers` entry, `ID=HOST:PORT`.
@@ -57,7 +62,10 @@ pub(crate) fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         peers,
         data_dir: args.data_dir,
         cluster_id: args.cluster_id,
-        raft: RaftTuning::default(),
+        raft: RaftTuning {
+            watch_history_events: args.watch_history_events,
+            ..RaftTuning::default()
+        },
     };
     match config.validate() {
         Ok(()) => Ok(config),

@@ -143,11 +143,18 @@ pub(crate) struct Cell {
     root: TempDir,
     nodes: BTreeMap<u64, Node>,
     logs: Vec<PathBuf>,
+    /// More `lock serve` flags for every node (tiny limits in tests).
+    serve_flags: Vec<String>,
 }
 
 impl Cell {
     /// Starts `size` nodes (ids 1..=size) on free ports; does not wait for a leader.
     pub(crate) fn start(size: u64) -> Cell {
+        Cell::start_with(size, &[])
+    }
+
+    /// `start`, with `serve_flags` added to every node's `lock serve` (also on restarts).
+    pub(crate) fn start_with(size: u64, serve_flags: &[&str]) -> Cell {
         let root = tempfile::Builder::new()
             .prefix("tabula-cell")
             .tempdir()
@@ -171,6 +178,7 @@ impl Cell {
             root,
             nodes,
             logs: Vec::new(),
+            serve_flags: serve_flags.iter().map(|f| (*f).to_owned()).collect(),
         };
         let ids: Vec<u64> = cell.nodes.keys().copied().collect();
         for id in ids {
@@ -235,6 +243,7 @@ impl Cell {
         ]
         .iter()
         .map(|s| (*s).to_owned())
+        .chain(self.serve_flags.iter().cloned())
         .collect();
         let child = command(&args)
             .env("RUST_LOG", "info,openraft=warn")

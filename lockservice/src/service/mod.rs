@@ -352,7 +352,7 @@ impl LockService for LockApi {
             r.from_revision,
             self.stop.clone(),
             &self.tasks,
-        )))
+        )?))
     }
 
     async fn status(

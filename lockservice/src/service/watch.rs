@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::event_to_proto;
+use crate::state::Compacted;
 use crate::store::StateHandle;
 
 /// Batches buffered per stream before the sender waits for the reader.
@@ -24,16 +25,23 @@ pub(super) type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic::Status>> + Send + 'static>>;
 
 /// Starts streaming the events under `prefix` from `from_revision` (0: from the next applied
-/// entry). The task ends when the reader goes away, the node stops (`stop`), or the history
-/// no longer reaches back far enough (`Compacted`, sent as the stream's last item). The task is
-/// spawned on `tasks`, which the node waits for when it stops.
+/// entry). A history that no longer reaches back to `from_revision` fails the call itself
+/// (`Compacted`). The task ends when the reader goes away, the node stops (`stop`), or the
+/// history no longer reaches back far enough for a reader that fell behind (`Compacted`, sent
+/// as the stream's last item). The task is spawned on `tasks`, which the node waits for when it
+/// stops.
 pub(super) fn start(
     state: StateHandle,
     prefix: String,
     from_revision: u64,
     stop: CancellationToken,
     tasks: &TaskTracker,
-) -> WatchStream {
+) -> Result<WatchStream, Error> {
+    if from_revision != 0 {
+        state
+            .read(|s| s.watchable_from(from_revision))
+            .map_err(|c| compacted(from_revision, c))?;
+    }
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tasks.spawn(async move {
         tokio::select! {
@@ -42,7 +50,20 @@ pub(super) fn start(
             () = tx.closed() => {}
         }
     });
-    Box::pin(ReceiverStream::new(rx))
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// The error of a watch from `from`, which the history no longer reaches back to.
+fn compacted(from: u64, compacted: Compacted) -> Error {
+    Error::new(
+        Code::Compacted {
+            oldest: compacted.oldest,
+        },
+        format!(
+            "watch from revision {from}: {compacted}; read again, then watch from the read's \
+             revision + 1"
+        ),
+    )
 }
 
 type Sender = mpsc::Sender<Result<pb::WatchResponse, tonic::Status>>;
@@ -72,17 +93,8 @@ async fn pump(state: &StateHandle, prefix: &str, from_revision: u64, tx: &Sender
                 }
                 next = next.max(last_applied + 1);
             }
-            Err(compacted) => {
-                let e = Error::new(
-                    Code::Compacted {
-                        oldest: compacted.oldest,
-                    },
-                    format!(
-                        "watch from revision {next}: {compacted}; read again, then watch from \
-                         the read's revision + 1"
-                    ),
-                );
-                let _ = tx.send(Err(e.into())).await;
+            Err(c) => {
+                let _ = tx.send(Err(compacted(next, c).into())).await;
                 return;
             }
         }

@@ -78,14 +78,20 @@ impl History {
         }
     }
 
-    /// Events with `revision >= from` whose path starts with `prefix`, in log order.
-    pub(super) fn since(&self, from: u64, prefix: &str) -> Result<Vec<Event>, Compacted> {
+    /// `Compacted` if some event with `revision >= from` is no longer retained.
+    pub(super) fn check_from(&self, from: u64) -> Result<(), Compacted> {
         // Revisions start at 1: `compacted_through == 0` means nothing was dropped.
         if self.compacted_through > 0 && from <= self.compacted_through {
             return Err(Compacted {
                 oldest: self.compacted_through.saturating_add(1),
             });
         }
+        Ok(())
+    }
+
+    /// Events with `revision >= from` whose path starts with `prefix`, in log order.
+    pub(super) fn since(&self, from: u64, prefix: &str) -> Result<Vec<Event>, Compacted> {
+        self.check_from(from)?;
         let start = self.events.partition_point(|e| e.revision < from);
         Ok(self
             .events
@@ -205,6 +211,9 @@ mod tests {
         assert_eq!(h.state.events_since(1, ""), Err(Compacted { oldest: 2 }));
         assert_eq!(h.state.events_since(2, "").map(|e| e.len()), Ok(3));
         assert_eq!(h.state.events_since(0, "/d"), Err(Compacted { oldest: 2 }));
+        assert_eq!(h.state.watchable_from(1), Err(Compacted { oldest: 2 }));
+        assert_eq!(h.state.watchable_from(2), Ok(()));
+        assert_eq!(h.state.watchable_from(100), Ok(()));
     }
 
     #[test]

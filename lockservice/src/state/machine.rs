@@ -174,6 +174,12 @@ impl LockState {
         self.history.since(from_revision, prefix)
     }
 
+    /// `Compacted` if a watch from `from_revision` would miss events no longer retained; cheap
+    /// (`events_since` copies the events).
+    pub fn watchable_from(&self, from_revision: u64) -> Result<(), Compacted> {
+        self.history.check_from(from_revision)
+    }
+
     /// The index of the last applied entry.
     pub fn last_applied_index(&self) -> u64 {
         self.last_applied
