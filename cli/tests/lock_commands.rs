@@ -13,6 +13,7 @@
 //!   a second `hold --wait-secs 0` failing while the first holds, SIGTERM / SIGINT releasing.
 //! - `watch --from-revision` before the retained history (`serve --watch-history-events 4`):
 //!   `compacted` with the oldest watchable revision.
+//! - `hold --output json` until SIGINT; a command with only `TABULA_LOCK` naming the cell.
 //!
 //! No run may panic: every stderr is checked for "panicked". No sleep synchronizes anything:
 //! every wait polls a condition with a deadline.
@@ -913,4 +914,147 @@ async fn watch_from_a_compacted_revision_fails_naming_the_oldest_watchable_one()
     assert!(signal(&mut retained.child, libc::SIGTERM));
     let status = retained.wait_exit().await;
     assert!(status.success(), "watch-oldest exited with {status}");
+}
+
+/// With no `--lock`, a lock command reaches the cell named by `TABULA_LOCK`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_commands_find_the_cell_in_tabula_lock_without_the_flag() {
+    let cell = Cell::start(3);
+    cell.wait_leader(&cell.ids()).await;
+    let from_env = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("TABULA_LOCK", cell.addrs().join(","))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let run = Run {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if run.code != Some(0) || !run.stderr.is_empty() {
+            run.fail("expected success with only TABULA_LOCK naming the cell");
+        }
+        run.stdout
+    };
+    let set = from_env(&["lock", "set", "/env", "from the environment"]);
+    let generation = written(set.trim_end(), "created", "/env");
+    let doc: Value =
+        serde_json::from_str(&from_env(&["lock", "get", "/env", "--output", "json"])).unwrap();
+    assert_eq!(
+        (doc["contents"].as_str(), number(&doc, "generation")),
+        (Some("from the environment"), generation),
+        "{doc}"
+    );
+    // The same file through `--lock`: the environment named this cell.
+    let tabula = Tabula::new(&cell);
+    assert_eq!(
+        tabula.json(&["lock", "get", "/env"])["contents"],
+        "from the environment"
+    );
+}
+
+/// `hold --output json`: the sequencer as a JSON line, `holding` lines while it holds (another
+/// holder is refused meanwhile), and on SIGINT `released`, exit 0, after which another holder
+/// acquires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_as_json_prints_the_sequencer_and_holds_until_interrupted() {
+    let cell = Cell::start(3);
+    cell.wait_leader(&cell.ids()).await;
+    let tabula = Tabula::new(&cell);
+    let mut holder = Streaming::spawn(
+        &tabula,
+        "hold-json",
+        &[
+            "lock",
+            "hold",
+            "/j",
+            "--report-ms",
+            "100",
+            "--output",
+            "json",
+        ],
+    );
+    let first: Value = serde_json::from_str(&holder.wait_stdout_lines(1).await[0]).unwrap();
+    let generation = number(&first, "generation");
+    let session = number(&first, "session");
+    assert_eq!(
+        first,
+        json!({
+            "event": "acquired",
+            "path": "/j",
+            "mode": "exclusive",
+            "generation": generation,
+            "session": session,
+        })
+    );
+
+    // It keeps holding: three `holding` reports of that generation, the cell naming it the
+    // holder, a second holder refused, and the process still running.
+    let holding = |lines: &[String]| {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|doc| doc["event"] == "holding")
+            .count()
+    };
+    poll_until("three holding reports", DEADLINE, || {
+        (holding(&holder.stdout()) >= 3).then_some(())
+    })
+    .await;
+    for line in holder.stdout() {
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        if doc["event"] == "holding" {
+            assert_eq!(number(&doc, "generation"), generation, "{line}");
+        } else {
+            assert!(
+                doc["event"] == "acquired" || doc["event"] == "state",
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(
+        tabula.json(&["lock", "get", "/j"])["lock_holders"],
+        json!([{ "session": session, "mode": "exclusive", "generation": generation }])
+    );
+    assert_eq!(
+        tabula.fails_json(&["lock", "hold", "/j", "--wait-secs", "0"], 1)["code"],
+        "deadline-exceeded"
+    );
+    assert!(
+        holder.child.try_wait().unwrap().is_none(),
+        "hold-json exited"
+    );
+
+    // Interrupted: `released`, exit 0, and the lock is free for the next holder.
+    assert!(signal(&mut holder.child, libc::SIGINT));
+    let status = holder.wait_exit().await;
+    assert!(status.success(), "hold-json exited with {status}");
+    let last: Value = serde_json::from_str(holder.stdout().last().unwrap()).unwrap();
+    assert_eq!(last, json!({ "event": "released", "path": "/j" }));
+    assert_eq!(
+        tabula.json(&["lock", "get", "/j"])["lock_holders"],
+        json!([])
+    );
+    let mut next = Streaming::spawn(
+        &tabula,
+        "hold-next",
+        &[
+            "lock",
+            "hold",
+            "/j",
+            "--wait-secs",
+            "10",
+            "--output",
+            "json",
+        ],
+    );
+    let acquired: Value = serde_json::from_str(&next.wait_stdout_lines(1).await[0]).unwrap();
+    assert_eq!(acquired["event"], "acquired", "{acquired}");
+    assert!(number(&acquired, "generation") > generation, "{acquired}");
+    assert!(signal(&mut next.child, libc::SIGTERM));
+    assert!(next.wait_exit().await.success());
 }
