@@ -23,7 +23,8 @@ const MEM_ROWS: u64 = 1000;
 /// Options of `tabula bench paper`.
 #[derive(Debug, Args)]
 pub(crate) struct PaperArgs {
-    /// Rows of the table (and operations of each benchmark; a scan reads 100 rows).
+    /// Rows of the table (and operations of each benchmark; a scan reads 1000 rows, and the
+    /// scans read the table 10 times over).
     #[arg(long, default_value_t = 100_000)]
     pub(crate) rows: u64,
     /// Clients with one operation in flight each.

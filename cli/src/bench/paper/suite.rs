@@ -101,8 +101,10 @@ pub(super) async fn run(config: &SuiteConfig, lock: &[String]) -> anyhow::Result
              underneath)"
                 .to_owned(),
             format!(
-                "scans read {} rows per call; random reads (mem) read a {}-row table",
+                "scans read {} rows per call, the whole table {} times over; random reads \
+                 (mem) read a {}-row table",
                 super::workloads::SCAN_ROWS,
+                super::workloads::SCAN_PASSES,
                 config.mem_rows
             ),
         ],
