@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use tabula_common::Code;
 use tabula_lockservice::client::{ClientOptions, LockClient};
 use tabula_proto::google::bigtable::v2 as bt;
@@ -284,6 +285,7 @@ async fn read_all(mut client: TabletServiceClient<Channel>) -> BTreeMap<(Vec<u8>
     let mut cells = BTreeMap::new();
     while let Some(msg) = stream.message().await.unwrap() {
         for row in msg.rows {
+            let row = bt::Row::decode(row).unwrap();
             for family in row.families {
                 for column in family.columns {
                     for cell in column.cells {

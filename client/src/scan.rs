@@ -31,6 +31,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use prost::Message as _;
 use tabula_common::Error;
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::tabula::tablet::v1 as tpb;
@@ -448,11 +449,25 @@ impl Scan {
             Ok(Err(status)) => Err(from_status(status)),
             Ok(Ok(None)) => Ok(Step::TabletDone),
             Ok(Ok(Some(message))) => Ok(Step::Rows {
-                rows: message.rows,
+                rows: decode_rows(message.rows)?,
                 scanned: message.last_scanned_row_key,
             }),
         }
     }
+}
+
+/// The rows of a `ReadRowsResponse`, each sent encoded (decoded in place: their keys and
+/// values point into the received message).
+pub(crate) fn decode_rows(rows: Vec<Bytes>) -> Result<Vec<bt::Row>, Error> {
+    rows.into_iter()
+        .map(|encoded| {
+            bt::Row::decode(encoded).map_err(|e| {
+                Error::internal(format!(
+                    "read rows: the server sent a row that does not decode: {e}"
+                ))
+            })
+        })
+        .collect()
 }
 
 enum Step {

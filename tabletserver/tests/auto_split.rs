@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use prost::Message as _;
 use tabula_common::{TableId, TabletId};
 use tabula_lockservice::node::{LockNode, NodeConfig, RaftTuning};
 use tabula_proto::google::bigtable::v2 as bt;
@@ -222,6 +223,7 @@ async fn read_tablet(
     let mut out = BTreeMap::new();
     while let Some(m) = stream.message().await.unwrap() {
         for row in m.rows {
+            let row = bt::Row::decode(row).unwrap();
             let cell = row.families[0].columns[0].cells[0].value.to_vec();
             out.insert(String::from_utf8(row.key.to_vec()).unwrap(), cell);
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
+use prost::Message as _;
 use tabula_common::{
     Clock, Code, Epoch, Error, LocalDir, ManualClock, ServerId, StorageRoot, TableId, TabletId,
     Timestamp,
@@ -228,7 +229,7 @@ async fn read(
     let mut rows = Vec::new();
     let mut messages = Vec::new();
     while let Some(m) = stream.message().await? {
-        rows.extend(m.rows.iter().cloned());
+        rows.extend(m.rows.iter().map(|r| pb::Row::decode(r.clone()).unwrap()));
         messages.push(m);
     }
     Ok((rows, messages))
@@ -1014,7 +1015,8 @@ async fn read_rows_row_sets_limits_reverse_filters_and_batches() {
     assert_eq!(messages.len(), 5);
     for m in &messages {
         assert_eq!(m.rows.len(), 10);
-        assert_eq!(m.last_scanned_row_key, m.rows.last().unwrap().key);
+        let last = pb::Row::decode(m.rows.last().unwrap().clone()).unwrap();
+        assert_eq!(m.last_scanned_row_key, last.key);
     }
     assert_eq!(
         keys_of(&rows),

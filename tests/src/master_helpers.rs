@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use prost::Message as _;
 use tabula_client::Channels;
 use tabula_client::meta::MetaTable;
 use tabula_common::{Error, TableId};
@@ -130,6 +131,7 @@ pub async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<
         .into_inner();
     while let Some(msg) = stream.message().await.map_err(Error::from)? {
         if let Some(r) = msg.rows.first() {
+            let r = bt::Row::decode(r.clone()).map_err(|e| Error::internal(e.to_string()))?;
             let cell = r
                 .families
                 .first()

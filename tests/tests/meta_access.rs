@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use prost::Message as _;
 use tabula_client::{
     Channels, MetaOptions, MetaTable, TabletRecord, TabletState, read_root, write_root,
 };
@@ -117,6 +118,7 @@ async fn versions(channels: &Channels, holder: &TabletRecord, key: &Bytes) -> us
     let mut cells = 0;
     while let Some(message) = stream.message().await.unwrap() {
         for row in message.rows {
+            let row = bt::Row::decode(row).unwrap();
             for family in row.families {
                 for column in family.columns {
                     cells += column.cells.len();

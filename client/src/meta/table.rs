@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::record::{TabletRecord, TabletState};
 use super::root::{ROOT_PATH, read_root};
 use crate::channels::Channels;
+use crate::scan::decode_rows;
 
 /// Timeouts and retry budget of `MetaTable` calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,7 +407,10 @@ impl MetaTable {
                 Ok::<_, tonic::Status>(rows)
             })
             .await?;
-        rows.into_iter().map(|row| record_of(table, row)).collect()
+        decode_rows(rows)?
+            .into_iter()
+            .map(|row| record_of(table, row))
+            .collect()
     }
 
     /// The record stored exactly at `key` (a record of `table`), if any.

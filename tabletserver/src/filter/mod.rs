@@ -24,4 +24,4 @@ pub use compile::{
     Filter, MAX_COPIES_PER_CELL, MAX_DEPTH, MAX_FILTERS, MAX_LABEL_CHARS, MAX_REGEXES,
 };
 pub use error::FilterError;
-pub use output::{OutCell, to_proto_row};
+pub use output::{OutCell, encode_row, to_proto_row};

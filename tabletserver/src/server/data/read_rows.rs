@@ -26,10 +26,8 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use prost::Message as _;
+use bytes::{Bytes, BytesMut};
 use tabula_common::Error;
-use tabula_proto::google::bigtable::v2 as pb;
 use tabula_proto::tabula::tablet::v1 as api;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -38,10 +36,18 @@ use tonic::Status;
 
 use crate::engine::sstable::RowRange;
 use crate::engine::{Row, RowIter, ScanOptions};
-use crate::filter::{Filter, to_proto_row};
+use crate::filter::{Filter, encode_row};
 
 use super::row_set::{self, Rows};
 use super::{Gate, ServedTablet, Shared, route};
+
+/// Bytes the encoding buffer takes at a time: rows are encoded one after the other into it
+/// and split off, so a 1 KB row costs no allocation of its own.
+const ENCODE_CHUNK: usize = 64 * 1024;
+
+/// Spare room below which the encoding buffer takes a new chunk (a larger row reserves what
+/// it needs itself).
+const ENCODE_MIN_SPARE: usize = 4 * 1024;
 
 /// The response stream of `ReadRows`.
 pub(super) type ReadRowsStream =
@@ -116,6 +122,7 @@ pub(super) async fn read_rows(
         batch_bytes: shared.options.read_batch_bytes.max(1),
         batch_rows: shared.options.read_batch_rows.max(1),
         batch: Batch::default(),
+        encoded: BytesMut::new(),
     };
     let mut made = Vec::new();
     let inline = scan.advance(
@@ -160,6 +167,9 @@ struct Scan {
     batch_rows: usize,
     /// The message being filled.
     batch: Batch,
+    /// Where rows are encoded, each split off as one piece (so a message's rows share a few
+    /// allocations).
+    encoded: BytesMut,
 }
 
 /// How much a call of `Scan::advance` may do before it pauses.
@@ -190,7 +200,8 @@ enum Stop {
 /// The message being filled.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<pb::Row>,
+    /// Encoded `google.bigtable.v2.Row`s, pieces of `Scan::encoded`.
+    rows: Vec<Bytes>,
     bytes: usize,
     last_scanned: Option<Bytes>,
     /// Rows looked at since the last message.
@@ -292,10 +303,14 @@ impl Scan {
         batch.scanned += 1;
         batch.last_scanned = Some(row.key.clone());
         let mut added = 0;
-        if let Some(message) = to_proto_row(row.key, filtered) {
-            added = message.encoded_len();
+        if self.encoded.capacity() < ENCODE_MIN_SPARE {
+            self.encoded.reserve(ENCODE_CHUNK);
+        }
+        if encode_row(&row.key, &filtered, &mut self.encoded) {
+            let encoded = self.encoded.split().freeze();
+            added = encoded.len();
             batch.bytes += added;
-            batch.rows.push(message);
+            batch.rows.push(encoded);
             self.limit -= 1;
         }
         let full = batch.rows.len() >= self.batch_rows
@@ -323,6 +338,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use tabula_common::{Epoch, TableId};
+
+    use prost::Message as _;
+    use tabula_proto::google::bigtable::v2 as pb;
 
     use super::*;
     use crate::engine::tablet::scratch::scratch_tablet;
@@ -367,6 +385,7 @@ mod tests {
             batch_bytes: 1 << 20,
             batch_rows: 100,
             batch: Batch::default(),
+            encoded: BytesMut::new(),
         }
     }
 
@@ -379,7 +398,10 @@ mod tests {
         messages
             .iter()
             .flat_map(|m| &m.rows)
-            .map(|r| String::from_utf8(r.key.to_vec()).unwrap())
+            .map(|r| {
+                let row = pb::Row::decode(r.clone()).unwrap();
+                String::from_utf8(row.key.to_vec()).unwrap()
+            })
             .collect()
     }
 
