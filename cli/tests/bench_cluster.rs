@@ -203,7 +203,10 @@ fn paper_on_a_local_cluster_reports_every_benchmark_beside_the_paper_and_the_cei
     }
     // Every read found its row: sequential reads read the 2000 rows the writes wrote.
     assert_eq!(results[2]["rows"], 2000);
-    assert_eq!(results[5]["rows"], 2000, "20 scans of 100 rows");
+    assert_eq!(
+        results[5]["rows"], 20_000,
+        "20 scans of 1000 rows: the 2000 rows read 10 times over"
+    );
     assert!(positive(&doc["ceilings"]["echo_calls_per_sec"]));
     assert!(positive(&doc["ceilings"]["stream_mb_per_sec"]));
 }
