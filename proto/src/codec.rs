@@ -13,8 +13,8 @@ use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
-use tonic_prost::{ProstCodec, ProstDecoder};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic_prost::ProstDecoder;
 
 /// A [`Codec`] for prost messages whose encoder reserves each message's length up front.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(BufferSettings::default())
+        ProstDecoder::default()
     }
 }
 
@@ -61,10 +61,6 @@ impl<T: Message> Encoder for SizedEncoder<T> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
             .map_err(|e| Status::internal(format!("encoding a message: {e}")))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }
 

@@ -41,8 +41,9 @@ use crate::filter::{Filter, encode_row};
 use super::row_set::{self, Rows};
 use super::{Gate, ServedTablet, Shared, route};
 
-/// Bytes the encoding buffer takes at a time: rows are encoded one after the other into it
-/// and split off, so a 1 KB row costs no allocation of its own.
+/// Most bytes the encoding buffer takes at a time: rows are encoded one after the other into
+/// it and split off, so a 1 KB row costs no allocation of its own. A message's first chunk is
+/// 8 KiB and each next one doubles up to this, so a point read does not take 64 KiB.
 const ENCODE_CHUNK: usize = 64 * 1024;
 
 /// Spare room below which the encoding buffer takes a new chunk (a larger row reserves what
@@ -304,7 +305,8 @@ impl Scan {
         batch.last_scanned = Some(row.key.clone());
         let mut added = 0;
         if self.encoded.capacity() < ENCODE_MIN_SPARE {
-            self.encoded.reserve(ENCODE_CHUNK);
+            let chunk = (2 * ENCODE_MIN_SPARE) << batch.rows.len().min(3);
+            self.encoded.reserve(chunk.min(ENCODE_CHUNK));
         }
         if encode_row(&row.key, &filtered, &mut self.encoded) {
             let encoded = self.encoded.split().freeze();
