@@ -329,28 +329,47 @@ async fn every_data_and_admin_command_against_a_local_cluster() {
     assert_eq!(ranges(&t.json(&["tablets", "t"])).len(), 3);
     assert_eq!(t.scan_keys(&["t"]), rows_now);
 
-    // move a tablet to another server.
+    // move a tablet to the busiest other server: the move leaves the servers uneven, and the
+    // balancer (on) must not undo an operator's move.
     let servers = t.json(&["servers"]);
-    let servers: Vec<String> = servers
+    let servers: Vec<(String, u64)> = servers
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["server"].as_str().unwrap().to_owned())
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap().to_owned(),
+                s["tablets"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(servers.len(), 3, "{servers:?}");
     let tablets = t.json(&["tablets", "t"]);
     let first = &tablets[0];
-    let to = servers
+    let (to, _) = servers
         .iter()
-        .find(|s| first["server"] != s.as_str())
+        .filter(|(s, _)| first["server"] != s.as_str())
+        .max_by_key(|(_, n)| *n)
         .unwrap();
     let id = first["tablet"].as_u64().unwrap().to_string();
     let moved = t.json(&["move", &id, to]);
     assert_eq!(moved[0]["server"].as_str(), Some(to.as_str()), "{moved}");
     assert_eq!(t.scan_keys(&["t"]), rows_now);
 
-    // flush and compactions.
+    // flush and compactions. A flush takes the master's picture after the round the move
+    // woke, so the tablets listed after it show whether that round moved the tablet back.
     assert_eq!(t.json(&["flush", "t"])["flushed"], true);
+    let after = t.json(&["tablets", "t"]);
+    let stayed = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["tablet"] == first["tablet"]);
+    assert_eq!(
+        stayed.map(|x| &x["server"]),
+        Some(&Value::from(to.as_str())),
+        "{after}"
+    );
     assert_eq!(t.json(&["compact", "t"])["compacted"], "minor");
     assert_eq!(t.json(&["compact", "t", "--major"])["compacted"], "major");
     assert_eq!(t.value("t", "a1", "cf", "name").as_deref(), Some("name-a1"));

@@ -13,6 +13,14 @@
 //! read by the round's `gather`) and this process's `--no-balancer` both allow it. Rounds
 //! run every `round_interval`, and at once when an admin command or a caller asks (`wake`).
 //! The loop ends when the leadership stops being safe.
+//!
+//! An operator's move stands: a tablet `MoveTablet` placed is *pinned* (the planner's
+//! `ClusterView::pinned`), so the balancer does not undo it: unpinned, the round the move
+//! wakes takes it straight back whenever the move leaves the target two tablets above
+//! another server and the byte rule picks that tablet (and `tabula move`, waiting to see it
+//! on the target, waited in vain). A pin lasts while METADATA records the tablet at the epoch the move gave it: a
+//! reassignment after a failure, a split or a merge ends it, as does the end of this
+//! leadership (pins live in this process only; a new master starts with none).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use tabula_client::meta::{TabletRecord, TabletState};
-use tabula_common::{Code, Error, ServerId, TableId, TabletId};
+use tabula_common::{Code, Epoch, Error, ServerId, TableId, TabletId};
 use tabula_proto::tabula::master::v1 as pb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 use tokio::sync::{Mutex, Notify};
@@ -51,8 +59,29 @@ pub struct Active {
     ops: Mutex<()>,
     wake: Notify,
     latest: RwLock<Arc<Snapshot>>,
+    /// Tablets an operator moved, with where the move left them (see the module docs).
+    pins: parking_lot::Mutex<BTreeMap<TabletId, Pin>>,
     cluster_id: String,
     metrics: Arc<MasterMetrics>,
+}
+
+/// Where an operator's `MoveTablet` left a tablet: its table and the epoch of that
+/// assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pin {
+    table: TableId,
+    epoch: Epoch,
+}
+
+/// Drops from `pins` the ones `snapshot` shows ended (the tablet's record gone or at another
+/// epoch; the pins of a table whose records could not all be read stay) and answers the
+/// tablets still pinned.
+fn standing_pins(pins: &mut BTreeMap<TabletId, Pin>, snapshot: &Snapshot) -> BTreeSet<TabletId> {
+    pins.retain(|tablet, pin| match snapshot.records.get(tablet) {
+        Some(record) => record.epoch == pin.epoch,
+        None => snapshot.incomplete.contains(&pin.table),
+    });
+    pins.keys().copied().collect()
 }
 
 impl Active {
@@ -73,6 +102,7 @@ impl Active {
             ops: Mutex::new(()),
             wake: Notify::new(),
             latest: RwLock::new(Arc::new(Snapshot::default())),
+            pins: parking_lot::Mutex::new(BTreeMap::new()),
             cluster_id,
             metrics,
         }
@@ -162,7 +192,8 @@ impl Active {
             self.wake.notify_one();
             return Ok(merges);
         }
-        let view = snapshot.cluster_view(&merging, 0, self.balancer);
+        let pinned = standing_pins(&mut self.pins.lock(), &snapshot);
+        let view = snapshot.cluster_view(&merging, &pinned, 0, self.balancer);
         let actions = plan(&view);
         let mut done = 0;
         for action in &actions {
@@ -454,7 +485,7 @@ impl Active {
         Ok(changed)
     }
 
-    /// `MoveTablet`.
+    /// `MoveTablet`; the tablet is pinned where it lands (see the module docs).
     pub async fn move_tablet(
         &self,
         tablet: tabula_common::TabletId,
@@ -479,6 +510,13 @@ impl Active {
         } else {
             self.exec.assign(&snapshot, record, &to, epoch).await?
         };
+        self.pins.lock().insert(
+            moved.tablet,
+            Pin {
+                table: moved.table,
+                epoch: moved.epoch,
+            },
+        );
         self.wake.notify_one();
         Ok(moved)
     }
@@ -571,6 +609,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_pin_stands_while_metadata_keeps_the_moved_tablets_epoch() {
+        let record = |table: u64, tablet: u64, epoch: u64| {
+            let mut r = new_tablet(TableId(table), TabletId(tablet), Bytes::new(), None);
+            r.epoch = Epoch(epoch);
+            r
+        };
+        let pin = |table: u64, epoch: u64| Pin {
+            table: TableId(table),
+            epoch: Epoch(epoch),
+        };
+        let mut snapshot = Snapshot::default();
+        // 10 as moved; 11 reassigned since (a failure); 12 replaced (split or merge);
+        // 13 of a table whose records could not all be read this round.
+        for r in [record(2, 10, 2), record(2, 11, 3)] {
+            snapshot.records.insert(r.tablet, r);
+        }
+        snapshot.incomplete.insert(TableId(3));
+        let mut pins: BTreeMap<TabletId, Pin> = [
+            (TabletId(10), pin(2, 2)),
+            (TabletId(11), pin(2, 2)),
+            (TabletId(12), pin(2, 1)),
+            (TabletId(13), pin(3, 4)),
+        ]
+        .into();
+        let standing = standing_pins(&mut pins, &snapshot);
+        assert_eq!(standing, [TabletId(10), TabletId(13)].into());
+        assert_eq!(pins.keys().copied().collect::<BTreeSet<_>>(), standing);
+        // Once its table is read again, a tablet it no longer holds loses its pin.
+        snapshot.incomplete.clear();
+        assert_eq!(standing_pins(&mut pins, &snapshot), [TabletId(10)].into());
+    }
 
     #[test]
     fn split_keys_are_sorted_deduplicated_and_checked() {

@@ -58,11 +58,13 @@ impl Snapshot {
             })
     }
 
-    /// The planner's view; `in_flight` are tablets with an action being executed. Balancing
-    /// is on only if `balancer` (the process's setting) and the cluster-wide switch allow it.
+    /// The planner's view; `in_flight` are tablets with an action being executed, `pinned`
+    /// tablets the balancer leaves where an operator moved them. Balancing is on only if
+    /// `balancer` (the process's setting) and the cluster-wide switch allow it.
     pub fn cluster_view(
         &self,
         in_flight: &BTreeSet<TabletId>,
+        pinned: &BTreeSet<TabletId>,
         moves_in_flight: usize,
         balancer: BalancerOptions,
     ) -> ClusterView {
@@ -113,6 +115,7 @@ impl Snapshot {
             tablets,
             in_flight: frozen,
             moves_in_flight,
+            pinned: pinned.clone(),
             balancer: BalancerOptions {
                 enabled: balancer.enabled && self.balancer_switch,
                 ..balancer

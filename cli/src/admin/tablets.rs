@@ -306,18 +306,32 @@ pub(crate) async fn move_tablet(
             size_bytes: 0,
         }]
     } else {
+        // Done once the master's view has the tablet served at the move's epoch or later:
+        // on the target, or on another server if the master has moved it on since (a
+        // failure), which no longer waiting would change.
         let id = moved.tablet;
-        let on_target = |ts: &[TabletInfo]| {
-            let done = ts.iter().any(|t| {
-                t.record.tablet == id && served(t) && t.record.server.as_ref() == Some(&to)
-            });
-            (usize::from(done), 1)
-        };
-        let listed = wait_served(&admin, &table, &what, WAIT_DEADLINE, on_target).await?;
+        let landed =
+            |t: &TabletInfo| t.record.tablet == id && served(t) && t.record.epoch >= moved.epoch;
+        let has_landed = |ts: &[TabletInfo]| (usize::from(ts.iter().any(landed)), 1);
+        let listed = wait_served(&admin, &table, &what, WAIT_DEADLINE, has_landed).await?;
+        let listed: Vec<TabletInfo> = listed.into_iter().filter(landed).collect();
+        if let Some(elsewhere) = listed
+            .iter()
+            .find(|t| t.record.server.as_ref() != Some(&to))
+        {
+            anyhow::bail!(
+                "{what}: the tablet was moved there at epoch {}, and the master has since \
+                 placed it on {} (epoch {})",
+                moved.epoch.0,
+                elsewhere
+                    .record
+                    .server
+                    .as_ref()
+                    .map_or("?", |s| s.0.as_str()),
+                elsewhere.record.epoch.0
+            );
+        }
         listed
-            .into_iter()
-            .filter(|t| t.record.tablet == id)
-            .collect()
     };
     print_tablets(output, &tablets)
 }

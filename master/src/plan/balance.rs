@@ -20,10 +20,11 @@ use super::types::{Action, ClusterView, TabletMeta, TabletState};
 /// smallest (|gap - 2 * size|; tie: smallest tablet id).
 ///
 /// Movable: a user tablet (table >= 2; the root tablet and METADATA are never moved), not in
-/// flight, not already moved this round, `Assigned` in METADATA to the source, which serves it
-/// at METADATA's epoch. A tablet `Moving` off the source yet not in flight is a move a dead
-/// master left unfinished; it is movable too (moving it finishes that move). The move's epoch
-/// is METADATA's + 1.
+/// flight, not pinned (an operator's move stands: undoing it at once would make `MoveTablet`
+/// pointless while the balancer is on), not already moved this round, `Assigned` in METADATA
+/// to the source, which serves it at METADATA's epoch. A tablet `Moving` off the source yet
+/// not in flight is a move a dead master left unfinished; it is movable too (moving it
+/// finishes that move). The move's epoch is METADATA's + 1.
 ///
 /// Every move lowers the sum of squared tablet counts, so repeated rounds settle; at rest no
 /// server with a movable tablet holds two or more tablets above the least-loaded one.
@@ -88,5 +89,6 @@ fn movable(view: &ClusterView, index: &Index<'_>, m: &TabletMeta, from: &ServerI
         && matches!(m.state, TabletState::Assigned | TabletState::Moving)
         && m.server.as_ref() == Some(from)
         && !view.in_flight.contains(&m.tablet)
+        && !view.pinned.contains(&m.tablet)
         && index.serves(from, m.tablet, m.epoch)
 }

@@ -19,8 +19,9 @@
 //! 3. If rules 1 and 2 planned nothing and balancing is on: moves from the most to the least
 //!    loaded server while their tablet counts differ by more than one, picking the tablet that
 //!    narrows the byte gap most, at most `max_moves` at a time (counting `moves_in_flight`);
-//!    system tablets (root, METADATA) are not moved by the balancer. A `Moving` tablet not in
-//!    flight (a move a dead master left unfinished) still serves on its source and is movable.
+//!    system tablets (root, METADATA) are not moved by the balancer, nor are `pinned` ones (an
+//!    operator's `MoveTablet` stands). A `Moving` tablet not in flight (a move a dead master
+//!    left unfinished) still serves on its source and is movable.
 //! 4. In every round, a `Moving` tablet not in flight that the balancer does not move and
 //!    whose recorded server still serves it at METADATA's epoch is recorded `Assigned` there
 //!    again (`EndMove`): the unfinished move is abandoned rather than left `Moving` for good.

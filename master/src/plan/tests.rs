@@ -493,3 +493,63 @@ fn balancer_finishes_a_move_a_dead_master_left_unfinished() {
     check_safe(&v).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan(&v), Vec::new());
 }
+
+/// The layout of `tabula move` in `cli_commands` after an operator moved tablet 10 from `c`
+/// to `b` at epoch 2: root on `a`, METADATA and user tablets 10 and 11 on `b`, 12 on `c`.
+/// Counts 1 / 3 / 1 (the move made it uneven); of `b`'s user tablets, 10 and 11 narrow the
+/// byte gap equally and the smaller id, 10, is the balancer's pick.
+fn after_an_operators_move() -> super::types::ClusterView {
+    let mut v = view(&["a", "b", "c"]);
+    place(&mut v, assigned(0, 1, "a", 1));
+    place(&mut v, assigned(1, 2, "b", 1));
+    for (t, server, epoch, size) in [(10, "b", 2, 300), (11, "b", 1, 10), (12, "c", 1, 0)] {
+        let mut m = assigned(2, t, server, epoch);
+        m.size_bytes = size;
+        place(&mut v, m);
+    }
+    v
+}
+
+#[test]
+fn balancer_leaves_a_pinned_tablet_where_an_operator_moved_it() {
+    let v = after_an_operators_move();
+    // Unpinned, the balancer undoes the operator's move in the next round.
+    assert!(
+        matches!(&plan(&v)[..], [Action::Move { tablet, from, .. }]
+            if *tablet == TabletId(10) && *from == sid("b")),
+        "{:?}",
+        plan(&v)
+    );
+    // Pinned, it balances with another tablet of the busy server.
+    let mut v = after_an_operators_move();
+    v.pinned.insert(TabletId(10));
+    let rounds = settle(&mut v, 10).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        rounds.iter().flatten().all(|a| a.tablet() != TabletId(10)),
+        "{rounds:?}"
+    );
+    check_safe(&v).unwrap_or_else(|e| panic!("{e}"));
+    let ten = v.tablets.iter().find(|m| m.tablet == TabletId(10));
+    assert_eq!(
+        ten.map(|m| (m.server.clone(), m.epoch)),
+        Some((Some(sid("b")), Epoch(2)))
+    );
+    assert_eq!(counts(&v).values().copied().collect::<Vec<_>>(), [2, 2, 1]);
+    // When the pinned tablet is the only movable one, the servers stay uneven.
+    let mut v = view(&["a", "b"]);
+    place(&mut v, assigned(0, 1, "a", 1));
+    place(&mut v, assigned(1, 2, "a", 1));
+    place(&mut v, assigned(2, 10, "a", 2));
+    v.pinned.insert(TabletId(10));
+    assert_eq!(plan(&v), Vec::new());
+}
+
+#[test]
+fn pinned_tablets_are_still_reassigned_and_their_stray_copies_unloaded() {
+    let mut v = view(&["a", "b"]);
+    place(&mut v, assigned(2, 10, "dead", 2));
+    serve(&mut v, "a", 2, 11, 1);
+    place(&mut v, assigned(2, 11, "b", 2));
+    v.pinned.extend([TabletId(10), TabletId(11)]);
+    assert_eq!(plan(&v), vec![unload(11, "a", 1), assign(10, 2, "a", 3)]);
+}

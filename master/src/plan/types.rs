@@ -100,6 +100,9 @@ pub struct ClusterView {
     pub in_flight: BTreeSet<TabletId>,
     /// How many planned moves are being executed now.
     pub moves_in_flight: usize,
+    /// Tablets an operator placed (`MoveTablet`) that still stand where they were put: the
+    /// balancer does not move them; every other rule treats them as usual.
+    pub pinned: BTreeSet<TabletId>,
     /// Balancer settings.
     pub balancer: BalancerOptions,
 }
