@@ -18,9 +18,10 @@
 //! `ClusterView::pinned`), so the balancer does not undo it: unpinned, the round the move
 //! wakes takes it straight back whenever the move leaves the target two tablets above
 //! another server and the byte rule picks that tablet (and `tabula move`, waiting to see it
-//! on the target, waited in vain). A pin lasts while METADATA records the tablet at the epoch the move gave it: a
-//! reassignment after a failure, a split or a merge ends it, as does the end of this
-//! leadership (pins live in this process only; a new master starts with none).
+//! on the target, waited in vain). A pin lasts while METADATA records the tablet at the
+//! epoch the move gave it: a reassignment after a failure, a split or a merge ends it, as
+//! does the end of this leadership (pins live in this process only; a new master starts
+//! with none).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
