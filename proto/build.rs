@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".google.bigtable.v2.Cell",
         // Encoded rows, sent as a tablet server wrote them and decoded where they point.
         ".tabula.tablet.v1.ReadRowsResponse.rows",
+        ".tabula.tablet.v1.EncodedRows.rows",
     ]);
 
     // Every client and server encodes with `codec::SizedCodec` (see there).

@@ -284,7 +284,7 @@ async fn read_all(mut client: TabletServiceClient<Channel>) -> BTreeMap<(Vec<u8>
         .into_inner();
     let mut cells = BTreeMap::new();
     while let Some(msg) = stream.message().await.unwrap() {
-        for row in msg.rows {
+        for row in msg.encoded_rows().unwrap() {
             let row = bt::Row::decode(row).unwrap();
             for family in row.families {
                 for column in family.columns {

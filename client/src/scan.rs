@@ -449,16 +449,21 @@ impl Scan {
             Ok(Err(status)) => Err(from_status(status)),
             Ok(Ok(None)) => Ok(Step::TabletDone),
             Ok(Ok(Some(message))) => Ok(Step::Rows {
-                rows: decode_rows(message.rows)?,
+                rows: decode_rows(&message)?,
                 scanned: message.last_scanned_row_key,
             }),
         }
     }
 }
 
-/// The rows of a `ReadRowsResponse`, each sent encoded (decoded in place: their keys and
-/// values point into the received message).
-pub(crate) fn decode_rows(rows: Vec<Bytes>) -> Result<Vec<bt::Row>, Error> {
+/// The rows of a `ReadRowsResponse`, sent encoded (decoded in place: their keys and values
+/// point into the received message).
+pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<bt::Row>, Error> {
+    let rows = message.encoded_rows().map_err(|e| {
+        Error::internal(format!(
+            "read rows: the server sent rows that do not decode: {e}"
+        ))
+    })?;
     rows.into_iter()
         .map(|encoded| {
             bt::Row::decode(encoded).map_err(|e| {

@@ -17,6 +17,7 @@
 //! `tabula/raft.proto` stands alone (the lock service's internal Raft traffic).
 
 pub mod codec;
+mod rows;
 
 /// Declares a module holding the generated code of one proto package, exempt from the
 /// workspace's style lints, which generated code was not written to.

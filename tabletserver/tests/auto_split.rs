@@ -222,7 +222,7 @@ async fn read_tablet(
         .into_inner();
     let mut out = BTreeMap::new();
     while let Some(m) = stream.message().await.unwrap() {
-        for row in m.rows {
+        for row in m.encoded_rows().unwrap() {
             let row = bt::Row::decode(row).unwrap();
             let cell = row.families[0].columns[0].cells[0].value.to_vec();
             out.insert(String::from_utf8(row.key.to_vec()).unwrap(), cell);

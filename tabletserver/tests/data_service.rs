@@ -229,7 +229,12 @@ async fn read(
     let mut rows = Vec::new();
     let mut messages = Vec::new();
     while let Some(m) = stream.message().await? {
-        rows.extend(m.rows.iter().map(|r| pb::Row::decode(r.clone()).unwrap()));
+        rows.extend(
+            m.encoded_rows()
+                .unwrap()
+                .into_iter()
+                .map(|r| pb::Row::decode(r).unwrap()),
+        );
         messages.push(m);
     }
     Ok((rows, messages))
@@ -1014,8 +1019,9 @@ async fn read_rows_row_sets_limits_reverse_filters_and_batches() {
     assert_eq!(rows.len(), 50);
     assert_eq!(messages.len(), 5);
     for m in &messages {
-        assert_eq!(m.rows.len(), 10);
-        let last = pb::Row::decode(m.rows.last().unwrap().clone()).unwrap();
+        let rows = m.encoded_rows().unwrap();
+        assert_eq!(rows.len(), 10);
+        let last = pb::Row::decode(rows.last().unwrap().clone()).unwrap();
         assert_eq!(m.last_scanned_row_key, last.key);
     }
     assert_eq!(
@@ -1077,7 +1083,10 @@ async fn large_rows_split_messages_by_bytes() {
         messages.len(),
         3,
         "{:?}",
-        messages.iter().map(|m| m.rows.len()).collect::<Vec<_>>()
+        messages
+            .iter()
+            .map(|m| m.encoded_rows().unwrap().len())
+            .collect::<Vec<_>>()
     );
 }
 

@@ -131,7 +131,7 @@ async fn read_all(data: &mut TabletServiceClient<tonic::transport::Channel>) -> 
         .into_inner();
     let mut rows = 0;
     while let Some(message) = stream.message().await.unwrap() {
-        rows += message.rows.len();
+        rows += message.encoded_rows().unwrap().len();
     }
     rows
 }

@@ -130,7 +130,10 @@ pub async fn get(meta: &MetaTable, table: TableId, row: &[u8]) -> Result<Option<
         .map_err(Error::from)?
         .into_inner();
     while let Some(msg) = stream.message().await.map_err(Error::from)? {
-        if let Some(r) = msg.rows.first() {
+        let rows = msg
+            .encoded_rows()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        if let Some(r) = rows.first() {
             let r = bt::Row::decode(r.clone()).map_err(|e| Error::internal(e.to_string()))?;
             let cell = r
                 .families

@@ -117,7 +117,7 @@ async fn versions(channels: &Channels, holder: &TabletRecord, key: &Bytes) -> us
         .into_inner();
     let mut cells = 0;
     while let Some(message) = stream.message().await.unwrap() {
-        for row in message.rows {
+        for row in message.encoded_rows().unwrap() {
             let row = bt::Row::decode(row).unwrap();
             for family in row.families {
                 for column in family.columns {

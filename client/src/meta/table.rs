@@ -397,20 +397,21 @@ impl MetaTable {
             reversed,
         };
         let mut client = self.channels.data(addr)?;
-        let rows = self
+        let messages = self
             .timed(async move {
                 let mut stream = client.read_rows(request).await?.into_inner();
-                let mut rows = Vec::new();
+                let mut messages = Vec::new();
                 while let Some(message) = stream.message().await? {
-                    rows.extend(message.rows);
+                    messages.push(message);
                 }
-                Ok::<_, tonic::Status>(rows)
+                Ok::<_, tonic::Status>(messages)
             })
             .await?;
-        decode_rows(rows)?
-            .into_iter()
-            .map(|row| record_of(table, row))
-            .collect()
+        let mut rows = Vec::new();
+        for message in &messages {
+            rows.extend(decode_rows(message)?);
+        }
+        rows.into_iter().map(|row| record_of(table, row)).collect()
     }
 
     /// The record stored exactly at `key` (a record of `table`), if any.

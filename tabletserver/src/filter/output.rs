@@ -65,16 +65,19 @@ pub fn to_proto_row(key: Bytes, cells: Vec<OutCell>) -> Option<pb::Row> {
     Some(pb::Row { key, families })
 }
 
-/// Appends the wire form of [`to_proto_row`]`(key, cells)` to `buf`: byte for byte what prost
-/// would write for that message (same grouping, fields in tag order, default values left out).
+/// Appends the wire form of [`to_proto_row`]`(key, cells)` to `buf` as length-delimited field
+/// `field` of an enclosing message (its tag, the row's length, then the row): field 1 of a
+/// `tabula.tablet.v1.EncodedRows`. The row is byte for byte what prost would write for that
+/// message (same grouping, fields in tag order, default values left out).
 /// Writes nothing and returns `false` if there are no cells.
-pub fn encode_row(key: &[u8], cells: &[OutCell], buf: &mut BytesMut) -> bool {
+pub fn encode_row(field: u8, key: &[u8], cells: &[OutCell], buf: &mut BytesMut) -> bool {
     if cells.is_empty() {
         return false;
     }
     let families = || cells.chunk_by(|a, b| a.family == b.family);
     let len = bytes_field_len(key) + families().map(|f| nested_len(family_len(f))).sum::<usize>();
-    buf.reserve(len);
+    buf.reserve(nested_len(len));
+    nested(buf, field, len);
     bytes_field(buf, 1, key);
     for family in families() {
         nested(buf, 2, family_len(family));
@@ -171,6 +174,7 @@ fn bytes_field(buf: &mut BytesMut, field: u8, value: &[u8]) {
 mod tests {
     use proptest::prelude::*;
     use prost::Message as _;
+    use tabula_proto::tabula::tablet::v1::EncodedRows;
 
     use super::*;
 
@@ -197,15 +201,23 @@ mod tests {
         /// names, zero and negative timestamps, and labels.
         #[test]
         fn encode_row_writes_what_prost_writes(
-            key in prop::collection::vec(any::<u8>(), 0..20),
-            cells in prop::collection::vec(out_cell(), 0..12),
+            rows in prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..20),
+                    prop::collection::vec(out_cell(), 0..12),
+                ),
+                0..4,
+            ),
         ) {
-            let mut buf = BytesMut::from(&b"before"[..]);
-            let wrote = encode_row(&key, &cells, &mut buf);
-            let expected = to_proto_row(Bytes::from(key), cells).map(|r| r.encode_to_vec());
-            prop_assert_eq!(wrote, expected.is_some());
-            let mut want = b"before".to_vec();
-            want.extend(expected.unwrap_or_default());
+            let mut buf = BytesMut::new();
+            let mut expected = EncodedRows::default();
+            for (key, cells) in rows {
+                let wrote = encode_row(1, &key, &cells, &mut buf);
+                let row = to_proto_row(Bytes::from(key), cells).map(|r| r.encode_to_vec());
+                prop_assert_eq!(wrote, row.is_some());
+                expected.rows.extend(row.map(Bytes::from));
+            }
+            let want = expected.encode_to_vec();
             prop_assert_eq!(buf.as_ref(), want.as_slice());
         }
     }

@@ -41,14 +41,10 @@ use crate::filter::{Filter, encode_row};
 use super::row_set::{self, Rows};
 use super::{Gate, ServedTablet, Shared, route};
 
-/// Most bytes the encoding buffer takes at a time: rows are encoded one after the other into
-/// it and split off, so a 1 KB row costs no allocation of its own. A message's first chunk is
-/// 8 KiB and each next one doubles up to this, so a point read does not take 64 KiB.
-const ENCODE_CHUNK: usize = 64 * 1024;
-
-/// Spare room below which the encoding buffer takes a new chunk (a larger row reserves what
-/// it needs itself).
-const ENCODE_MIN_SPARE: usize = 4 * 1024;
+/// Room a scan's first message reserves for its rows; each next one reserves what the one
+/// before took (a row that does not fit grows the buffer), so a point read does not take
+/// the room of a long scan's message and a long scan's message is written without growing.
+const FIRST_MESSAGE_BYTES: usize = 8 * 1024;
 
 /// The response stream of `ReadRows`.
 pub(super) type ReadRowsStream =
@@ -124,6 +120,7 @@ pub(super) async fn read_rows(
         batch_rows: shared.options.read_batch_rows.max(1),
         batch: Batch::default(),
         encoded: BytesMut::new(),
+        reserve: FIRST_MESSAGE_BYTES,
     };
     let mut made = Vec::new();
     let inline = scan.advance(
@@ -168,9 +165,11 @@ struct Scan {
     batch_rows: usize,
     /// The message being filled.
     batch: Batch,
-    /// Where rows are encoded, each split off as one piece (so a message's rows share a few
-    /// allocations).
+    /// The rows of the message being filled, encoded one after the other as an
+    /// `EncodedRows` (split off whole when it is sent: one buffer per message).
     encoded: BytesMut,
+    /// Room the next message reserves for its rows.
+    reserve: usize,
 }
 
 /// How much a call of `Scan::advance` may do before it pauses.
@@ -201,9 +200,8 @@ enum Stop {
 /// The message being filled.
 #[derive(Default)]
 struct Batch {
-    /// Encoded `google.bigtable.v2.Row`s, pieces of `Scan::encoded`.
-    rows: Vec<Bytes>,
-    bytes: usize,
+    /// Rows in `Scan::encoded`.
+    rows: usize,
     last_scanned: Option<Bytes>,
     /// Rows looked at since the last message.
     scanned: usize,
@@ -303,21 +301,18 @@ impl Scan {
         let batch = &mut self.batch;
         batch.scanned += 1;
         batch.last_scanned = Some(row.key.clone());
-        let mut added = 0;
-        if self.encoded.capacity() < ENCODE_MIN_SPARE {
-            let chunk = (2 * ENCODE_MIN_SPARE) << batch.rows.len().min(3);
-            self.encoded.reserve(chunk.min(ENCODE_CHUNK));
+        if self.encoded.is_empty() {
+            self.encoded.reserve(self.reserve);
         }
-        if encode_row(&row.key, &filtered, &mut self.encoded) {
-            let encoded = self.encoded.split().freeze();
-            added = encoded.len();
-            batch.bytes += added;
-            batch.rows.push(encoded);
+        let before = self.encoded.len();
+        if encode_row(1, &row.key, &filtered, &mut self.encoded) {
+            batch.rows += 1;
             self.limit -= 1;
         }
-        let full = batch.rows.len() >= self.batch_rows
-            || batch.bytes >= self.batch_bytes
-            || (batch.rows.is_empty() && batch.scanned >= PROGRESS_ROWS);
+        let added = self.encoded.len() - before;
+        let full = batch.rows >= self.batch_rows
+            || self.encoded.len() >= self.batch_bytes
+            || (batch.rows == 0 && batch.scanned >= PROGRESS_ROWS);
         if full || self.limit == 0 {
             self.send(out)?;
         }
@@ -328,8 +323,12 @@ impl Scan {
     fn send(&mut self, out: &mut Out<'_>) -> Result<(), Stop> {
         self.gate.check_serving().map_err(Stop::Failed)?;
         let taken = std::mem::take(&mut self.batch);
+        let rows = self.encoded.split().freeze();
+        if !rows.is_empty() {
+            self.reserve = rows.len().max(FIRST_MESSAGE_BYTES);
+        }
         out(api::ReadRowsResponse {
-            rows: taken.rows,
+            rows,
             last_scanned_row_key: taken.last_scanned.map(|k| k.to_vec()).unwrap_or_default(),
         })
     }
@@ -388,6 +387,7 @@ mod tests {
             batch_rows: 100,
             batch: Batch::default(),
             encoded: BytesMut::new(),
+            reserve: FIRST_MESSAGE_BYTES,
         }
     }
 
@@ -399,9 +399,9 @@ mod tests {
     fn keys(messages: &[api::ReadRowsResponse]) -> Vec<String> {
         messages
             .iter()
-            .flat_map(|m| &m.rows)
+            .flat_map(|m| m.encoded_rows().unwrap())
             .map(|r| {
-                let row = pb::Row::decode(r.clone()).unwrap();
+                let row = pb::Row::decode(r).unwrap();
                 String::from_utf8(row.key.to_vec()).unwrap()
             })
             .collect()
@@ -429,7 +429,7 @@ mod tests {
         assert!(matches!(rest, Ok(Progress::Done)));
         let want: Vec<String> = (0..600).map(|i| format!("r{i:04}")).collect();
         assert_eq!(keys(&made), want, "rows repeated, lost or out of order");
-        assert!(made.iter().all(|m| m.rows.len() == 100));
+        assert!(made.iter().all(|m| m.encoded_rows().unwrap().len() == 100));
     }
 
     #[test]
