@@ -156,6 +156,7 @@ fn sstable_options() -> SstableOptions {
         block_size_bytes: 512,
         zstd_level: 3,
         bloom_bits_per_key: 10,
+        ..SstableOptions::default()
     }
 }
 

@@ -249,7 +249,12 @@ mod tests {
             zstd_level in prop::sample::select(vec![0, 1]),
             cache_bytes in prop::sample::select(vec![0usize, 4096, 1 << 20]),
         ) {
-            let opts = SstableOptions { block_size_bytes: 256, zstd_level, bloom_bits_per_key: 10 };
+            let opts = SstableOptions {
+                block_size_bytes: 256,
+                zstd_level,
+                bloom_bits_per_key: 10,
+                ..SstableOptions::default()
+            };
             let t = open_bytes(write_table(&entries, opts), Arc::new(BlockCache::new(cache_bytes)))
                 .unwrap();
             prop_assert_eq!(scan(&t, &RowRange::all(), false), entries.clone());

@@ -469,6 +469,7 @@ mod tests {
             block_size_bytes: 512,
             zstd_level: 3,
             bloom_bits_per_key: 10,
+            ..SstableOptions::default()
         };
         if std::env::var_os("TABULA_WRITE_FIXTURES").is_some() {
             std::fs::write(fixture_path(), write_table(&entries, opts)).unwrap();

@@ -78,6 +78,7 @@ pub(crate) fn tiny_blocks() -> SstableOptions {
         block_size_bytes: 256,
         zstd_level: 1,
         bloom_bits_per_key: 10,
+        ..SstableOptions::default()
     }
 }
 

@@ -30,8 +30,14 @@ pub struct SstableOptions {
     /// Target uncompressed size of a data block; a block is cut once it reaches this size.
     pub block_size_bytes: usize,
     /// zstd level for data blocks (1..=22); 0 stores blocks uncompressed. A block whose
-    /// compressed form is not smaller is stored uncompressed anyway.
+    /// compressed form is not smaller is stored uncompressed anyway. The writer takes this
+    /// one; the engine sets it from `flush_zstd_level` for flushes.
     pub zstd_level: i32,
+    /// zstd level (0..=22) of the SSTables a memtable flush writes: a flush keeps pace with
+    /// the writes, so it takes the fast level, and compactions of SSTables alone (which
+    /// write the long-lived files in the background) take `zstd_level`, as RocksDB
+    /// compresses its last level harder than its first.
+    pub flush_zstd_level: i32,
     /// Bloom filter bits per key (rows and columns); 0 writes no filters.
     pub bloom_bits_per_key: u32,
 }
@@ -41,6 +47,7 @@ impl Default for SstableOptions {
         SstableOptions {
             block_size_bytes: 16 << 10,
             zstd_level: 3,
+            flush_zstd_level: 1,
             bloom_bits_per_key: 10,
         }
     }
@@ -59,6 +66,9 @@ impl SstableOptions {
         }
         if !(0..=22).contains(&self.zstd_level) {
             return Some("zstd_level must be 0 to 22");
+        }
+        if !(0..=22).contains(&self.flush_zstd_level) {
+            return Some("flush_zstd_level must be 0 to 22");
         }
         if self.bloom_bits_per_key > 100 {
             return Some("bloom_bits_per_key must be at most 100");
@@ -292,6 +302,10 @@ mod tests {
                 ..SstableOptions::default()
             },
             SstableOptions {
+                flush_zstd_level: -1,
+                ..SstableOptions::default()
+            },
+            SstableOptions {
                 bloom_bits_per_key: 1000,
                 ..SstableOptions::default()
             },
@@ -311,6 +325,7 @@ mod tests {
             block_size_bytes: 1024,
             zstd_level: 0,
             bloom_bits_per_key: 10,
+            ..SstableOptions::default()
         };
         let mut w = SstableWriter::new(Box::new(file.clone()), opts);
         let entries = sample_entries(200);

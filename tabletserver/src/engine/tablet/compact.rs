@@ -20,7 +20,7 @@ use crate::engine::key::{Entry, Seq};
 use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
 use crate::engine::read::{CompactionRules, compact_row};
-use crate::engine::sstable::{Sstable, SstableWriter};
+use crate::engine::sstable::{Sstable, SstableOptions, SstableWriter};
 use crate::engine::stats::CompactionKind;
 
 use super::core::{Inner, State, Tablet, sstable_path};
@@ -214,7 +214,11 @@ impl Inner {
             policy: &policy,
             now_micros: self.engine.clock.now().micros(),
         };
-        let output = self.write_sstable(merged, &rules)?;
+        let mut sstable = self.engine.opts.sstable.clone();
+        if mem.is_some() {
+            sstable.zstd_level = sstable.flush_zstd_level;
+        }
+        let output = self.write_sstable(merged, &rules, sstable)?;
         let input_ids: HashSet<FileId> = inputs.iter().map(|s| s.id()).collect();
         let max_seq = mem.as_ref().map_or(0, |m| m.max_seq());
         self.install(mem.as_ref(), &input_ids, output, max_seq)?;
@@ -240,11 +244,13 @@ impl Inner {
         lowest
     }
 
-    /// Writes the compacted rows of `merged` to a new SSTable; `None` if nothing survived.
+    /// Writes the compacted rows of `merged` to a new SSTable laid out as `options` say;
+    /// `None` if nothing survived.
     fn write_sstable(
         &self,
         merged: MergeIter,
         rules: &CompactionRules<'_>,
+        options: SstableOptions,
     ) -> Result<Option<Arc<Sstable>>, EngineError> {
         let engine = &self.engine;
         let id = engine.new_file_id();
@@ -259,7 +265,7 @@ impl Inner {
                         Some(w) => w,
                         None => writer.insert(SstableWriter::new(
                             engine.storage.create_append(&path)?,
-                            engine.opts.sstable.clone(),
+                            options.clone(),
                         )),
                     };
                     w.add(&e)?;
