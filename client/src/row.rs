@@ -32,19 +32,33 @@ pub struct Row {
 impl Row {
     /// From the wire form.
     pub fn from_proto(row: bt::Row) -> Row {
-        let mut cells = Vec::new();
+        let count = row
+            .families
+            .iter()
+            .flat_map(|f| &f.columns)
+            .map(|c| c.cells.len())
+            .sum();
+        let mut cells = Vec::with_capacity(count);
         for family in row.families {
+            let first = cells.len();
             for column in family.columns {
                 let qualifier = column.qualifier;
                 for cell in column.cells {
                     cells.push(Cell {
-                        family: family.name.clone(),
+                        family: String::new(),
                         qualifier: qualifier.clone(),
                         timestamp_micros: cell.timestamp_micros,
                         value: cell.value,
                         labels: cell.labels,
                     });
                 }
+            }
+            // The family's name is cloned for all its cells but the last, which takes it.
+            if let Some((last, others)) = cells[first..].split_last_mut() {
+                for c in others {
+                    c.family.clone_from(&family.name);
+                }
+                last.family = family.name;
             }
         }
         Row {
@@ -86,23 +100,34 @@ mod tests {
         };
         let wire = bt::Row {
             key: Bytes::from_static(b"r"),
-            families: vec![bt::Family {
-                name: "cf".into(),
-                columns: vec![
-                    bt::Column {
+            families: vec![
+                bt::Family {
+                    name: "cf".into(),
+                    columns: vec![
+                        bt::Column {
+                            qualifier: Bytes::from_static(b"a"),
+                            cells: vec![cell(2, b"new"), cell(1, b"old")],
+                        },
+                        bt::Column {
+                            qualifier: Bytes::from_static(b"b"),
+                            cells: vec![cell(5, b"x")],
+                        },
+                    ],
+                },
+                bt::Family {
+                    name: "f2".into(),
+                    columns: vec![bt::Column {
                         qualifier: Bytes::from_static(b"a"),
-                        cells: vec![cell(2, b"new"), cell(1, b"old")],
-                    },
-                    bt::Column {
-                        qualifier: Bytes::from_static(b"b"),
-                        cells: vec![cell(5, b"x")],
-                    },
-                ],
-            }],
+                        cells: vec![cell(7, b"y")],
+                    }],
+                },
+            ],
         };
         let row = Row::from_proto(wire);
         assert_eq!(row.key, Bytes::from("r"));
-        assert_eq!(row.cells.len(), 3);
+        let families: Vec<&str> = row.cells.iter().map(|c| c.family.as_str()).collect();
+        assert_eq!(families, ["cf", "cf", "cf", "f2"]);
+        assert_eq!(row.value("f2", b"a"), Some(&Bytes::from("y")));
         assert_eq!(row.value("cf", b"a"), Some(&Bytes::from("new")));
         assert_eq!(row.cells_of("cf", b"a").count(), 2);
         assert_eq!(row.value("cf", b"b"), Some(&Bytes::from("x")));

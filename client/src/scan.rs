@@ -487,6 +487,9 @@ enum Step {
     Nothing,
 }
 
+/// Most rows `collect_rows` makes room for up front.
+const COLLECT_PRESIZE_ROWS: u64 = 10_000;
+
 type Pending = Pin<Box<dyn Future<Output = (Scan, Option<Result<ScanItem, Error>>)> + Send>>;
 
 /// The rows of a `read_rows` call, in row order (descending if `ReadOptions::reversed`);
@@ -567,7 +570,14 @@ impl RowStream {
 
     /// Every remaining row; the first error ends it.
     pub async fn collect_rows(mut self) -> Result<Vec<Row>, Error> {
-        let mut out = Vec::new();
+        // Room for the rows a limit allows (within reason), so a long scan does not grow
+        // the vector row by row.
+        let expected = self
+            .scan
+            .as_ref()
+            .and_then(|s| s.rows_left)
+            .map_or(0, |n| n.min(COLLECT_PRESIZE_ROWS));
+        let mut out = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(row) = self.next_row().await {
             out.push(row?);
         }
