@@ -41,9 +41,10 @@ use crate::filter::{Filter, encode_row};
 use super::row_set::{self, Rows};
 use super::{Gate, ServedTablet, Shared, route};
 
-/// Room a scan's first message reserves for its rows; each next one reserves what the one
-/// before took (a row that does not fit grows the buffer), so a point read does not take
-/// the room of a long scan's message and a long scan's message is written without growing.
+/// Room a scan's first message reserves for its rows; each next one reserves an eighth more
+/// than the one before took (a row that does not fit grows the buffer), so a point read does
+/// not take the room of a long scan's message and a long scan's message is written without
+/// growing.
 const FIRST_MESSAGE_BYTES: usize = 8 * 1024;
 
 /// The response stream of `ReadRows`.
@@ -325,7 +326,9 @@ impl Scan {
         let taken = std::mem::take(&mut self.batch);
         let rows = self.encoded.split().freeze();
         if !rows.is_empty() {
-            self.reserve = rows.len().max(FIRST_MESSAGE_BYTES);
+            // An eighth more than this one took, so a next message of slightly larger rows
+            // still fits without growing (and copying) its buffer.
+            self.reserve = (rows.len() + rows.len() / 8).max(FIRST_MESSAGE_BYTES);
         }
         out(api::ReadRowsResponse {
             rows,
