@@ -39,26 +39,25 @@ impl Row {
             .map(|c| c.cells.len())
             .sum();
         let mut cells = Vec::with_capacity(count);
-        for family in row.families {
-            let first = cells.len();
+        for mut family in row.families {
+            // The family's name is cloned for all its cells but the last, which takes it.
+            let mut left: usize = family.columns.iter().map(|c| c.cells.len()).sum();
             for column in family.columns {
                 let qualifier = column.qualifier;
                 for cell in column.cells {
+                    left -= 1;
                     cells.push(Cell {
-                        family: String::new(),
+                        family: if left == 0 {
+                            std::mem::take(&mut family.name)
+                        } else {
+                            family.name.clone()
+                        },
                         qualifier: qualifier.clone(),
                         timestamp_micros: cell.timestamp_micros,
                         value: cell.value,
                         labels: cell.labels,
                     });
                 }
-            }
-            // The family's name is cloned for all its cells but the last, which takes it.
-            if let Some((last, others)) = cells[first..].split_last_mut() {
-                for c in others {
-                    c.family.clone_from(&family.name);
-                }
-                last.family = family.name;
             }
         }
         Row {

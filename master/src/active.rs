@@ -194,7 +194,7 @@ impl Active {
             return Ok(merges);
         }
         let pinned = standing_pins(&mut self.pins.lock(), &snapshot);
-        let view = snapshot.cluster_view(&merging, &pinned, 0, self.balancer);
+        let view = snapshot.cluster_view(&merging, pinned, 0, self.balancer);
         let actions = plan(&view);
         let mut done = 0;
         for action in &actions {

@@ -64,7 +64,7 @@ impl Snapshot {
     pub fn cluster_view(
         &self,
         in_flight: &BTreeSet<TabletId>,
-        pinned: &BTreeSet<TabletId>,
+        pinned: BTreeSet<TabletId>,
         moves_in_flight: usize,
         balancer: BalancerOptions,
     ) -> ClusterView {
@@ -115,7 +115,7 @@ impl Snapshot {
             tablets,
             in_flight: frozen,
             moves_in_flight,
-            pinned: pinned.clone(),
+            pinned,
             balancer: BalancerOptions {
                 enabled: balancer.enabled && self.balancer_switch,
                 ..balancer

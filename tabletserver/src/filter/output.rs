@@ -65,19 +65,18 @@ pub fn to_proto_row(key: Bytes, cells: Vec<OutCell>) -> Option<pb::Row> {
     Some(pb::Row { key, families })
 }
 
-/// Appends the wire form of [`to_proto_row`]`(key, cells)` to `buf` as length-delimited field
-/// `field` of an enclosing message (its tag, the row's length, then the row): field 1 of a
-/// `tabula.tablet.v1.EncodedRows`. The row is byte for byte what prost would write for that
-/// message (same grouping, fields in tag order, default values left out).
-/// Writes nothing and returns `false` if there are no cells.
-pub fn encode_row(field: u8, key: &[u8], cells: &[OutCell], buf: &mut BytesMut) -> bool {
+/// Appends the wire form of [`to_proto_row`]`(key, cells)` to `buf` as one row of a
+/// `tabula.tablet.v1.EncodedRows` (field 1: its tag, the row's length, then the row). The row
+/// is byte for byte what prost would write for that message (same grouping, fields in tag
+/// order, default values left out). Writes nothing and returns `false` if there are no cells.
+pub fn encode_row(key: &[u8], cells: &[OutCell], buf: &mut BytesMut) -> bool {
     if cells.is_empty() {
         return false;
     }
     let families = || cells.chunk_by(|a, b| a.family == b.family);
     let len = bytes_field_len(key) + families().map(|f| nested_len(family_len(f))).sum::<usize>();
     buf.reserve(nested_len(len));
-    nested(buf, field, len);
+    nested(buf, 1, len);
     bytes_field(buf, 1, key);
     for family in families() {
         nested(buf, 2, family_len(family));
@@ -212,7 +211,7 @@ mod tests {
             let mut buf = BytesMut::new();
             let mut expected = EncodedRows::default();
             for (key, cells) in rows {
-                let wrote = encode_row(1, &key, &cells, &mut buf);
+                let wrote = encode_row(&key, &cells, &mut buf);
                 let row = to_proto_row(Bytes::from(key), cells).map(|r| r.encode_to_vec());
                 prop_assert_eq!(wrote, row.is_some());
                 expected.rows.extend(row.map(Bytes::from));

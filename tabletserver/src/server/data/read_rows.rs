@@ -306,7 +306,7 @@ impl Scan {
             self.encoded.reserve(self.reserve);
         }
         let before = self.encoded.len();
-        if encode_row(1, &row.key, &filtered, &mut self.encoded) {
+        if encode_row(&row.key, &filtered, &mut self.encoded) {
             batch.rows += 1;
             self.limit -= 1;
         }
