@@ -1,7 +1,7 @@
 //! The memtable: a lock-free sorted map (crossbeam-skiplist) of the newest entries, with byte
 //! accounting so the tablet knows when to freeze it.
 //!
-//! Skiplist keys carry the row's first 16 bytes inline (as two big-endian words), so most
+//! Skiplist keys carry the row's first 16 bytes inline (a `RowPrefix`), so most
 //! comparisons during a search never follow the row's pointer (a cache miss per node).
 //!
 //! Writers insert concurrently; readers iterate concurrently with writers. Iterators own an
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::SkipList;
 
-use super::key::{CellKey, Entry, Seq, Value, key_bounds};
+use super::key::{CellKey, Entry, RowPrefix, Seq, Value, key_bounds};
 use super::sstable::RowRange;
 
 /// Per-entry overhead of a skiplist node, for accounting.
@@ -32,21 +32,14 @@ const MAX_REFILL_ENTRIES: usize = 512;
 /// A skiplist key: the cell key behind an inline prefix of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MemKey {
-    /// The row's first 16 bytes, zero-padded, as big-endian words: comparing them orders rows
-    /// as their bytes do, except that equal prefixes need the full comparison.
-    prefix: (u64, u64),
+    prefix: RowPrefix,
     key: CellKey,
 }
 
 impl MemKey {
     fn new(key: CellKey) -> MemKey {
-        let mut buf = [0u8; 16];
-        let n = key.row.len().min(16);
-        buf[..n].copy_from_slice(&key.row[..n]);
-        let (hi, lo) = buf.split_at(8);
-        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
         MemKey {
-            prefix: (word(hi), word(lo)),
+            prefix: RowPrefix::of(&key.row),
             key,
         }
     }

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use super::error::EngineError;
-use super::key::{Entry, Seq};
+use super::key::{Entry, RowPrefix, Seq};
 
 /// A sorted source of entries.
 pub type EntrySource = Box<dyn Iterator<Item = Result<Entry, EngineError>> + Send>;
@@ -16,15 +16,32 @@ pub type EntrySource = Box<dyn Iterator<Item = Result<Entry, EngineError>> + Sen
 ///
 /// Each source's next entry waits in `heads`; the next to yield is found by a linear pass over
 /// them. A tablet has few sources (a handful of memtables and SSTables), and unlike a binary
-/// heap the pass never moves entries around, which the profile showed to matter.
+/// heap the pass never moves entries around, which the profile showed to matter. Each head
+/// carries its row's `RowPrefix`, taken once when it is pulled: the pass compares those
+/// integers and reads the keys' bytes only when two prefixes are equal (under long scans,
+/// `memcmp` within key comparisons here was 15% of a tablet server's time).
 pub struct MergeIter {
     sources: Vec<EntrySource>,
-    heads: Vec<Option<Entry>>,
+    heads: Vec<Option<Head>>,
     reverse: bool,
     snapshot: Seq,
     started: bool,
     pending_error: Option<EngineError>,
     duplicates: Vec<usize>,
+}
+
+/// A source's next entry and its row's prefix.
+struct Head {
+    prefix: RowPrefix,
+    entry: Entry,
+}
+
+impl Head {
+    fn cmp(&self, other: &Head) -> Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.entry.key.cmp(&other.entry.key))
+    }
 }
 
 impl MergeIter {
@@ -52,7 +69,10 @@ impl MergeIter {
         for item in src.by_ref() {
             let entry = item?;
             if entry.key.seq <= self.snapshot {
-                *head = Some(entry);
+                *head = Some(Head {
+                    prefix: RowPrefix::of(&entry.key.row),
+                    entry,
+                });
                 break;
             }
         }
@@ -63,13 +83,13 @@ impl MergeIter {
     /// same key.
     fn best(&mut self) -> Option<usize> {
         self.duplicates.clear();
-        let mut best: Option<(usize, &Entry)> = None;
+        let mut best: Option<(usize, &Head)> = None;
         for (i, head) in self.heads.iter().enumerate() {
             let Some(e) = head else { continue };
             match best {
                 None => best = Some((i, e)),
                 Some((_, b)) => {
-                    let ord = e.key.cmp(&b.key);
+                    let ord = e.cmp(b);
                     let ord = if self.reverse { ord.reverse() } else { ord };
                     match ord {
                         Ordering::Less => {
@@ -98,7 +118,11 @@ impl MergeIter {
         let Some(best) = self.best() else {
             return Ok(None);
         };
-        let entry = self.heads.get_mut(best).and_then(Option::take);
+        let entry = self
+            .heads
+            .get_mut(best)
+            .and_then(Option::take)
+            .map(|h| h.entry);
         // Drop copies of the same entry in other sources (a record replayed after its flush);
         // an error from a source is reported after the entry already in hand.
         let duplicates = std::mem::take(&mut self.duplicates);
