@@ -27,6 +27,7 @@ pub mod location;
 pub mod meta;
 mod retry;
 mod row;
+mod row_wire;
 mod scan;
 mod table;
 

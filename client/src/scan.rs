@@ -31,7 +31,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use prost::Message as _;
 use tabula_common::Error;
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::tabula::tablet::v1 as tpb;
@@ -41,6 +40,7 @@ use crate::builders::{RowRange, RowSet};
 use crate::meta::{TabletRecord, from_status};
 use crate::retry::Backoff;
 use crate::row::Row;
+use crate::row_wire::decode_row;
 use crate::table::{ReadOptions, Table};
 
 /// Rows `[start, end)`; `end: None` is the table's end.
@@ -276,7 +276,7 @@ pub enum ScanItem {
 
 /// A message's contents waiting to be handed out, in order.
 enum Received {
-    Row(bt::Row),
+    Row(Row),
     /// The message's `last_scanned_row_key`, after its rows.
     Scanned(Bytes),
 }
@@ -359,7 +359,7 @@ impl Scan {
             let item = match received {
                 Received::Row(row) if self.cursor.accept(&row.key) => {
                     self.rows_left = self.rows_left.map(|n| n - 1);
-                    ScanItem::Row(Row::from_proto(row))
+                    ScanItem::Row(row)
                 }
                 Received::Scanned(key) if self.cursor.scanned(&key) => ScanItem::Scanned(key),
                 Received::Row(_) | Received::Scanned(_) => continue,
@@ -458,7 +458,7 @@ impl Scan {
 
 /// The rows of a `ReadRowsResponse`, sent encoded (decoded in place: their keys and values
 /// point into the received message).
-pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<bt::Row>, Error> {
+pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<Row>, Error> {
     let rows = message.encoded_rows().map_err(|e| {
         Error::internal(format!(
             "read rows: the server sent rows that do not decode: {e}"
@@ -466,7 +466,7 @@ pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<bt::Row
     })?;
     rows.into_iter()
         .map(|encoded| {
-            bt::Row::decode(encoded).map_err(|e| {
+            decode_row(encoded).map_err(|e| {
                 Error::internal(format!(
                     "read rows: the server sent a row that does not decode: {e}"
                 ))
@@ -478,7 +478,7 @@ pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<bt::Row
 enum Step {
     Opened(Box<Current>),
     Rows {
-        rows: Vec<bt::Row>,
+        rows: Vec<Row>,
         /// The message's `last_scanned_row_key`; empty if unset.
         scanned: Vec<u8>,
     },

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::record::{TabletRecord, TabletState};
 use super::root::{ROOT_PATH, read_root};
 use crate::channels::Channels;
+use crate::row::Row;
 use crate::scan::decode_rows;
 
 /// Timeouts and retry budget of `MetaTable` calls.
@@ -613,7 +614,7 @@ fn bound_key(b: &Bound<Bytes>) -> &[u8] {
 
 /// The record in a METADATA row read through the record filter; `Internal` if the row does
 /// not hold a valid record of `table` under its own key.
-fn record_of(table: TableId, row: bt::Row) -> Result<TabletRecord, Error> {
+fn record_of(table: TableId, row: Row) -> Result<TabletRecord, Error> {
     let corrupt = |why: String| {
         Error::internal(format!(
             "METADATA row {:?}: {why}",
@@ -621,14 +622,7 @@ fn record_of(table: TableId, row: bt::Row) -> Result<TabletRecord, Error> {
         ))
     };
     let value = row
-        .families
-        .iter()
-        .filter(|f| f.name == meta::FAMILY)
-        .flat_map(|f| &f.columns)
-        .filter(|c| c.qualifier == meta::TABLET_QUALIFIER)
-        .flat_map(|c| &c.cells)
-        .next()
-        .map(|c| &c.value)
+        .value(meta::FAMILY, meta::TABLET_QUALIFIER)
         .ok_or_else(|| corrupt("no m:tablet cell".to_owned()))?;
     let record = TabletRecord::decode(value).map_err(|e| corrupt(e.message))?;
     if record.table != table || record.meta_key() != row.key {
@@ -731,19 +725,15 @@ mod tests {
         }
     }
 
-    fn row(key: Bytes, family: &str, qualifier: &[u8], value: Bytes) -> bt::Row {
-        bt::Row {
+    fn row(key: Bytes, family: &str, qualifier: &[u8], value: Bytes) -> Row {
+        Row {
             key,
-            families: vec![bt::Family {
-                name: family.to_owned(),
-                columns: vec![bt::Column {
-                    qualifier: Bytes::copy_from_slice(qualifier),
-                    cells: vec![bt::Cell {
-                        timestamp_micros: 1,
-                        value,
-                        labels: Vec::new(),
-                    }],
-                }],
+            cells: vec![crate::row::Cell {
+                family: family.to_owned(),
+                qualifier: Bytes::copy_from_slice(qualifier),
+                timestamp_micros: 1,
+                value,
+                labels: Vec::new(),
             }],
         }
     }
