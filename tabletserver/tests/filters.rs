@@ -207,7 +207,7 @@ fn normalized(mut v: Vec<Out>) -> Vec<Out> {
 fn run(filter: &RowFilter) -> Vec<Out> {
     let f = Filter::compile(filter).unwrap_or_else(|e| panic!("{filter:?}: {e}"));
     let got: Vec<Out> = f
-        .apply(KEY, &row(), &mut StdRng::seed_from_u64(7))
+        .apply(KEY, row(), &mut StdRng::seed_from_u64(7))
         .iter()
         .map(out)
         .collect();
@@ -586,7 +586,7 @@ fn row_sample_keeps_about_p_of_the_rows() {
         let mut rng = StdRng::seed_from_u64(seed);
         (0..1000)
             .filter(|_| {
-                let out = f.apply(KEY, &cells, &mut rng);
+                let out = f.apply(KEY, cells.clone(), &mut rng);
                 assert!(out.is_empty() || out.len() == 6, "whole rows only");
                 !out.is_empty()
             })
@@ -772,7 +772,7 @@ fn invalid_filters_are_errors_naming_the_field() {
         "{e}"
     );
     let f = Filter::compile(&doublings(10)).unwrap();
-    assert_eq!(f.apply(KEY, &row(), &mut rand::rng()).len(), 10 * 1024);
+    assert_eq!(f.apply(KEY, row(), &mut rand::rng()).len(), 10 * 1024);
     Filter::compile(&interleave(vec![qual_re(b"a"); MAX_REGEXES])).unwrap();
     Filter::compile(&chain(vec![pass(); MAX_FILTERS - 1])).unwrap();
     // Just under the limit is fine, and labels in separate interleave branches are too.
@@ -812,13 +812,11 @@ fn compiled_filters_are_shareable() {
     assert_send_sync::<Filter>();
     let f = Filter::compile(&fam_re("cf1")).unwrap();
     let g = f.clone();
-    std::thread::spawn(move || assert_eq!(g.apply(KEY, &row(), &mut rand::rng()).len(), 6))
+    std::thread::spawn(move || assert_eq!(g.apply(KEY, row(), &mut rand::rng()).len(), 6))
         .join()
         .unwrap();
     assert_eq!(
-        Filter::pass_all()
-            .apply(KEY, &row(), &mut rand::rng())
-            .len(),
+        Filter::pass_all().apply(KEY, row(), &mut rand::rng()).len(),
         10
     );
     assert_eq!(Filter::pass_all().pushdown(), CellFilter::default());
@@ -1040,10 +1038,10 @@ proptest! {
     ) {
         let Ok(f) = Filter::compile(&filter) else { return Ok(()) };
         let pd = f.pushdown();
-        let full = f.apply(b"key", &cells, &mut StdRng::seed_from_u64(seed));
+        let full = f.apply(b"key", cells.clone(), &mut StdRng::seed_from_u64(seed));
         let pushed = f.apply(
             b"key",
-            &emulate_pushdown(&cells, &pd),
+            emulate_pushdown(&cells, &pd),
             &mut StdRng::seed_from_u64(seed),
         );
         let n = |v: &[OutCell]| normalized(v.iter().map(out).collect());
@@ -1099,7 +1097,7 @@ proptest! {
         cells in arb_cells(),
     ) {
         if let Ok(f) = Filter::compile(&filter) {
-            let out = f.apply(b"key", &cells, &mut StdRng::seed_from_u64(1));
+            let out = f.apply(b"key", cells.clone(), &mut StdRng::seed_from_u64(1));
             // Whatever it does, output cells are input cells, in order.
             for o in &out {
                 prop_assert!(cells.iter().any(|c| c.family == o.family
@@ -1129,7 +1127,7 @@ fn filtered_rows_become_row_messages_grouped_by_family_and_column() {
         chain(vec![qual_re(b"a"), strip()]),
     ]))
     .unwrap();
-    let cells = f.apply(KEY, &row(), &mut rand::rng());
+    let cells = f.apply(KEY, row(), &mut rand::rng());
     let row = to_proto_row(Bytes::from_static(KEY), cells).unwrap();
     assert_eq!(row.key, KEY);
     let shape: Vec<FamilyShape> = row
@@ -1190,7 +1188,7 @@ fn filtered_rows_become_row_messages_grouped_by_family_and_column() {
             Bytes::from_static(KEY),
             Filter::compile(&block())
                 .unwrap()
-                .apply(KEY, &row_cells(), &mut rand::rng())
+                .apply(KEY, row_cells(), &mut rand::rng())
         ),
         None
     );

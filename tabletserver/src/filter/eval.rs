@@ -37,12 +37,16 @@ struct Ctx<'a> {
 }
 
 impl Filter {
-    /// Applies the filter to one row (`cells` sorted by family, qualifier, then timestamp newest
-    /// first, as the engine returns them) and returns the output cells, in that order, with
-    /// their labels; empty if the filter removed every cell. `rng` decides `row_sample_filter`.
-    pub fn apply(&self, row_key: &[u8], cells: &[Cell], rng: &mut dyn RngCore) -> Vec<OutCell> {
+    /// The cells of the row `row_key` that pass the filter, in output order. Takes the cells:
+    /// each output cell moves out of them (cloning only a cell that is output more than once,
+    /// as an interleave may), so the scan path does not count references up and down again
+    /// for every byte string of every cell.
+    pub fn apply(&self, row_key: &[u8], cells: Vec<Cell>, rng: &mut dyn RngCore) -> Vec<OutCell> {
         if matches!(self.root, Node::PassAll) {
-            return cells.iter().map(|c| out_cell(c, None, false)).collect();
+            return cells
+                .into_iter()
+                .map(|c| out_cell(c, None, false))
+                .collect();
         }
         let mut items: Vec<Item> = (0..cells.len())
             .map(|idx| Item {
@@ -53,7 +57,7 @@ impl Filter {
             .collect();
         let mut ctx = Ctx {
             row_key,
-            cells,
+            cells: &cells,
             rng,
             sunk: Vec::new(),
         };
@@ -62,10 +66,14 @@ impl Filter {
             items.append(&mut ctx.sunk);
             items.sort_by_key(|it| it.idx); // stable: runs of sorted items merge cheaply
         }
+        // Each cell output at most once (indices strictly increasing) can be moved out.
+        let once = items.windows(2).all(|w| w[0].idx < w[1].idx);
+        let mut cells: Vec<Option<Cell>> = cells.into_iter().map(Some).collect();
         items
             .into_iter()
             .filter_map(|it| {
-                let cell = cells.get(it.idx)?;
+                let slot = cells.get_mut(it.idx)?;
+                let cell = if once { slot.take() } else { slot.clone() }?;
                 let label = it.label.and_then(|l| self.labels.get(l));
                 Some(out_cell(cell, label, it.stripped))
             })
@@ -73,21 +81,20 @@ impl Filter {
     }
 }
 
-fn out_cell(c: &Cell, label: Option<&String>, stripped: bool) -> OutCell {
+fn out_cell(c: Cell, label: Option<&String>, stripped: bool) -> OutCell {
     OutCell {
-        family: c.family.clone(),
-        qualifier: c.qualifier.clone(),
+        family: c.family,
+        qualifier: c.qualifier,
         timestamp: c.timestamp,
         value: if stripped {
             bytes::Bytes::new()
         } else {
-            c.value.clone()
+            c.value
         },
         labels: label.map(|l| vec![l.clone()]).unwrap_or_default(),
     }
 }
 
-/// Replaces `items` with the node's output.
 fn eval(node: &Node, items: &mut Vec<Item>, ctx: &mut Ctx<'_>) {
     if items.is_empty() {
         return; // no filter makes cells out of nothing

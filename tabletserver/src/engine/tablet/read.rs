@@ -211,7 +211,8 @@ impl RowIter {
                 Ok(true) => {
                     looked += 1;
                     self.examined += 1;
-                    let key = self.row[0].key.row.clone();
+                    // Resolving reads no entry's row: the first entry's moves to the result.
+                    let key = std::mem::take(&mut self.row[0].key.row);
                     let cells = resolve_row(&mut self.row, &self.filter);
                     if !cells.is_empty() {
                         self.remaining -= 1;

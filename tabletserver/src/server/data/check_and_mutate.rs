@@ -49,7 +49,7 @@ pub(super) async fn check_and_mutate_row(
             let tablet = &reader.tablet;
             Ok(match &predicate {
                 Some(filter) => match tablet.read_row(&row, &filter.pushdown())? {
-                    Some(r) => !filter.apply(&r.key, &r.cells, &mut rand::rng()).is_empty(),
+                    Some(r) => !filter.apply(&r.key, r.cells, &mut rand::rng()).is_empty(),
                     None => false,
                 },
                 None => {

@@ -298,15 +298,17 @@ impl Scan {
         rng: &mut dyn rand::RngCore,
         out: &mut Out<'_>,
     ) -> Result<usize, Stop> {
-        let filtered = self.filter.apply(&row.key, &row.cells, rng);
+        let Row { key, cells } = row;
+        let filtered = self.filter.apply(&key, cells, rng);
         let batch = &mut self.batch;
         batch.scanned += 1;
-        batch.last_scanned = Some(row.key.clone());
         if self.encoded.is_empty() {
             self.encoded.reserve(self.reserve);
         }
         let before = self.encoded.len();
-        if encode_row(&row.key, &filtered, &mut self.encoded) {
+        let encoded = encode_row(&key, &filtered, &mut self.encoded);
+        batch.last_scanned = Some(key);
+        if encoded {
             batch.rows += 1;
             self.limit -= 1;
         }
