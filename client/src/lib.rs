@@ -25,6 +25,7 @@ pub mod channels;
 mod client;
 pub mod location;
 pub mod meta;
+mod point_read;
 mod retry;
 mod row;
 mod row_wire;

@@ -16,7 +16,8 @@
 //!   cannot have been applied: a `WrongTablet` answer, a refused connection, or a failure
 //!   before sending. After any other failure the answer is an error whose message says the
 //!   outcome is unknown.
-//! - `read_rows` resumes after the last row delivered, in either direction (see `scan`).
+//! - `read_rows` resumes after the last row delivered, in either direction (see `scan`);
+//!   `read_row` repeats its one call (see `point_read`).
 
 use std::collections::BTreeMap;
 
@@ -104,29 +105,6 @@ impl Table {
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// The row `row` through `filter` (`None`: every cell); `None` if it has no cell.
-    pub async fn read_row(
-        &self,
-        row: impl Into<Bytes>,
-        filter: Option<Filter>,
-    ) -> Result<Option<Row>, Error> {
-        let mut rows = self.read_rows_with(
-            RowSet::new().key(row),
-            ReadOptions {
-                filter,
-                rows_limit: Some(1),
-                reversed: false,
-            },
-        );
-        let row = rows.next_row().await.transpose()?;
-        if row.is_some() {
-            // Ends the call cleanly (reads the trailers) instead of resetting it: see
-            // `scan::Scan::drain`. Returns `None`, the limit being reached.
-            let _ = rows.next_row().await;
-        }
-        Ok(row)
     }
 
     /// The rows of `rows` in row order, across tablets, through `filter`.
