@@ -2,7 +2,7 @@
 
 The tests reach Tabula's gateway the way any Cloud Bigtable application reaches an emulator:
 ``BIGTABLE_EMULATOR_HOST=HOST:PORT`` in the environment, which makes the client use an
-insecure channel and no credentials. The Rust driver (``cli/tests/python_client.rs``) starts
+insecure channel and no credentials. The Rust driver (``cli/tests/it/python_client.rs``) starts
 ``tabula local`` (which runs a gateway), then runs pytest here with that variable and, for the
 failover test, ``TABULA_LOCAL_DIR``, ``TABULA_BIN`` and ``TABULA_LOCK`` set.
 
@@ -27,7 +27,7 @@ def pytest_configure(config):
     if not os.environ.get("BIGTABLE_EMULATOR_HOST"):
         raise pytest.UsageError(
             "BIGTABLE_EMULATOR_HOST is not set: these tests need a running Tabula gateway "
-            "(cargo test -p tabula --test python_client starts one)"
+            "(cargo nextest run -p tabula python_client:: starts one)"
         )
 
 

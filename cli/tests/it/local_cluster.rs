@@ -7,15 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use tabula_client::{Client, Mutation};
 
-use support::local::{DEADLINE, LocalCluster, alive, create_table, free_port_block};
-use support::{BIN, poll_until, signal};
+use crate::support::local::{DEADLINE, LocalCluster, alive, create_table, free_port_block};
+use crate::support::{BIN, poll_until, signal};
 
 /// The pids in `cluster.json`, after checking it lists 3 lock nodes, 3 tablet servers and 2
 /// masters with addresses and logs.

@@ -13,15 +13,14 @@
 //! still varies).
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use support::{Cell, DEADLINE, HoldArgs, HoldEvent, Holder};
+use crate::support;
+use crate::support::{Cell, DEADLINE, HoldArgs, HoldEvent, Holder};
 
 const HOLDERS: usize = 6;
 const TTL_MS: u64 = 1500;

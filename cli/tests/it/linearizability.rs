@@ -15,8 +15,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,8 +31,8 @@ use tabula_tests::linearizability::{
 };
 use tokio::task::JoinSet;
 
-use support::local::{LocalCluster, free_port_block};
-use support::{eventually, poll_until};
+use crate::support::local::{LocalCluster, free_port_block};
+use crate::support::{eventually, poll_until};
 
 /// The agitator's periods (each first fires after 75-125% of its period): every kind fires
 /// within about a minute, and a master is active often enough for the admin operations.

@@ -1,7 +1,7 @@
 //! The in-process cell harness shared by the integration tests: nodes over real gRPC on
 //! 127.0.0.1 ephemeral ports, each with its own temporary data directory, and `eventually`,
 //! which polls a condition with a deadline.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -5,15 +5,13 @@
 //! Waits poll a condition with a deadline (`eventually`); the only sleeps let lease time pass.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use tabula_lockservice::lease::KeepAliveError;
 use tabula_lockservice::node::{LockNode, RaftTuning};
 use tokio::time::Instant;
 
-use support::{Cell, DEADLINE, eventually};
+use crate::support::{Cell, DEADLINE, eventually};
 
 const TTL_MS: u64 = 1_000;
 const TTL: Duration = Duration::from_millis(TTL_MS);

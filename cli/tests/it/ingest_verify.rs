@@ -16,8 +16,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,8 +25,8 @@ use std::time::Duration;
 
 use tabula_client::{Client, Mutation, ReadOptions, RowSet};
 
-use support::local::{LocalCluster, die_with_test, free_port_block};
-use support::{BIN, poll_until, signal};
+use crate::support::local::{LocalCluster, die_with_test, free_port_block};
+use crate::support::{BIN, poll_until, signal};
 
 /// How long an ingest or a verify may take on a loaded 2-core machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(240);

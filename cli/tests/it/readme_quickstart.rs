@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::Command;
 
-use support::BIN;
-use support::local::{LocalCluster, free_port_block};
+use crate::support::BIN;
+use crate::support::local::{LocalCluster, free_port_block};
 
-const README: &str = include_str!("../../README.md");
+const README: &str = include_str!("../../../README.md");
 
 /// The lines of the ```sh block under `## Quickstart`.
 fn quickstart_lines() -> Vec<&'static str> {

@@ -14,7 +14,7 @@ use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tonic::transport::Channel;
 
-mod support;
+use crate::support;
 
 const INSTANCE: &str = "projects/p/instances/i";
 const TABLE: &str = "projects/p/instances/i/tables/scanned";

@@ -19,8 +19,6 @@
 //! every wait polls a condition with a deadline.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -29,7 +27,7 @@ use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
-use support::{
+use crate::support::{
     BIN, Cell, DEADLINE, Daemon, HoldArgs, HoldEvent, Holder, eventually, poll_until, signal,
 };
 

@@ -94,17 +94,17 @@ fn acknowledged_writes_survive_sigkill() {
         child(dir, round);
         return;
     }
+    // The name the harness knows this test by: its module path within the test binary.
+    let test_name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::acknowledged_writes_survive_sigkill"),
+        None => "acknowledged_writes_survive_sigkill".to_owned(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut acked: Vec<String> = Vec::new();
     let mut rng = rand::rng();
     for round in 0..ROUNDS {
         let mut proc = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "acknowledged_writes_survive_sigkill",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &test_name, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, format!("{}|{round}", dir.path().display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -20,7 +20,7 @@ use tabula_tests::{LockCell, start_tablet_server};
 use tonic::Code;
 use tonic::transport::Channel;
 
-mod support;
+use crate::support;
 
 const INSTANCE: &str = "projects/p/instances/i";
 const TABLE: &str = "projects/p/instances/i/tables/counters";

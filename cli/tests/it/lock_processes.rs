@@ -11,8 +11,6 @@
 //! timed waits let a lease run out.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,10 @@ use tabula_common::Code;
 use tabula_lockservice::client::{ClientOptions, Session, SessionState};
 use tabula_lockservice::state::{LockMode, Sequencer};
 
-use support::{Cell, DEADLINE, HoldArgs, HoldEvent, Holder, eventually, raw_client, unix_us};
+use crate::support;
+use crate::support::{
+    Cell, DEADLINE, HoldArgs, HoldEvent, Holder, eventually, raw_client, unix_us,
+};
 
 /// Lock file every test contends for.
 const LOCK: &str = "/lock";

@@ -10,15 +10,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::local::{LocalCluster, die_with_test, free_port_block};
+
+use crate::support::local::{LocalCluster, die_with_test, free_port_block};
 
 /// The `tabula` binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_tabula");

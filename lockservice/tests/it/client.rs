@@ -6,11 +6,9 @@
 //! Every wait polls a condition with a deadline; nothing sleeps to "let the election finish".
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cell, eventually};
+use crate::support::{Cell, eventually};
 use tabula_common::Code;
 use tabula_lockservice::client::{
     ClientOptions, LockClient, MemberStatus, SessionState, WatchStream,

@@ -3,11 +3,9 @@
 //! by a release, watches in log order, and membership changes.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cell, eventually};
+use crate::support::{Cell, eventually};
 use tabula_common::{Code, Error};
 use tabula_proto::tabula::lock::v1 as pb;
 use tabula_proto::tabula::lock::v1::lock_service_client::LockServiceClient;

@@ -12,13 +12,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::BIN;
-use support::local::{DEADLINE, LocalCluster, free_port_block};
+
+use crate::support::BIN;
+use crate::support::local::{DEADLINE, LocalCluster, free_port_block};
 
 /// The `tabula` binary against one cluster.
 struct Tabula {

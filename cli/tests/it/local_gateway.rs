@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
@@ -20,10 +18,12 @@ use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tonic::transport::Channel;
 
-use support::local::{
+use crate::support;
+use crate::support::local::{
     DEADLINE, LocalCluster, READY_DEADLINE, alive, die_with_test, free_port_block,
 };
-use support::{BIN, eventually, poll_until, signal};
+
+use crate::support::{BIN, eventually, poll_until, signal};
 
 const INSTANCE: &str = "projects/p/instances/i";
 

@@ -10,8 +10,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -22,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tabula_client::{Client, Mutation, RowSet, Table};
 
-use support::local::{DEADLINE, LocalCluster, create_table, free_port_block};
-use support::{BIN, poll_until};
+use crate::support;
+use crate::support::local::{DEADLINE, LocalCluster, create_table, free_port_block};
+use crate::support::{BIN, poll_until};
 
 /// Every kind on a period short enough that each fires within about 90 s.
 const SPEC: &str = "master=10s,tablet=8s,lock=12s,pause=15s,admin=4s";

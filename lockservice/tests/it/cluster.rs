@@ -6,8 +6,6 @@
 //! Every wait polls a condition with a deadline; nothing sleeps to "let the election finish".
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,7 +21,7 @@ use tabula_proto::tabula::raft::v1::RaftRequest;
 use tabula_proto::tabula::raft::v1::raft_service_client::RaftServiceClient;
 use tokio::net::TcpListener;
 
-use support::{CLUSTER, Cell, eventually};
+use crate::support::{CLUSTER, Cell, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_elect_a_leader_and_apply_a_write_everywhere() {

@@ -38,7 +38,7 @@ use tonic::transport::Channel;
 use bt::read_rows_response::cell_chunk::RowStatus;
 use bt::row_filter::Filter as F;
 
-mod support;
+use crate::support;
 
 const INSTANCE: &str = "projects/any-project/instances/any-instance";
 const TABLE: &str = "projects/any-project/instances/any-instance/tables/t";
@@ -678,7 +678,7 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
         ))
         .await
         .unwrap_err();
-    // An AddToCell naming no family (aggregates/AddToCell themselves: tests/aggregates.rs).
+    // An AddToCell naming no family (aggregates/AddToCell themselves: aggregates.rs).
     assert_eq!(aggregate.code(), Code::InvalidArgument, "{aggregate:?}");
     // A per-entry failure leaves the other entries applied.
     let mut answers = data

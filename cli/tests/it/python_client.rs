@@ -14,14 +14,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::BIN;
-use support::local::{LocalCluster, free_port_block};
-use support::python::{Venv, run_streaming};
+use crate::support::BIN;
+use crate::support::local::{LocalCluster, free_port_block};
+use crate::support::python::{Venv, run_streaming};
 
 /// How long the Python tests may run (they take well under a minute on an idle machine).
 const PYTEST_DEADLINE: Duration = Duration::from_secs(360);

@@ -34,7 +34,7 @@
 //! The corrupt variants are derived from the valid files at positions computed from their
 //! structure, so they stay meaningful when the valid files are regenerated. Regenerate (only when
 //! a format or `mutation(i)` changes on purpose, then review the diff) with
-//! `TABULA_REGENERATE_FIXTURES=1 cargo nextest run -p tabula-tabletserver --test corruption`;
+//! `TABULA_REGENERATE_FIXTURES=1 cargo nextest run -p tabula-tabletserver corruption::`;
 //! without the variable the committed bytes are used. The fuzz targets in `fuzz/` take these
 //! directories as seed corpora.
 

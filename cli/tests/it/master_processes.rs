@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use tabula_client::meta::MetaTable;
@@ -19,7 +17,7 @@ use tabula_master::election::{ActiveMaster, MASTER_LOCK};
 use tabula_proto::tabula::master::v1 as mpb;
 use tabula_proto::tabula::tablet::v1 as tpb;
 
-use support::{BIN, Cell, Daemon, eventually};
+use crate::support::{BIN, Cell, Daemon, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const SESSION_TTL_MS: &str = "3000";
