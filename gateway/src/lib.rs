@@ -11,7 +11,7 @@
 //! Reading order: `names` (resource names), `status` (error codes), `convert` (requests ->
 //! builders, with Cloud Bigtable's checks), `chunks` (the `ReadRows` chunk protocol), `tables`
 //! (resolved tables, kept a few seconds), `data` (the data API), `gc` and `admin` (the table
-//! admin API), `server`.
+//! admin API), `deadline` (client deadlines answered `DEADLINE_EXCEEDED`), `server`.
 //!
 //! Not yet offered: aggregate column families (`value_type`, `AddToCell`, `MergeToCell`),
 //! change streams, SQL, backups, snapshots, authorized views, IAM (all `UNIMPLEMENTED`).
@@ -20,6 +20,7 @@ mod admin;
 mod chunks;
 mod convert;
 mod data;
+mod deadline;
 mod gc;
 mod names;
 mod server;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::TableAdminService;
 use crate::data::DataService;
+use crate::deadline::DeadlineLayer;
 
 /// The largest request accepted: a `MutateRows` batch of large values (a Cloud Bigtable
 /// value may be 100 MiB; a request, 256 MiB).
@@ -60,6 +61,7 @@ pub async fn serve_with(
     // answer waits ~40 ms (measured: a one-row read through the gateway at p50 48 ms -> 15 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(DeadlineLayer)
         .add_service(data)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::BIN;
 use crate::support::local::{LocalCluster, free_port_block};
-use crate::support::python::{Venv, run_streaming};
+use crate::support::python::{Venv, run_child};
 
 /// How long the Python tests may run (they take well under a minute on an idle machine).
 const PYTEST_DEADLINE: Duration = Duration::from_secs(360);
@@ -80,13 +80,16 @@ async fn the_official_python_client_works_through_the_gateway_and_rides_out_a_ta
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1");
     let (status, output) =
-        tokio::task::spawn_blocking(move || run_streaming(pytest, "pytest", PYTEST_DEADLINE))
+        tokio::task::spawn_blocking(move || run_child(pytest, "pytest", PYTEST_DEADLINE))
             .await
             .unwrap();
     assert!(
         status.success(),
-        "the Python client tests failed ({status}):\n{output}"
+        "the Python client tests failed ({status}):\n{}\n\
+         ---- all that pytest printed ----\n{output}",
+        failures_first(&output)
     );
+    eprintln!("{output}");
     assert!(
         output.contains("failover through the gateway:"),
         "the failover test printed no figures:\n{output}"
@@ -96,4 +99,27 @@ async fn the_official_python_client_works_through_the_gateway_and_rides_out_a_ta
         started.elapsed()
     );
     let _ = cluster.terminate().await;
+}
+
+/// What a failed pytest run printed about its failures: from its `FAILURES` (or `ERRORS`)
+/// section on, else from its short summary, else its last 40 lines. The failure message leads
+/// with it, as a truncated CI log keeps the head of a failed test's output.
+fn failures_first(output: &str) -> &str {
+    let mut lines = Vec::new();
+    let mut at = 0;
+    for line in output.split_inclusive('\n') {
+        lines.push((at, line));
+        at += line.len();
+    }
+    let section = |name: &str| {
+        lines
+            .iter()
+            .find(|(_, line)| line.starts_with('=') && line.contains(name))
+            .map(|(at, _)| *at)
+    };
+    let from = section(" FAILURES ")
+        .or_else(|| section(" ERRORS "))
+        .or_else(|| section(" short test summary info "))
+        .unwrap_or_else(|| lines.len().checked_sub(40).map_or(0, |k| lines[k].0));
+    &output[from..]
 }

@@ -9,4 +9,5 @@ mod support;
 mod aggregates;
 mod bigtable_api;
 mod bigtable_rs_client;
+mod deadlines;
 mod last_scanned;

@@ -1,7 +1,6 @@
 //! Python for end-to-end tests that drive Tabula with Python programs (the official Cloud
 //! Bigtable client): a virtualenv made once per requirements file under the cargo target
-//! directory, and child processes whose output is streamed to the test's output and kept for
-//! the failure message.
+//! directory, and child processes whose output is kept for the caller to show.
 //!
 //! The virtualenv is `TARGET/python-venv-<hash>`, the hash over the requirements file and the
 //! interpreter's version, so a changed pin or a new Python makes a new one. It counts as made
@@ -65,7 +64,7 @@ impl Venv {
         }
         let mut venv = Command::new("python3");
         venv.args(["-m", "venv"]).arg(&dir);
-        let (status, output) = run_streaming(venv, "python3 -m venv", INSTALL_DEADLINE);
+        let (status, output) = run_child(venv, "python3 -m venv", INSTALL_DEADLINE);
         assert!(
             status.success(),
             "python3 -m venv {} failed ({status}); on Debian or Ubuntu the venv module is in \
@@ -89,7 +88,12 @@ impl Venv {
         ])
         .arg(requirements);
         let left = INSTALL_DEADLINE.saturating_sub(started.elapsed());
-        let (status, output) = run_streaming(pip, "pip install", left);
+        eprintln!(
+            "installing {} into {}",
+            requirements.display(),
+            venv.dir.display()
+        );
+        let (status, output) = run_child(pip, "pip install", left);
         assert!(
             status.success(),
             "pip install -r {} failed ({status}) (it needs PyPI):\n{output}",
@@ -166,14 +170,12 @@ impl FileLock {
     }
 }
 
-/// Runs `cmd` (no stdin), printing each line of its stdout and stderr as it comes (prefixed
-/// with `what`) and keeping them; kills it and fails if it runs past `deadline`. Answers the
-/// exit status and everything it printed, stdout and stderr interleaved as received.
-pub(crate) fn run_streaming(
-    mut cmd: Command,
-    what: &str,
-    deadline: Duration,
-) -> (ExitStatus, String) {
+/// Runs `cmd` (no stdin), keeping each line of its stdout and stderr; kills it and fails, with
+/// everything it printed, if it runs past `deadline`. Answers the exit status and everything it
+/// printed, stdout and stderr interleaved as received. Nothing is printed as it comes: the
+/// caller shows what matters first (a failure's summary before pip's download lines or the
+/// passing tests), as a truncated CI log keeps the head of a failed test's output.
+pub(crate) fn run_child(mut cmd: Command, what: &str, deadline: Duration) -> (ExitStatus, String) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -183,8 +185,8 @@ pub(crate) fn run_streaming(
         .unwrap_or_else(|e| panic!("cannot start {what} ({cmd:?}): {e}"));
     let output = Arc::new(Mutex::new(String::new()));
     let readers = [
-        stream_lines(child.stdout.take().unwrap(), what, Arc::clone(&output)),
-        stream_lines(child.stderr.take().unwrap(), what, Arc::clone(&output)),
+        collect_lines(child.stdout.take().unwrap(), Arc::clone(&output)),
+        collect_lines(child.stderr.take().unwrap(), Arc::clone(&output)),
     ];
     let end = Instant::now() + deadline;
     let status = loop {
@@ -211,17 +213,14 @@ pub(crate) fn run_streaming(
     (status, text)
 }
 
-/// A thread copying `pipe`'s lines to the test's output and to `sink`.
-fn stream_lines(
+/// A thread copying `pipe`'s lines to `sink`.
+fn collect_lines(
     pipe: impl Read + Send + 'static,
-    what: &str,
     sink: Arc<Mutex<String>>,
 ) -> std::thread::JoinHandle<()> {
-    let what = what.to_owned();
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
-            eprintln!("[{what}] {line}");
             let mut sink = sink.lock().unwrap();
             sink.push_str(&line);
             sink.push('\n');

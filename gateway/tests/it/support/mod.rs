@@ -52,6 +52,14 @@ impl Cluster {
         all_served(self.native.channels(), &self.master, tablets).await;
     }
 
+    /// Shuts every tablet server down: nothing serves the cluster's tablets any more, so a
+    /// data call waits (the client library retrying) until it is given up.
+    pub(crate) async fn stop_tablet_servers(&mut self) {
+        for server in self.servers.drain(..) {
+            server.shutdown().await.unwrap();
+        }
+    }
+
     /// A gateway over this cluster on a free port.
     pub(crate) async fn gateway(&self) -> Gateway {
         start_gateway(&self.cell.addrs()).await
