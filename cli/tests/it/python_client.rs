@@ -123,3 +123,27 @@ fn failures_first(output: &str) -> &str {
         .unwrap_or_else(|| lines.len().checked_sub(40).map_or(0, |k| lines[k].0));
     &output[from..]
 }
+
+#[test]
+fn a_failed_pytest_run_leads_with_its_failures() {
+    let failed = "collected 2 items\n\
+                  test_a.py::test_one PASSED\n\
+                  test_a.py::test_two FAILED\n\
+                  =================================== FAILURES ===================================\n\
+                  E       AssertionError: 1 writes failed\n\
+                  =========================== short test summary info ============================\n\
+                  FAILED test_a.py::test_two\n";
+    assert!(
+        failures_first(failed)
+            .trim_start_matches('=')
+            .starts_with(" FAILURES ")
+    );
+    assert!(failures_first(failed).contains("AssertionError: 1 writes failed"));
+    let summary_only = "test_a.py::test_one PASSED\n\
+                        ========== short test summary info ==========\n\
+                        ERROR test_a.py - ImportError\n";
+    assert!(failures_first(summary_only).starts_with("========== short test summary info"));
+    let lines: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    assert!(failures_first(&lines).starts_with("line 60\n"));
+    assert_eq!(failures_first(""), "");
+}
