@@ -11,6 +11,7 @@ use tabula_proto::tabula::tablet::v1 as api;
 use crate::engine::{CellFilter, RowMutation};
 use crate::filter::Filter;
 
+use super::field::Field;
 use super::{Shared, blocking, convert, route, with_row_locked};
 
 /// `CheckAndMutateRow`; returns whether the predicate matched.
@@ -20,7 +21,7 @@ pub(super) async fn check_and_mutate_row(
 ) -> Result<bool, Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key, route.table)?;
+    let row = convert::row_key(&Field::Name("row_key"), req.row_key, route.table)?;
     let predicate = req
         .predicate_filter
         .map(|f| {
@@ -33,12 +34,14 @@ pub(super) async fn check_and_mutate_row(
             "true_mutations, false_mutations: at least one mutation is required in one of them",
         ));
     }
-    let true_mutations = convert::mutations("true_mutations", req.true_mutations, true)?;
-    let false_mutations = convert::mutations("false_mutations", req.false_mutations, true)?;
+    let true_mutations =
+        convert::mutations(&Field::Name("true_mutations"), req.true_mutations, true)?;
+    let false_mutations =
+        convert::mutations(&Field::Name("false_mutations"), req.false_mutations, true)?;
     let served = shared.registry.route_row(&route, &row)?;
     let schema = served.tablet.schema();
-    convert::check_families("true_mutations", &true_mutations, &schema)?;
-    convert::check_families("false_mutations", &false_mutations, &schema)?;
+    convert::check_families(&Field::Name("true_mutations"), &true_mutations, &schema)?;
+    convert::check_families(&Field::Name("false_mutations"), &false_mutations, &schema)?;
     served.count_read();
     served.count_write();
     let key = row.clone();

@@ -18,6 +18,7 @@ use tabula_proto::google::bigtable::v2::mutation::Mutation as PbMutation;
 use tabula_proto::google::bigtable::v2::read_modify_write_rule::Rule as PbRule;
 use tabula_proto::google::bigtable::v2::value::Kind;
 
+use super::field::Field;
 use crate::engine::Schema;
 use crate::engine::mutation::{
     MAX_MUTATIONS, MAX_QUALIFIER_BYTES, MAX_ROW_BYTES, MAX_SYSTEM_ROW_BYTES, MAX_VALUE_BYTES,
@@ -34,7 +35,7 @@ pub(super) fn max_row_bytes(table: TableId) -> usize {
 }
 
 /// A row key of `table` from the wire, checked: 1..=4 KiB (see [`max_row_bytes`]).
-pub(super) fn row_key(field: &str, key: Vec<u8>, table: TableId) -> Result<Bytes, Error> {
+pub(super) fn row_key(field: &Field<'_>, key: Vec<u8>, table: TableId) -> Result<Bytes, Error> {
     let max = max_row_bytes(table);
     if key.is_empty() || key.len() > max {
         return Err(Error::invalid_argument(format!(
@@ -49,7 +50,7 @@ pub(super) fn row_key(field: &str, key: Vec<u8>, table: TableId) -> Result<Bytes
 /// (`mutations`, `entries[2].mutations`, `true_mutations`); an empty list is refused unless
 /// `allow_empty`.
 pub(super) fn mutations(
-    field: &str,
+    field: &Field<'_>,
     list: Vec<pb::Mutation>,
     allow_empty: bool,
 ) -> Result<Vec<Mutation>, Error> {
@@ -66,11 +67,11 @@ pub(super) fn mutations(
     }
     list.into_iter()
         .enumerate()
-        .map(|(i, m)| mutation(&format!("{field}[{i}]"), m))
+        .map(|(i, m)| mutation(&field.at(i), m))
         .collect()
 }
 
-fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
+fn mutation(field: &Field<'_>, m: pb::Mutation) -> Result<Mutation, Error> {
     let Some(m) = m.mutation else {
         return Err(Error::invalid_argument(format!(
             "{field}: no mutation set (want set_cell, delete_from_column, delete_from_family, \
@@ -79,7 +80,7 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
     };
     match m {
         PbMutation::SetCell(s) => {
-            let field = format!("{field}.set_cell");
+            let field = field.member("set_cell");
             let family = family_name(&field, s.family_name)?;
             let qualifier = qualifier(&field, s.column_qualifier)?;
             if s.value.len() > MAX_VALUE_BYTES {
@@ -104,7 +105,7 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
             })
         }
         PbMutation::DeleteFromColumn(d) => {
-            let field = format!("{field}.delete_from_column");
+            let field = field.member("delete_from_column");
             let family = family_name(&field, d.family_name)?;
             let qualifier = qualifier(&field, d.column_qualifier)?;
             let (start, end) = match d.time_range {
@@ -133,11 +134,11 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
             })
         }
         PbMutation::DeleteFromFamily(d) => Ok(Mutation::DeleteFromFamily {
-            family: family_name(&format!("{field}.delete_from_family"), d.family_name)?,
+            family: family_name(&field.member("delete_from_family"), d.family_name)?,
         }),
         PbMutation::DeleteFromRow(_) => Ok(Mutation::DeleteFromRow),
         PbMutation::AddToCell(a) => {
-            let field = format!("{field}.add_to_cell");
+            let field = field.member("add_to_cell");
             let family = family_name(&field, a.family_name)?;
             let qualifier = aggregate_qualifier(&field, a.column_qualifier)?;
             let timestamp = aggregate_timestamp(&field, a.timestamp)?;
@@ -145,7 +146,7 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
             let input = match a.input.and_then(|v| v.kind) {
                 None => 0,
                 Some(Kind::IntValue(n)) => n,
-                Some(Kind::RawValue(raw)) => int64_bytes(&format!("{field}.input"), &raw)?,
+                Some(Kind::RawValue(raw)) => int64_bytes(&field.member("input"), &raw)?,
                 Some(_) => {
                     return Err(Error::invalid_argument(format!(
                         "{field}.input: a Sum of Int64 family adds an int_value (or an 8-byte \
@@ -163,12 +164,12 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
         // Merging a Sum's state into a cell is adding it: the state of Sum of Int64 is the
         // sum itself, sent as 8 big-endian bytes in `bytes_value`.
         PbMutation::MergeToCell(m) => {
-            let field = format!("{field}.merge_to_cell");
+            let field = field.member("merge_to_cell");
             let family = family_name(&field, m.family_name)?;
             let qualifier = aggregate_qualifier(&field, m.column_qualifier)?;
             let timestamp = aggregate_timestamp(&field, m.timestamp)?;
             let input = match m.input.and_then(|v| v.kind) {
-                Some(Kind::BytesValue(state)) => int64_bytes(&format!("{field}.input"), &state)?,
+                Some(Kind::BytesValue(state)) => int64_bytes(&field.member("input"), &state)?,
                 _ => {
                     return Err(Error::invalid_argument(format!(
                         "{field}.input: a Sum of Int64 family merges a bytes_value of 8 \
@@ -187,7 +188,7 @@ fn mutation(field: &str, m: pb::Mutation) -> Result<Mutation, Error> {
 }
 
 /// An aggregate mutation's qualifier: a `raw_value` (Cloud Bigtable allows nothing else).
-fn aggregate_qualifier(field: &str, q: Option<pb::Value>) -> Result<Bytes, Error> {
+fn aggregate_qualifier(field: &Field<'_>, q: Option<pb::Value>) -> Result<Bytes, Error> {
     match q.and_then(|v| v.kind) {
         Some(Kind::RawValue(q)) => qualifier(field, q),
         None => Ok(Bytes::new()),
@@ -199,7 +200,7 @@ fn aggregate_qualifier(field: &str, q: Option<pb::Value>) -> Result<Bytes, Error
 
 /// An aggregate mutation's timestamp: a `raw_timestamp_micros` naming its cell, 0 or more
 /// (unset is 0); server time (-1) is not offered, as the cell to add into must be named.
-fn aggregate_timestamp(field: &str, ts: Option<pb::Value>) -> Result<i64, Error> {
+fn aggregate_timestamp(field: &Field<'_>, ts: Option<pb::Value>) -> Result<i64, Error> {
     let ts = match ts.and_then(|v| v.kind) {
         None => 0,
         Some(Kind::RawTimestampMicros(ts)) => ts,
@@ -220,7 +221,7 @@ fn aggregate_timestamp(field: &str, ts: Option<pb::Value>) -> Result<i64, Error>
 }
 
 /// An int64 sent as 8 big-endian bytes.
-fn int64_bytes(field: &str, raw: &[u8]) -> Result<i64, Error> {
+fn int64_bytes(field: &Field<'_>, raw: &[u8]) -> Result<i64, Error> {
     let bytes: [u8; 8] = raw.try_into().map_err(|_| {
         Error::invalid_argument(format!(
             "{field}: {} bytes, want an 8-byte big-endian int64",
@@ -230,7 +231,7 @@ fn int64_bytes(field: &str, raw: &[u8]) -> Result<i64, Error> {
     Ok(i64::from_be_bytes(bytes))
 }
 
-fn family_name(field: &str, name: String) -> Result<Bytes, Error> {
+fn family_name(field: &Field<'_>, name: String) -> Result<Bytes, Error> {
     if !valid_family_name(name.as_bytes()) {
         return Err(Error::invalid_argument(format!(
             "{field}.family_name: {name:?} is not a column family name: want \
@@ -240,7 +241,7 @@ fn family_name(field: &str, name: String) -> Result<Bytes, Error> {
     Ok(Bytes::from(name))
 }
 
-fn qualifier(field: &str, q: Vec<u8>) -> Result<Bytes, Error> {
+fn qualifier(field: &Field<'_>, q: Vec<u8>) -> Result<Bytes, Error> {
     if q.len() > MAX_QUALIFIER_BYTES {
         return Err(Error::invalid_argument(format!(
             "{field}.column_qualifier: {} bytes, more than the limit of {MAX_QUALIFIER_BYTES}",
@@ -251,16 +252,20 @@ fn qualifier(field: &str, q: Vec<u8>) -> Result<Bytes, Error> {
 }
 
 /// `NotFound` naming the first mutation of `list` whose family `schema` lacks.
-pub(super) fn check_families(field: &str, list: &[Mutation], schema: &Schema) -> Result<(), Error> {
+pub(super) fn check_families(
+    field: &Field<'_>,
+    list: &[Mutation],
+    schema: &Schema,
+) -> Result<(), Error> {
     for (i, m) in list.iter().enumerate() {
         if let Some(f) = m.family() {
-            known_family(&format!("{field}[{i}]"), f, schema)?;
+            known_family(&field.at(i), f, schema)?;
         }
     }
     Ok(())
 }
 
-fn known_family(field: &str, family: &Bytes, schema: &Schema) -> Result<(), Error> {
+fn known_family(field: &Field<'_>, family: &Bytes, schema: &Schema) -> Result<(), Error> {
     if schema.families.contains_key(family) {
         return Ok(());
     }
@@ -307,10 +312,11 @@ pub(super) fn rmw_rules(list: Vec<pb::ReadModifyWriteRule>) -> Result<Vec<RmwRul
             list.len()
         )));
     }
+    let rules = Field::Name("rules");
     list.into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let field = format!("rules[{i}]");
+            let field = rules.at(i);
             let family = family_name(&field, r.family_name)?;
             let qualifier = qualifier(&field, r.column_qualifier)?;
             let op = match r.rule {
@@ -342,8 +348,9 @@ pub(super) fn rmw_rules(list: Vec<pb::ReadModifyWriteRule>) -> Result<Vec<RmwRul
 
 /// `NotFound` naming the first rule whose family `schema` lacks.
 pub(super) fn check_rule_families(rules: &[RmwRule], schema: &Schema) -> Result<(), Error> {
+    let field = Field::Name("rules");
     for (i, r) in rules.iter().enumerate() {
-        known_family(&format!("rules[{i}]"), &r.family, schema)?;
+        known_family(&field.at(i), &r.family, schema)?;
     }
     Ok(())
 }
@@ -374,18 +381,20 @@ mod tests {
     #[test]
     fn row_keys_are_one_byte_to_four_kib() {
         assert_eq!(
-            row_key("row_key", vec![], TableId(2)).unwrap_err().code,
+            row_key(&Field::Name("row_key"), vec![], TableId(2))
+                .unwrap_err()
+                .code,
             Code::InvalidArgument
         );
         let e = row_key(
-            "entries[4].row_key",
+            &Field::Name("entries[4].row_key"),
             vec![b'x'; MAX_ROW_BYTES + 1],
             TableId(2),
         )
         .unwrap_err();
         assert!(e.message.starts_with("entries[4].row_key"), "{e}");
         assert_eq!(
-            row_key("r", vec![b'x'; MAX_ROW_BYTES], TableId(2))
+            row_key(&Field::Name("r"), vec![b'x'; MAX_ROW_BYTES], TableId(2))
                 .unwrap()
                 .len(),
             MAX_ROW_BYTES
@@ -396,7 +405,7 @@ mod tests {
     fn each_limit_names_field_and_index() {
         let ok = set("cf", b"q".to_vec(), -1, b"v".to_vec());
         let e = err(mutations(
-            "mutations",
+            &Field::Name("mutations"),
             vec![ok.clone(), set("bad name", vec![], 1, vec![])],
             false,
         ));
@@ -406,7 +415,7 @@ mod tests {
             "{e}"
         );
         let e = err(mutations(
-            "m",
+            &Field::Name("m"),
             vec![set("cf", vec![0; MAX_QUALIFIER_BYTES + 1], 1, vec![])],
             false,
         ));
@@ -415,22 +424,38 @@ mod tests {
             "{e}"
         );
         let e = err(mutations(
-            "m",
+            &Field::Name("m"),
             vec![set("cf", vec![], 1, vec![0; MAX_VALUE_BYTES + 1])],
             false,
         ));
         assert!(e.message.starts_with("m[0].set_cell.value"), "{e}");
-        let e = err(mutations("m", vec![set("cf", vec![], -2, vec![])], false));
+        let e = err(mutations(
+            &Field::Name("m"),
+            vec![set("cf", vec![], -2, vec![])],
+            false,
+        ));
         assert!(
             e.message.starts_with("m[0].set_cell.timestamp_micros"),
             "{e}"
         );
-        let e = err(mutations("m", vec![pb::Mutation { mutation: None }], false));
+        let e = err(mutations(
+            &Field::Name("m"),
+            vec![pb::Mutation { mutation: None }],
+            false,
+        ));
         assert!(e.message.starts_with("m[0]: no mutation set"), "{e}");
-        let e = err(mutations("m", vec![], false));
+        let e = err(mutations(&Field::Name("m"), vec![], false));
         assert!(e.message.contains("at least one"), "{e}");
-        assert!(mutations("m", vec![], true).unwrap().is_empty());
-        let e = err(mutations("m", vec![ok; MAX_MUTATIONS + 1], false));
+        assert!(
+            mutations(&Field::Name("m"), vec![], true)
+                .unwrap()
+                .is_empty()
+        );
+        let e = err(mutations(
+            &Field::Name("m"),
+            vec![ok; MAX_MUTATIONS + 1],
+            false,
+        ));
         assert!(e.message.contains("at most"), "{e}");
     }
 
@@ -446,7 +471,7 @@ mod tests {
                 }),
             })),
         };
-        let m = mutations("m", vec![del(0, 0), del(5, 9)], false).unwrap();
+        let m = mutations(&Field::Name("m"), vec![del(0, 0), del(5, 9)], false).unwrap();
         assert!(matches!(
             m[0],
             Mutation::DeleteFromColumn {
@@ -463,7 +488,7 @@ mod tests {
                 ..
             }
         ));
-        let e = err(mutations("m", vec![del(9, 5)], false));
+        let e = err(mutations(&Field::Name("m"), vec![del(9, 5)], false));
         assert!(
             e.message.starts_with("m[0].delete_from_column.time_range"),
             "{e}"
@@ -472,7 +497,7 @@ mod tests {
             mutation: Some(PbMutation::DeleteFromRow(DeleteFromRow {})),
         };
         assert_eq!(
-            mutations("m", vec![row], false).unwrap(),
+            mutations(&Field::Name("m"), vec![row], false).unwrap(),
             vec![Mutation::DeleteFromRow]
         );
     }
@@ -481,15 +506,15 @@ mod tests {
     fn unknown_families_are_not_found() {
         let schema = Schema::with_families(["cf"]);
         let m = mutations(
-            "m",
+            &Field::Name("m"),
             vec![set("cf", vec![], 1, vec![]), set("nope", vec![], 1, vec![])],
             false,
         )
         .unwrap();
-        let e = check_families("m", &m, &schema).unwrap_err();
+        let e = check_families(&Field::Name("m"), &m, &schema).unwrap_err();
         assert_eq!(e.code, Code::NotFound);
         assert!(e.message.starts_with("m[1].family_name"), "{e}");
-        check_families("m", &m[..1], &schema).unwrap();
+        check_families(&Field::Name("m"), &m[..1], &schema).unwrap();
     }
 
     #[test]
@@ -517,7 +542,7 @@ mod tests {
             input,
         };
         let m = mutations(
-            "m",
+            &Field::Name("m"),
             vec![
                 add(value(Kind::IntValue(-4)), ts(2000)),
                 add(None, None),
@@ -539,19 +564,19 @@ mod tests {
             vec![want(2000, -4), want(0, 0), want(0, 9), want(1000, 3)]
         );
         let e = err(mutations(
-            "m",
+            &Field::Name("m"),
             vec![add(value(Kind::StringValue("1".into())), None)],
             false,
         ));
         assert!(e.message.starts_with("m[0].add_to_cell.input"), "{e}");
         let e = err(mutations(
-            "m",
+            &Field::Name("m"),
             vec![add(value(Kind::IntValue(1)), ts(-1))],
             false,
         ));
         assert!(e.message.starts_with("m[0].add_to_cell.timestamp"), "{e}");
         let e = err(mutations(
-            "m",
+            &Field::Name("m"),
             vec![add(value(Kind::RawValue(vec![1])), None)],
             false,
         ));

@@ -22,6 +22,7 @@
 
 mod check_and_mutate;
 mod convert;
+mod field;
 mod mutate;
 mod read_modify_write;
 mod read_rows;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use crate::engine::RowMutation;
 use crate::engine::mutation::MAX_MUTATIONS;
 
+use super::field::Field;
 use super::{ServedTablet, Shared, blocking, convert, route, with_row_locked};
 
 /// Most lanes one `MutateRows` applies in parallel.
@@ -30,10 +31,14 @@ const MAX_LANES: usize = 32;
 pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> Result<(), Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key, route.table)?;
-    let mutations = convert::mutations("mutations", req.mutations, false)?;
+    let row = convert::row_key(&Field::Name("row_key"), req.row_key, route.table)?;
+    let mutations = convert::mutations(&Field::Name("mutations"), req.mutations, false)?;
     let served = shared.registry.route_row(&route, &row)?;
-    convert::check_families("mutations", &mutations, &served.tablet.schema())?;
+    convert::check_families(
+        &Field::Name("mutations"),
+        &mutations,
+        &served.tablet.schema(),
+    )?;
     served.count_write();
     apply_locked(served, RowMutation { row, mutations }).await?;
     shared.confirm_write()
@@ -77,11 +82,12 @@ pub(super) async fn mutate_rows(
     let mut results: Vec<Option<Result<(), Error>>> = vec![None; count];
     let mut lanes: Vec<Vec<(usize, Arc<ServedTablet>, RowMutation)>> =
         (0..MAX_LANES.min(count)).map(|_| Vec::new()).collect();
+    let entries = Field::Name("entries");
     for (i, entry) in req.entries.into_iter().enumerate() {
-        let field = format!("entries[{i}]");
+        let field = entries.at(i);
         let checked = (|| {
-            let row = convert::row_key(&format!("{field}.row_key"), entry.row_key, route.table)?;
-            let field = format!("{field}.mutations");
+            let row = convert::row_key(&field.member("row_key"), entry.row_key, route.table)?;
+            let field = field.member("mutations");
             let mutations = convert::mutations(&field, entry.mutations, false)?;
             let served = shared.registry.route_row(&route, &row)?;
             convert::check_families(&field, &mutations, &served.tablet.schema())?;

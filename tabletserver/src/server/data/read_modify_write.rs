@@ -23,6 +23,7 @@ use crate::engine::{CellFilter, Mutation, RowMutation, Tablet};
 use crate::filter::{OutCell, to_proto_row};
 
 use super::convert::{self, RmwOp, RmwRule};
+use super::field::Field;
 use super::{Shared, blocking, route, with_row_locked};
 
 /// `(family, qualifier)`.
@@ -42,7 +43,7 @@ pub(super) async fn read_modify_write_row(
 ) -> Result<Option<pb::Row>, Error> {
     shared.gate.check_serving()?;
     let route = route(req.tablet)?;
-    let row = convert::row_key("row_key", req.row_key, route.table)?;
+    let row = convert::row_key(&Field::Name("row_key"), req.row_key, route.table)?;
     let rules = convert::rmw_rules(req.rules)?;
     let served = shared.registry.route_row(&route, &row)?;
     let schema = served.tablet.schema();
