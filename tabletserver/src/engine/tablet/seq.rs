@@ -4,11 +4,17 @@
 //! A row mutation takes a range of numbers (`begin`), is logged and inserted, then `finish`es.
 //! The visible number is one below the lowest range still in flight, so a mutation becomes
 //! visible all at once, and only when every earlier one has too.
+//!
+//! A write is acknowledged only once it is visible (`wait_visible`): finishing is not enough,
+//! as an earlier range may still be in flight (a write that took its numbers first and was
+//! synced in a later batch, or was woken later from the same one). Acknowledging before that
+//! let the writer's next read miss its own write.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::Notify;
 
 use crate::engine::key::Seq;
 
@@ -25,6 +31,10 @@ struct Inner {
 pub(crate) struct SeqTracker {
     inner: Mutex<Inner>,
     visible: AtomicU64,
+    /// Wakes tasks waiting in `wait_visible` when the visible number moves.
+    moved: Notify,
+    /// Wakes threads waiting in `wait_visible_blocking` (with `inner`).
+    moved_blocking: Condvar,
 }
 
 impl SeqTracker {
@@ -36,6 +46,8 @@ impl SeqTracker {
                 in_flight: VecDeque::new(),
             }),
             visible: AtomicU64::new(last),
+            moved: Notify::new(),
+            moved_blocking: Condvar::new(),
         }
     }
 
@@ -63,7 +75,33 @@ impl SeqTracker {
             .in_flight
             .front()
             .map_or(inner.next - 1, |(lowest, _)| lowest - 1);
-        self.visible.store(visible, Ordering::Release);
+        if self.visible.swap(visible, Ordering::AcqRel) != visible {
+            self.moved.notify_waiters();
+            self.moved_blocking.notify_all();
+        }
+    }
+
+    /// Returns once `seq` is visible, waiting without blocking a thread. Every range taken with
+    /// `begin` is finished (a write that fails finishes its numbers too), so this ends.
+    pub(crate) async fn wait_visible(&self, seq: Seq) {
+        loop {
+            let moved = self.moved.notified();
+            let mut moved = std::pin::pin!(moved);
+            // Registered before the check, so a move between the check and the wait wakes it.
+            moved.as_mut().enable();
+            if self.visible() >= seq {
+                return;
+            }
+            moved.await;
+        }
+    }
+
+    /// [`SeqTracker::wait_visible`], blocking the thread; never call it from async code.
+    pub(crate) fn wait_visible_blocking(&self, seq: Seq) {
+        let mut inner = self.inner.lock();
+        while self.visible() < seq {
+            self.moved_blocking.wait(&mut inner);
+        }
     }
 
     /// Everything at or below this is visible.
@@ -103,5 +141,33 @@ mod tests {
         assert_eq!(t.visible(), 14);
         assert_eq!(t.lowest_unfinished(), 15);
         assert_eq!(t.last_assigned(), 14);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_return_once_every_earlier_range_has_finished() {
+        let t = std::sync::Arc::new(SeqTracker::new(10));
+        let a = t.begin(1);
+        let b = t.begin(1);
+        t.finish(b);
+        let waiter = tokio::spawn({
+            let t = t.clone();
+            async move { t.wait_visible(b).await }
+        });
+        let blocked = std::thread::spawn({
+            let t = t.clone();
+            move || t.wait_visible_blocking(b)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "returned while {a} was in flight");
+        assert!(!blocked.is_finished(), "returned while {a} was in flight");
+        t.finish(a);
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the async waiter was not woken")
+            .unwrap();
+        blocked.join().unwrap();
+        // Already visible: no wait.
+        t.wait_visible(a).await;
+        t.wait_visible_blocking(a);
     }
 }

@@ -125,7 +125,9 @@ impl Inner {
             .engine
             .log
             .append(self.id, p.first, p.count as u32, &p.payload);
-        self.complete(p, logged.map(|_| ()))
+        let last = self.complete(p, logged.map(|_| ()))?;
+        self.seqs.wait_visible_blocking(last);
+        Ok(last)
     }
 
     async fn apply_async(self: Arc<Self>, m: RowMutation) -> Result<Seq, EngineError> {
@@ -145,7 +147,9 @@ impl Inner {
             Ok(enqueued) => log.wait_durable(&enqueued).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        self.complete(p, logged)
+        let last = self.complete(p, logged)?;
+        self.seqs.wait_visible(last).await;
+        Ok(last)
     }
 
     /// Checks that `m` may be applied here: open, valid, in range, known families.
@@ -193,8 +197,9 @@ impl Inner {
         })
     }
 
-    /// After the log write: inserts the entries and makes them visible, or, if the log failed,
-    /// retires the numbers and fails the tablet.
+    /// After the log write: inserts the entries and finishes their numbers (they are visible
+    /// once every earlier number is too: the caller waits for that before acknowledging), or,
+    /// if the log failed, retires the numbers and fails the tablet.
     fn complete(
         &self,
         p: Prepared,
@@ -303,5 +308,69 @@ impl Inner {
     pub(crate) fn kick(&self) {
         self.work.lock().kicked = true;
         self.work_cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::engine::tablet::scratch::scratch_tablet;
+    use crate::engine::{CellFilter, Mutation, RowMutation, Schema};
+
+    fn set(row: &'static [u8]) -> RowMutation {
+        RowMutation {
+            row: Bytes::from_static(row),
+            mutations: vec![Mutation::SetCell {
+                family: Bytes::from_static(b"cf"),
+                qualifier: Bytes::from_static(b"q"),
+                timestamp: 1,
+                value: Bytes::from_static(b"v"),
+            }],
+        }
+    }
+
+    /// An earlier write on another row holds its sequence number unfinished (as a write does
+    /// while its batch is synced, possibly after a later write's batch) for `hold`.
+    fn earlier_write_in_flight(
+        tablet: &super::Tablet,
+        hold: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let earlier = tablet.inner.seqs.begin(1);
+        let inner = tablet.inner.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            inner.seqs.finish(earlier);
+        })
+    }
+
+    #[test]
+    fn a_write_is_visible_once_apply_returns_even_with_an_earlier_write_in_flight() {
+        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
+        let earlier = earlier_write_in_flight(&tablet, Duration::from_millis(200));
+        tablet.apply(set(b"a")).unwrap();
+        let row = tablet.read_row(b"a", &CellFilter::default()).unwrap();
+        assert!(
+            row.is_some(),
+            "an acknowledged write was not visible to the next read"
+        );
+        earlier.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_is_visible_once_apply_async_returns_even_with_an_earlier_write_in_flight() {
+        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
+        let earlier = earlier_write_in_flight(&tablet, Duration::from_millis(200));
+        tablet.apply_async(set(b"a")).await.unwrap();
+        let row = tablet.read_row(b"a", &CellFilter::default()).unwrap();
+        assert!(
+            row.is_some(),
+            "an acknowledged write was not visible to the next read"
+        );
+        earlier.join().unwrap();
     }
 }
