@@ -8,17 +8,20 @@
 //! leave a mutation logged but not inserted, or its sequence numbers unfinished (which would
 //! stop every later write from becoming visible).
 //!
-//! Row locks are Tokio mutexes (striped): the data service holds a row's lock across the
-//! await of the commit, so a check-and-mutate or read-modify-write of the row never sees a
-//! write of the same row half done. Blocking code takes them with `lock_row` (never from an
-//! async context).
+//! Row locks are Tokio read-write locks (striped): the data service holds a row's lock across
+//! the await of the commit. A check-and-mutate, a read-modify-write or an add (they read the
+//! row) holds it exclusively, so it never sees a write of the row half done nor has one slip
+//! in between its read and its write; a plain write (it reads nothing) holds it shared, so
+//! plain writes of one row, or of rows that share a stripe, join the same group commit
+//! instead of waiting one commit each. Their order is their sequence numbers'. Blocking code
+//! takes the exclusive lock with `lock_row` (never from an async context).
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock as AsyncRwLock};
 
 use crate::engine::error::EngineError;
 use crate::engine::key::Entry;
@@ -34,7 +37,7 @@ const ROW_LOCK_STRIPES: usize = 256;
 /// Striped row locks.
 #[derive(Debug)]
 pub(crate) struct RowLocks {
-    stripes: Vec<Arc<AsyncMutex<()>>>,
+    stripes: Vec<Arc<AsyncRwLock<()>>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -42,17 +45,24 @@ impl RowLocks {
     pub(crate) fn new() -> Self {
         RowLocks {
             stripes: (0..ROW_LOCK_STRIPES)
-                .map(|_| Arc::new(AsyncMutex::new(())))
+                .map(|_| Arc::new(AsyncRwLock::new(())))
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
 
-/// Holds a row's lock: no other locked write of rows in the same stripe runs meanwhile.
+/// Holds a row's lock (its stripe's, shared or exclusive) until dropped.
 #[derive(Debug)]
 pub struct RowGuard {
-    _guard: OwnedMutexGuard<()>,
+    _held: Held,
+}
+
+/// How a [`RowGuard`] holds its stripe (released when dropped).
+#[derive(Debug)]
+enum Held {
+    Shared { _guard: OwnedRwLockReadGuard<()> },
+    Exclusive { _guard: OwnedRwLockWriteGuard<()> },
 }
 
 /// A mutation with its sequence numbers taken and its record encoded, not yet logged.
@@ -96,21 +106,53 @@ impl Tablet {
     /// Locks `row` for a read-modify-write (check-and-mutate, increment, append), blocking
     /// the thread; never call it from async code (use [`Tablet::lock_row_async`]).
     pub fn lock_row(&self, row: &[u8]) -> RowGuard {
+        let guard = block_on(self.inner.row_locks.stripe(row).write_owned());
         RowGuard {
-            _guard: self.inner.row_locks.stripe(row).blocking_lock_owned(),
+            _held: Held::Exclusive { _guard: guard },
         }
     }
 
-    /// Locks `row`, waiting without blocking a thread.
+    /// Locks `row` exclusively (for a write that reads it first), waiting without blocking a
+    /// thread.
     pub async fn lock_row_async(&self, row: &[u8]) -> RowGuard {
+        let guard = self.inner.row_locks.stripe(row).write_owned().await;
         RowGuard {
-            _guard: self.inner.row_locks.stripe(row).lock_owned().await,
+            _held: Held::Exclusive { _guard: guard },
+        }
+    }
+
+    /// Locks `row` shared, for a write that does not read it: other such writes of the row go
+    /// on beside it, exclusive holders wait for it and it for them.
+    pub async fn lock_row_shared_async(&self, row: &[u8]) -> RowGuard {
+        let guard = self.inner.row_locks.stripe(row).read_owned().await;
+        RowGuard {
+            _held: Held::Shared { _guard: guard },
         }
     }
 }
 
+/// Runs `future` to its end on this thread, parking the thread while it waits (Tokio's
+/// read-write lock has no blocking owned acquire).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 impl RowLocks {
-    fn stripe(&self, row: &[u8]) -> Arc<AsyncMutex<()>> {
+    fn stripe(&self, row: &[u8]) -> Arc<AsyncRwLock<()>> {
         let stripe = (self.hasher.hash_one(row) as usize) % ROW_LOCK_STRIPES;
         Arc::clone(&self.stripes[stripe])
     }
@@ -372,5 +414,54 @@ mod tests {
             "an acknowledged write was not visible to the next read"
         );
         earlier.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_writes_share_a_row_lock_and_readers_of_the_row_wait_for_them() {
+        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
+        let first = tablet.lock_row_shared_async(b"a").await;
+        let second =
+            tokio::time::timeout(Duration::from_secs(10), tablet.lock_row_shared_async(b"a"))
+                .await
+                .expect("a second plain write of the row waited for the first");
+        let tablet = std::sync::Arc::new(tablet);
+        let exclusive = tokio::spawn({
+            let tablet = tablet.clone();
+            async move {
+                let _guard = tablet.lock_row_async(b"a").await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !exclusive.is_finished(),
+            "an exclusive holder went in beside shared ones"
+        );
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !exclusive.is_finished(),
+            "an exclusive holder went in beside a shared one"
+        );
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(10), exclusive)
+            .await
+            .expect("the exclusive holder was not let in")
+            .unwrap();
+
+        // The blocking exclusive lock (bulk row deletion) waits for a shared holder too.
+        let shared = tablet.lock_row_shared_async(b"a").await;
+        let blocking = std::thread::spawn({
+            let tablet = tablet.clone();
+            move || drop(tablet.lock_row(b"a"))
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !blocking.is_finished(),
+            "lock_row went in beside a shared holder"
+        );
+        drop(shared);
+        tokio::task::spawn_blocking(move || blocking.join().unwrap())
+            .await
+            .unwrap();
     }
 }

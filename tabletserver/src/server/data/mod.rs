@@ -6,9 +6,11 @@
 //! `WrongTablet`), then checks the whole request (`convert`, `row_set`, filter compilation)
 //! before anything is applied: bad input is refused with nothing written.
 //!
-//! Single-row transactions: every write of a row — plain `MutateRow` too — runs under the row's
-//! lock (`Tablet::lock_row_async`), so `CheckAndMutateRow` and `ReadModifyWriteRow` read and
-//! write with no other write of the row in between. The guarded section awaits the commit
+//! Single-row transactions: every write of a row runs under the row's lock. `CheckAndMutateRow`,
+//! `ReadModifyWriteRow` and adds to aggregate cells (they read the row) hold it exclusively
+//! (`Tablet::lock_row_async`), so they read and write with no other write of the row in
+//! between; plain mutations (they read nothing) hold it shared (`Tablet::lock_row_shared_async`),
+//! so they commit together. The guarded section awaits the commit
 //! log's group commit (`Tablet::apply_in_task`) without holding a thread; only the reads of a
 //! check-and-mutate or read-modify-write go to the blocking pool. After the write, the gate is asked again: a write
 //! that was synced after the session stopped being safe is answered `Unavailable` (outcome
@@ -197,6 +199,15 @@ impl Shared {
     }
 }
 
+/// How a single-row write holds its row's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowLock {
+    /// A write that does not read the row: beside other such writes of it.
+    Shared,
+    /// A write that reads the row first: alone.
+    Exclusive,
+}
+
 /// Runs `work` while holding `row`'s lock in `served`'s tablet: the section of a single-row
 /// transaction that reads, decides and applies (and awaits the commit). It runs in a task of
 /// its own, so it finishes — and only then releases the lock — even if the RPC goes away
@@ -204,6 +215,7 @@ impl Shared {
 async fn with_row_locked<T, W, Fut>(
     served: Arc<ServedTablet>,
     row: Bytes,
+    lock: RowLock,
     work: W,
 ) -> Result<T, Error>
 where
@@ -212,7 +224,10 @@ where
     Fut: Future<Output = Result<T, Error>> + Send + 'static,
 {
     let task = tokio::spawn(async move {
-        let _guard = served.tablet.lock_row_async(&row).await;
+        let _guard = match lock {
+            RowLock::Shared => served.tablet.lock_row_shared_async(&row).await,
+            RowLock::Exclusive => served.tablet.lock_row_async(&row).await,
+        };
         work(served).await
     });
     task.await
