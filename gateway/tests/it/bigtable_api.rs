@@ -46,18 +46,6 @@ const TABLE: &str = "projects/any-project/instances/any-instance/tables/t";
 /// One cell as the merged rows hold it: family, qualifier, timestamp, value, labels.
 type MergedCell = (String, Vec<u8>, i64, Vec<u8>, Vec<String>);
 
-async fn clients(addr: &str) -> (BigtableClient<Channel>, BigtableTableAdminClient<Channel>) {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (
-        BigtableClient::new(channel.clone()).max_decoding_message_size(64 << 20),
-        BigtableTableAdminClient::new(channel),
-    )
-}
-
 /// Assembles `ReadRows` answers into rows, refusing every departure from the chunk protocol
 /// (google/bigtable/v2/bigtable.proto; the official clients' row mergers refuse the same).
 fn merge_chunks(
@@ -228,7 +216,7 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
     all_served(native.channels(), &master, 2).await;
     let gateway = support::start_gateway(&cell.addrs()).await;
     let addr = gateway.addr.clone();
-    let (mut data, mut tables) = clients(&addr).await;
+    let (mut data, mut tables) = support::clients(&addr).await;
 
     // --- Table admin: create with families, GC rules and splits. ---
     let max_versions = gc(admin::gc_rule::Rule::MaxNumVersions(2));
@@ -725,7 +713,7 @@ async fn cloud_bigtable_clients_work_through_the_gateway() {
     // --- Another gateway (no state) sees the same rows. ---
     let gateway2 = support::start_gateway(&cell.addrs()).await;
     let addr2 = gateway2.addr.clone();
-    let (mut data2, _) = clients(&addr2).await;
+    let (mut data2, _) = support::clients(&addr2).await;
     let seen = read(
         &mut data2,
         read_request(Some(range("row0000", "row0300")), None),
@@ -907,7 +895,7 @@ async fn a_table_dropped_and_created_again_is_reached_at_once() {
         .await
         .unwrap();
     });
-    let (mut data, mut tables) = clients(&addr).await;
+    let (mut data, mut tables) = support::clients(&addr).await;
     let put = |row: &[u8], value: &[u8]| mutate(row, vec![set_cell("cf1", "q", 1_000, value)]);
 
     // MutateRow: the old handle is cached by the first write.

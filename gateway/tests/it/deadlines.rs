@@ -10,11 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tabula_proto::google::bigtable::admin::v2 as admin;
-use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient;
 use tabula_proto::google::bigtable::v2 as bt;
-use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::support;
 
@@ -43,13 +40,8 @@ fn write(row: &[u8]) -> bt::MutateRowRequest {
 async fn a_call_past_its_client_deadline_is_answered_deadline_exceeded() {
     let mut cluster = support::Cluster::start().await;
     let gateway = cluster.gateway().await;
-    let channel = Channel::from_shared(format!("http://{}", gateway.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut data = BigtableClient::new(channel.clone());
-    BigtableTableAdminClient::new(channel)
+    let (mut data, mut tables) = support::clients(&gateway.addr).await;
+    tables
         .create_table(admin::CreateTableRequest {
             parent: INSTANCE.into(),
             table_id: "deadlines".into(),

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use tabula_proto::google::bigtable::admin::v2 as admin;
-use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient;
 use tabula_proto::google::bigtable::v2 as bt;
 use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tonic::transport::Channel;
@@ -95,13 +94,7 @@ fn rows_and_progress(messages: &[Message], reversed: bool) -> (Vec<Vec<u8>>, Vec
 async fn rows_the_filter_removed_are_reported_as_scanned() {
     let cluster = support::Cluster::start().await;
     let gateway = cluster.gateway().await;
-    let channel = Channel::from_shared(format!("http://{}", gateway.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut data = BigtableClient::new(channel.clone());
-    let mut tables = BigtableTableAdminClient::new(channel);
+    let (mut data, mut tables) = support::clients(&gateway.addr).await;
     tables
         .create_table(admin::CreateTableRequest {
             parent: INSTANCE.into(),

@@ -6,11 +6,14 @@
 
 use tabula_client::Client;
 use tabula_master::Master;
+use tabula_proto::google::bigtable::admin::v2::bigtable_table_admin_client::BigtableTableAdminClient;
+use tabula_proto::google::bigtable::v2::bigtable_client::BigtableClient;
 use tabula_tabletserver::server::TabletServer;
 use tabula_tests::master_helpers::{all_served, master_config};
 use tabula_tests::{LockCell, start_tablet_server};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+use tonic::transport::Channel;
 
 /// A whole cluster in this process. Dropping it stops every part.
 pub(crate) struct Cluster {
@@ -101,4 +104,20 @@ impl Drop for Gateway {
         }
         self.task.abort();
     }
+}
+
+/// Cloud Bigtable's generated data and table admin clients on one channel to the gateway at
+/// `addr` (the data client accepts answers of up to 64 MiB).
+pub(crate) async fn clients(
+    addr: &str,
+) -> (BigtableClient<Channel>, BigtableTableAdminClient<Channel>) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (
+        BigtableClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+        BigtableTableAdminClient::new(channel),
+    )
 }

@@ -75,10 +75,25 @@ impl SeqTracker {
             .in_flight
             .front()
             .map_or(inner.next - 1, |(lowest, _)| lowest - 1);
-        if self.visible.swap(visible, Ordering::AcqRel) != visible {
+        let moved = self.visible.swap(visible, Ordering::AcqRel) != visible;
+        // Waking needs no lock: a blocked waiter checks the number under `inner`, which was
+        // stored under it, so it either saw the new number or is already waiting.
+        drop(inner);
+        if moved {
             self.moved.notify_waiters();
             self.moved_blocking.notify_all();
         }
+    }
+
+    /// Whether the range starting at `first` has finished (visible or not).
+    #[cfg(test)]
+    pub(crate) fn is_finished(&self, first: Seq) -> bool {
+        let inner = self.inner.lock();
+        first < inner.next
+            && inner
+                .in_flight
+                .binary_search_by_key(&first, |(s, _)| *s)
+                .map_or(true, |i| inner.in_flight[i].1)
     }
 
     /// Returns once `seq` is visible, waiting without blocking a thread. Every range taken with
@@ -126,6 +141,9 @@ impl SeqTracker {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::task::Poll;
+
     use super::*;
 
     #[test]
@@ -149,23 +167,22 @@ mod tests {
         let a = t.begin(1);
         let b = t.begin(1);
         t.finish(b);
-        let waiter = tokio::spawn({
-            let t = t.clone();
-            async move { t.wait_visible(b).await }
-        });
+        let mut waiter = std::pin::pin!(t.wait_visible(b));
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
+        assert!(first_poll.is_pending(), "returned while {a} was in flight");
+        // Whenever it returns, what it waited for is visible.
         let blocked = std::thread::spawn({
             let t = t.clone();
-            move || t.wait_visible_blocking(b)
+            move || {
+                t.wait_visible_blocking(b);
+                t.visible()
+            }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "returned while {a} was in flight");
-        assert!(!blocked.is_finished(), "returned while {a} was in flight");
         t.finish(a);
         tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
             .await
-            .expect("the async waiter was not woken")
-            .unwrap();
-        blocked.join().unwrap();
+            .expect("the async waiter was not woken");
+        assert!(blocked.join().unwrap() >= b);
         // Already visible: no wait.
         t.wait_visible(a).await;
         t.wait_visible_blocking(a);

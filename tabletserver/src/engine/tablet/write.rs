@@ -357,12 +357,19 @@ impl Inner {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::time::Duration;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::Poll;
+    use std::time::{Duration, Instant};
 
     use bytes::Bytes;
 
     use crate::engine::tablet::scratch::scratch_tablet;
     use crate::engine::{CellFilter, Mutation, RowMutation, Schema};
+
+    /// How long a condition the test waits for may take on a loaded machine.
+    const PATIENCE: Duration = Duration::from_secs(10);
 
     fn set(row: &'static [u8]) -> RowMutation {
         RowMutation {
@@ -376,90 +383,121 @@ mod tests {
         }
     }
 
-    /// An earlier write on another row holds its sequence number unfinished (as a write does
-    /// while its batch is synced, possibly after a later write's batch) for `hold`.
-    fn earlier_write_in_flight(
-        tablet: &super::Tablet,
-        hold: Duration,
-    ) -> std::thread::JoinHandle<()> {
+    /// Polls `done` until it holds; fails after [`PATIENCE`].
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let end = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < end, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One poll of `future`: whether it is ready now.
+    async fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        let mut future = future;
+        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+    }
+
+    /// Holds an earlier write's number unfinished (as a write's is while its batch is synced,
+    /// possibly after a later write's batch), runs `write` (which applies `set(b"a")`) beside
+    /// it, and checks that the write does not return while the earlier number is unfinished,
+    /// though its own numbers are, and is visible once it returns.
+    fn check_acknowledged_after_visible(
+        write: impl FnOnce(Arc<super::Tablet>) -> std::thread::JoinHandle<()>,
+    ) {
+        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
+        let tablet = Arc::new(tablet);
         let earlier = tablet.inner.seqs.begin(1);
-        let inner = tablet.inner.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(hold);
-            inner.seqs.finish(earlier);
-        })
+        let writer = write(tablet.clone());
+        wait_until("the write's own numbers are finished", || {
+            tablet.inner.seqs.is_finished(earlier + 1)
+        });
+        assert!(
+            !writer.is_finished(),
+            "the write returned while an earlier write was in flight"
+        );
+        tablet.inner.seqs.finish(earlier);
+        writer.join().unwrap();
+        let row = tablet.read_row(b"a", &CellFilter::default()).unwrap();
+        assert!(
+            row.is_some(),
+            "an acknowledged write was not visible to the next read"
+        );
     }
 
     #[test]
     fn a_write_is_visible_once_apply_returns_even_with_an_earlier_write_in_flight() {
-        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
-        let earlier = earlier_write_in_flight(&tablet, Duration::from_millis(200));
-        tablet.apply(set(b"a")).unwrap();
-        let row = tablet.read_row(b"a", &CellFilter::default()).unwrap();
-        assert!(
-            row.is_some(),
-            "an acknowledged write was not visible to the next read"
-        );
-        earlier.join().unwrap();
+        check_acknowledged_after_visible(|tablet| {
+            std::thread::spawn(move || {
+                tablet.apply(set(b"a")).unwrap();
+            })
+        });
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_is_visible_once_apply_async_returns_even_with_an_earlier_write_in_flight() {
-        let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
-        let earlier = earlier_write_in_flight(&tablet, Duration::from_millis(200));
-        tablet.apply_async(set(b"a")).await.unwrap();
-        let row = tablet.read_row(b"a", &CellFilter::default()).unwrap();
-        assert!(
-            row.is_some(),
-            "an acknowledged write was not visible to the next read"
-        );
-        earlier.join().unwrap();
+    #[test]
+    fn a_write_is_visible_once_apply_async_returns_even_with_an_earlier_write_in_flight() {
+        check_acknowledged_after_visible(|tablet| {
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(async { tablet.apply_async(set(b"a")).await })
+                    .unwrap();
+            })
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn plain_writes_share_a_row_lock_and_readers_of_the_row_wait_for_them() {
         let (_dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
+        let tablet = Arc::new(tablet);
         let first = tablet.lock_row_shared_async(b"a").await;
-        let second =
-            tokio::time::timeout(Duration::from_secs(10), tablet.lock_row_shared_async(b"a"))
-                .await
-                .expect("a second plain write of the row waited for the first");
-        let tablet = std::sync::Arc::new(tablet);
-        let exclusive = tokio::spawn({
-            let tablet = tablet.clone();
-            async move {
-                let _guard = tablet.lock_row_async(b"a").await;
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = tokio::time::timeout(PATIENCE, tablet.lock_row_shared_async(b"a"))
+            .await
+            .expect("a second plain write of the row waited for the first");
+        let mut exclusive = std::pin::pin!(tablet.lock_row_async(b"a"));
         assert!(
-            !exclusive.is_finished(),
+            poll_once(exclusive.as_mut()).await.is_pending(),
             "an exclusive holder went in beside shared ones"
         );
         drop(first);
-        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            !exclusive.is_finished(),
+            poll_once(exclusive.as_mut()).await.is_pending(),
             "an exclusive holder went in beside a shared one"
         );
         drop(second);
-        tokio::time::timeout(Duration::from_secs(10), exclusive)
+        let guard = tokio::time::timeout(PATIENCE, exclusive)
             .await
-            .expect("the exclusive holder was not let in")
-            .unwrap();
+            .expect("the exclusive holder was not let in");
+        drop(guard);
 
-        // The blocking exclusive lock (bulk row deletion) waits for a shared holder too.
-        let shared = tablet.lock_row_shared_async(b"a").await;
+        // The blocking exclusive lock (bulk row deletion) keeps shared holders out too.
+        let (held, holding) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let blocking = std::thread::spawn({
             let tablet = tablet.clone();
-            move || drop(tablet.lock_row(b"a"))
+            move || {
+                let _guard = tablet.lock_row(b"a");
+                held.send(()).unwrap();
+                released.recv().unwrap();
+            }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(PATIENCE, holding)
+            .await
+            .expect("lock_row was not let in")
+            .unwrap();
+        let mut shared = std::pin::pin!(tablet.lock_row_shared_async(b"a"));
         assert!(
-            !blocking.is_finished(),
-            "lock_row went in beside a shared holder"
+            poll_once(shared.as_mut()).await.is_pending(),
+            "a shared holder went in beside lock_row"
         );
-        drop(shared);
+        release.send(()).unwrap();
+        tokio::time::timeout(PATIENCE, shared)
+            .await
+            .expect("the shared holder was not let in after lock_row");
         tokio::task::spawn_blocking(move || blocking.join().unwrap())
             .await
             .unwrap();
