@@ -9,6 +9,12 @@
 //! they borrow nothing and can live inside a scan that outlasts a freeze. The skiplist is used
 //! through crossbeam's `base` API so that one epoch pin covers a whole insert batch or refill
 //! (the `SkipMap` wrapper pins and reference-counts at every step).
+//!
+//! Each entry's row, family, qualifier and value are copied into one allocation as it is
+//! inserted ([`pack`]). A write arrives with each in its own buffer, and a scan clones every
+//! entry it passes: with one buffer, its four clones (and drops) count on one reference count
+//! instead of four scattered ones, and reading the row's bytes brings the start of the value
+//! into the cache with it. The copy is about the size of the entry, once per write.
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -102,8 +108,9 @@ impl Memtable {
             bytes += e.approximate_size() + NODE_OVERHEAD_BYTES;
             self.min_seq.fetch_min(e.key.seq, Ordering::AcqRel);
             self.max_seq.fetch_max(e.key.seq, Ordering::AcqRel);
+            let (key, value) = pack(e.key, e.value);
             self.map
-                .insert(MemKey::new(e.key), e.value, guard)
+                .insert(MemKey::new(key), value, guard)
                 .release(guard);
         }
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
@@ -161,6 +168,49 @@ impl Memtable {
             done: false,
         }
     }
+}
+
+/// `key` and `value` with their row, family, qualifier and value bytes in one new buffer (see
+/// the module doc).
+fn pack(key: CellKey, value: Value) -> (CellKey, Value) {
+    let put = match &value {
+        Value::Put(v) => Some(v),
+        _ => None,
+    };
+    let qualifier_len = key.qualifier.as_ref().map_or(0, Bytes::len);
+    let mut buf = Vec::with_capacity(
+        key.row.len() + key.family.len() + qualifier_len + put.map_or(0, Bytes::len),
+    );
+    buf.extend_from_slice(&key.row);
+    buf.extend_from_slice(&key.family);
+    if let Some(q) = &key.qualifier {
+        buf.extend_from_slice(q);
+    }
+    if let Some(v) = put {
+        buf.extend_from_slice(v);
+    }
+    let buf = Bytes::from(buf);
+    let mut at = 0;
+    let mut next = |len: usize| {
+        at += len;
+        buf.slice(at - len..at)
+    };
+    let row = next(key.row.len());
+    let family = next(key.family.len());
+    let qualifier = key.qualifier.as_ref().map(|q| next(q.len()));
+    let value = match value {
+        Value::Put(v) => Value::Put(next(v.len())),
+        other => other,
+    };
+    (
+        CellKey {
+            row,
+            family,
+            qualifier,
+            ..key
+        },
+        value,
+    )
 }
 
 /// An owned iterator over a memtable range.
@@ -230,6 +280,33 @@ mod tests {
             },
             value: Value::Put(Bytes::from_static(b"v")),
         }
+    }
+
+    #[test]
+    fn an_entry_is_stored_in_one_buffer_and_reads_back_unchanged() {
+        let mem = Arc::new(Memtable::new());
+        let cell = put("row7", "qual", 5, 1);
+        let mut column = put("row7", "gone", 0, 2);
+        column.value = Value::DeleteColumn { start: 3, end: 9 };
+        let mut row = put("row8", "", 0, 3);
+        row.key.family = Bytes::new();
+        row.key.qualifier = None;
+        row.value = Value::DeleteRow;
+        mem.insert(vec![cell.clone(), column.clone(), row.clone()]);
+        let all = RowRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        };
+        let read: Vec<Entry> = mem.iter(&all, false).collect();
+        assert_eq!(read, vec![column, cell, row]);
+        // The put's pieces lie one after the other in one buffer.
+        let e = &read[1];
+        let q = e.key.qualifier.as_ref().unwrap();
+        let Value::Put(v) = &e.value else { panic!() };
+        let end = |b: &Bytes| b.as_ptr().wrapping_add(b.len());
+        assert_eq!(end(&e.key.row), e.key.family.as_ptr());
+        assert_eq!(end(&e.key.family), q.as_ptr());
+        assert_eq!(end(q), v.as_ptr());
     }
 
     #[test]
