@@ -19,7 +19,7 @@
 //!
 //! Errors are `tabula_common::Error`, turned into `tonic::Status` only here at the edge.
 //!
-//! Reading order: this file, `convert`, `row_set`, `read_rows`, `mutate`, `check_and_mutate`,
+//! Reading order: this file, `convert`, `row_set`, `read_rows`, `scan_stream`, `mutate`, `check_and_mutate`,
 //! `read_modify_write`, `sample`.
 
 mod check_and_mutate;
@@ -30,6 +30,7 @@ mod read_modify_write;
 mod read_rows;
 mod row_set;
 mod sample;
+mod scan_stream;
 
 use std::sync::Arc;
 

@@ -2,17 +2,20 @@
 //! order or reversed, each row passed through the compiled filter, streamed several rows per
 //! message.
 //!
-//! Where it runs. Most reads are short — a point read, a scan of a hundred rows — and moving
-//! each to the blocking pool costs more than the read (a thread hand-off, a wake-up through
-//! the channel, often a new thread): so every scan starts *inline*, on the async worker that
-//! received the request, with a budget of `INLINE_ROWS` rows looked at (rows the engine or the
-//! filter empties count too, so thousands of deleted rows cannot hold a worker) and
-//! `INLINE_BYTES` of rows. A scan that finishes within it is answered from the messages it
-//! made, with no task and no channel. A longer scan moves, iterator and snapshot included, to
-//! the blocking pool and hands its further messages to the response stream through a bounded
-//! channel: a slow client holds the scan back instead of letting messages pile up (flow
-//! control), and a client that goes away closes the channel, which ends the scan. A range of
-//! one row is a point read (`Tablet::read_row`: Bloom filters, no iterator per SSTable).
+//! Where it runs. The response is a `ScanStream`: each poll with no message ready runs one
+//! *step* of the scan on the async worker that polls it, with a budget of `STEP_ROWS` rows
+//! looked at (rows the engine or the filter empties count too, so thousands of deleted rows
+//! cannot hold a worker) and `STEP_BYTES` of rows. Rows are sent while they are still in the
+//! cache, and a slow client holds its scan back through HTTP/2 flow control. A step slower than
+//! `SLOW_STEP` was reading the disk: the rest of that scan moves to the blocking pool (see
+//! `scan_stream`). A range of one row is a point read (`Tablet::read_row`: Bloom filters, no
+//! iterator per SSTable).
+//!
+//! Why not the blocking pool for every long scan, as before: with 64 scans in flight that
+//! was 64 threads taking turns on the cores, each message made on one thread and encoded on
+//! another, after the three messages queued ahead of it had pushed it out of the cache. The
+//! tablet server spent 2.5-2.9 ms of CPU per 1000 rows stepped against 3.1-3.6 ms moved, and
+//! `tabula bench paper` scanned 18-20% more rows per second (docs/benchmarks.md, "eighth run").
 //!
 //! A message is sent once its rows reach `read_batch_bytes` or `read_batch_rows`; rows the
 //! filter empties are not sent, but every message carries `last_scanned_row_key`, and after
@@ -25,13 +28,13 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tabula_common::Error;
 use tabula_proto::tabula::tablet::v1 as api;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt as _};
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::engine::sstable::RowRange;
@@ -39,6 +42,7 @@ use crate::engine::{Row, RowIter, ScanOptions};
 use crate::filter::{Filter, encode_row};
 
 use super::row_set::{self, Rows};
+use super::scan_stream::ScanStream;
 use super::{Gate, ServedTablet, Shared, route};
 
 /// Room a scan's first message reserves for its rows; each next one reserves an eighth more
@@ -51,20 +55,19 @@ const FIRST_MESSAGE_BYTES: usize = 8 * 1024;
 pub(super) type ReadRowsStream =
     Pin<Box<dyn Stream<Item = Result<api::ReadRowsResponse, Status>> + Send + 'static>>;
 
-/// Messages buffered between a scan on the blocking pool and the client.
-const CHANNEL_MESSAGES: usize = 4;
-
 /// Rows looked at without anything to send before a progress-only message.
 const PROGRESS_ROWS: usize = 10_000;
 
-/// Rows a scan may look at on the async worker before it moves to the blocking pool: a
-/// hundred-row scan stays inline, and at a few microseconds a row the worker is back to its
-/// other requests within about a millisecond.
-const INLINE_ROWS: u64 = 256;
+/// Rows one step of a scan may look at: a hundred-row scan is one step, and at a few
+/// microseconds a row the worker is back to its other requests within about a millisecond.
+const STEP_ROWS: u64 = 256;
 
-/// Bytes of rows a scan may gather on the async worker before it moves to the blocking pool
-/// (also the most the inline part holds in memory).
-const INLINE_BYTES: usize = 512 * 1024;
+/// Bytes of rows one step may gather (also the most a step holds in memory).
+const STEP_BYTES: usize = 512 * 1024;
+
+/// A step that took longer than this was waiting on the disk (a step's rows from memory take
+/// well under a millisecond): the rest of its scan moves to the blocking pool.
+const SLOW_STEP: Duration = Duration::from_millis(2);
 
 /// `ReadRows`: checks and routes the request, then runs the scan (see the module doc).
 pub(super) async fn read_rows(
@@ -106,7 +109,7 @@ pub(super) async fn read_rows(
     if req.reversed {
         ranges.reverse();
     }
-    let mut scan = Scan {
+    let scan = Scan {
         served,
         ranges: ranges.into(),
         current: None,
@@ -123,35 +126,18 @@ pub(super) async fn read_rows(
         encoded: BytesMut::new(),
         reserve: FIRST_MESSAGE_BYTES,
     };
-    let mut made = Vec::new();
-    let inline = scan.advance(
-        Some(Budget {
-            rows: INLINE_ROWS,
-            bytes: INLINE_BYTES,
-        }),
-        &mut |message| {
-            made.push(Ok(message));
-            Ok(())
+    Ok(Box::pin(ScanStream::new(
+        scan,
+        Budget {
+            rows: STEP_ROWS,
+            bytes: STEP_BYTES,
         },
-    );
-    let made = tokio_stream::iter(made);
-    match inline {
-        Ok(Progress::Done) => Ok(Box::pin(made)),
-        Err(Stop::Failed(e)) => Ok(Box::pin(made.chain(tokio_stream::once(Err(e.into()))))),
-        // Nothing inline can go away: the messages are in `made`.
-        Err(Stop::Gone) => Ok(Box::pin(made)),
-        Ok(Progress::Paused) => {
-            let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
-            // The task ends when the scan does or when the client goes away (the channel
-            // closes): the stream owns it through the channel.
-            tokio::task::spawn_blocking(move || scan.run(tx));
-            Ok(Box::pin(made.chain(ReceiverStream::new(rx))))
-        }
-    }
+        SLOW_STEP,
+    )))
 }
 
-/// One `ReadRows` scan: started on the async worker, finished there or on the blocking pool.
-struct Scan {
+/// One `ReadRows` scan: stepped on the async worker, finished there or on the blocking pool.
+pub(super) struct Scan {
     served: Arc<ServedTablet>,
     /// Ranges not started yet, in the order they are read.
     ranges: VecDeque<RowRange>,
@@ -175,15 +161,15 @@ struct Scan {
 
 /// How much a call of `Scan::advance` may do before it pauses.
 #[derive(Debug, Clone, Copy)]
-struct Budget {
+pub(super) struct Budget {
     /// Rows looked at (returned or not).
-    rows: u64,
+    pub(super) rows: u64,
     /// Bytes of rows returned.
-    bytes: usize,
+    pub(super) bytes: usize,
 }
 
 /// Where `Scan::advance` left the scan.
-enum Progress {
+pub(super) enum Progress {
     /// Every message was made.
     Done,
     /// The budget ran out; rows may be left.
@@ -191,7 +177,7 @@ enum Progress {
 }
 
 /// Why a scan stopped early.
-enum Stop {
+pub(super) enum Stop {
     /// The client went away.
     Gone,
     /// An error to report to the client.
@@ -213,7 +199,10 @@ type Out<'a> = dyn FnMut(api::ReadRowsResponse) -> Result<(), Stop> + 'a;
 
 impl Scan {
     /// The rest of the scan, on the blocking pool.
-    fn run(mut self, tx: mpsc::Sender<Result<api::ReadRowsResponse, Status>>) {
+    pub(super) fn run(
+        mut self: Box<Self>,
+        tx: mpsc::Sender<Result<api::ReadRowsResponse, Status>>,
+    ) {
         let sent = self.advance(None, &mut |message| {
             tx.blocking_send(Ok(message)).map_err(|_| Stop::Gone)
         });
@@ -226,7 +215,11 @@ impl Scan {
     /// Reads rows and hands out messages until the scan is done or, with a budget, the budget
     /// is spent. Resumable: the position (ranges left, the open iterator, the message being
     /// filled) lives in `self`.
-    fn advance(&mut self, budget: Option<Budget>, out: &mut Out<'_>) -> Result<Progress, Stop> {
+    pub(super) fn advance(
+        &mut self,
+        budget: Option<Budget>,
+        out: &mut Out<'_>,
+    ) -> Result<Progress, Stop> {
         let mut rng = rand::rng();
         let mut looked: u64 = 0;
         let mut bytes: usize = 0;
@@ -340,7 +333,7 @@ impl Scan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use tabula_common::{Epoch, TableId};
@@ -354,7 +347,10 @@ mod tests {
 
     /// A served tablet holding rows `r000..` (one 100-byte cell each), the first `deleted`
     /// of them deleted.
-    fn served(rows: usize, deleted: usize) -> (tempfile::TempDir, Arc<ServedTablet>) {
+    pub(in crate::server::data) fn served(
+        rows: usize,
+        deleted: usize,
+    ) -> (tempfile::TempDir, Arc<ServedTablet>) {
         let (dir, tablet) = scratch_tablet(Schema::with_families(["cf"]));
         for i in 0..rows {
             let mutation = if i < deleted {
@@ -378,7 +374,7 @@ mod tests {
         (dir, served)
     }
 
-    fn scan(served: Arc<ServedTablet>, gate: Arc<Gate>) -> Scan {
+    pub(in crate::server::data) fn scan(served: Arc<ServedTablet>, gate: Arc<Gate>) -> Scan {
         let range = served.tablet.range().clone();
         Scan {
             served,
@@ -396,12 +392,12 @@ mod tests {
         }
     }
 
-    const INLINE: Option<Budget> = Some(Budget {
-        rows: INLINE_ROWS,
-        bytes: INLINE_BYTES,
+    const STEP: Option<Budget> = Some(Budget {
+        rows: STEP_ROWS,
+        bytes: STEP_BYTES,
     });
 
-    fn keys(messages: &[api::ReadRowsResponse]) -> Vec<String> {
+    pub(in crate::server::data) fn keys(messages: &[api::ReadRowsResponse]) -> Vec<String> {
         messages
             .iter()
             .flat_map(|m| m.encoded_rows().unwrap())
@@ -417,7 +413,7 @@ mod tests {
         let (_dir, served) = served(600, 0);
         let mut scan = scan(served, Arc::new(Gate::new(Arc::new(|| true))));
         let mut made = Vec::new();
-        let inline = scan.advance(INLINE, &mut |m| {
+        let inline = scan.advance(STEP, &mut |m| {
             made.push(m);
             Ok(())
         });
@@ -442,7 +438,7 @@ mod tests {
         let (_dir, served) = served(5_000, 4_900);
         let mut scan = scan(served, Arc::new(Gate::new(Arc::new(|| true))));
         let mut made = Vec::new();
-        let inline = scan.advance(INLINE, &mut |m| {
+        let inline = scan.advance(STEP, &mut |m| {
             made.push(m);
             Ok(())
         });
@@ -491,7 +487,7 @@ mod tests {
         ]);
         scan.limit = 50;
         let mut made = Vec::new();
-        let inline = scan.advance(INLINE, &mut |m| {
+        let inline = scan.advance(STEP, &mut |m| {
             made.push(m);
             Ok(())
         });

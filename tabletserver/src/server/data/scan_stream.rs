@@ -1,0 +1,223 @@
+//! `ScanStream`: the response stream of a `ReadRows` scan, which makes its messages as it is
+//! polled. Each poll with nothing ready runs one *step* of the scan (`Scan::advance` within a
+//! budget of rows and bytes) on the async worker that polls it: the rows go out while they
+//! are still in the cache, no thread is handed the scan, and HTTP/2 flow control holds a slow
+//! client's scan back (the stream is not polled while the stream's window is full).
+//!
+//! A step that takes longer than `slow_step` was reading the disk (or filtering through many
+//! rows): the rest of the scan then moves to the blocking pool, where waiting on the disk
+//! holds no worker, and hands its messages over through a bounded channel. A scan whose
+//! client goes away is dropped with the stream (or, moved, finds the channel closed).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tabula_proto::tabula::tablet::v1 as api;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::read_rows::{Budget, Progress, Scan, Stop};
+
+/// One message of the response.
+type Message = Result<api::ReadRowsResponse, Status>;
+
+/// Messages buffered between a scan moved to the blocking pool and the client.
+const CHANNEL_MESSAGES: usize = 4;
+
+/// The response stream of one scan (see the module doc).
+pub(super) struct ScanStream {
+    state: State,
+    /// Messages made and not yet taken.
+    ready: VecDeque<Message>,
+    budget: Budget,
+    slow_step: Duration,
+}
+
+enum State {
+    /// Stepped on the worker that polls the stream.
+    Stepping(Box<Scan>),
+    /// Running on the blocking pool.
+    Moved(ReceiverStream<Message>),
+    Done,
+}
+
+impl ScanStream {
+    /// A stream running `scan` in steps of `budget`; a step slower than `slow_step` moves it.
+    pub(super) fn new(scan: Scan, budget: Budget, slow_step: Duration) -> ScanStream {
+        ScanStream {
+            state: State::Stepping(Box::new(scan)),
+            ready: VecDeque::new(),
+            budget,
+            slow_step,
+        }
+    }
+
+    /// Runs one step, keeping its messages; `true` if the scan has more to do.
+    fn step(&mut self) -> bool {
+        let State::Stepping(scan) = &mut self.state else {
+            return false;
+        };
+        let ready = &mut self.ready;
+        let started = Instant::now();
+        let progress = scan.advance(Some(self.budget), &mut |message| {
+            ready.push_back(Ok(message));
+            Ok(())
+        });
+        match progress {
+            Ok(Progress::Paused) => {
+                let took = started.elapsed();
+                if took > self.slow_step {
+                    tracing::debug!(
+                        ?took,
+                        "a slow scan step: the scan moves to the blocking pool"
+                    );
+                    self.move_to_blocking_pool();
+                }
+                return true;
+            }
+            Ok(Progress::Done) => {}
+            // Stepping hands every message to `ready`, which never goes away.
+            Err(Stop::Gone) => {}
+            Err(Stop::Failed(e)) => self.ready.push_back(Err(e.into())),
+        }
+        self.state = State::Done;
+        false
+    }
+
+    /// Hands the rest of the scan to the blocking pool. The task ends when the scan does or
+    /// when the client goes away (the channel closes): the stream owns it through the channel.
+    fn move_to_blocking_pool(&mut self) {
+        if let State::Stepping(scan) = std::mem::replace(&mut self.state, State::Done) {
+            let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
+            tokio::task::spawn_blocking(move || scan.run(tx));
+            self.state = State::Moved(ReceiverStream::new(rx));
+        }
+    }
+
+    /// Whether the scan was moved to the blocking pool.
+    #[cfg(test)]
+    fn moved(&self) -> bool {
+        matches!(self.state, State::Moved(_))
+    }
+}
+
+impl Stream for ScanStream {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let this = &mut *self;
+        if let Some(message) = this.ready.pop_front() {
+            return Poll::Ready(Some(message));
+        }
+        let more = match &mut this.state {
+            State::Done => return Poll::Ready(None),
+            State::Moved(rx) => return Pin::new(rx).poll_next(cx),
+            State::Stepping(_) => this.step(),
+        };
+        match this.ready.pop_front() {
+            Some(message) => Poll::Ready(Some(message)),
+            None if !more => Poll::Ready(None),
+            // A step that only passed over rows (deleted, or filtered out): let the worker's
+            // other tasks run before the next one.
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_stream::StreamExt as _;
+
+    use super::super::Gate;
+    use super::super::read_rows::tests::{keys, scan, served};
+    use super::*;
+
+    const STEP: Budget = Budget {
+        rows: 256,
+        bytes: 512 * 1024,
+    };
+
+    fn open_gate() -> Arc<Gate> {
+        Arc::new(Gate::new(Arc::new(|| true)))
+    }
+
+    async fn collect(stream: &mut ScanStream) -> Vec<api::ReadRowsResponse> {
+        let mut messages = Vec::new();
+        while let Some(message) = stream.next().await {
+            messages.push(message.unwrap());
+        }
+        messages
+    }
+
+    fn want(from: usize, to: usize) -> Vec<String> {
+        (from..to).map(|i| format!("r{i:04}")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_long_scan_is_stepped_on_the_worker_in_order() {
+        let (_dir, served) = served(700, 0);
+        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        let messages = collect(&mut stream).await;
+        assert!(!stream.moved());
+        assert_eq!(
+            keys(&messages),
+            want(0, 700),
+            "rows repeated, lost or out of order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_step_moves_the_rest_of_the_scan_to_the_blocking_pool() {
+        let (_dir, served) = served(700, 0);
+        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::ZERO);
+        let first = stream.next().await.unwrap().unwrap();
+        assert!(stream.moved(), "a step over the limit moves the scan");
+        let mut messages = vec![first];
+        messages.extend(collect(&mut stream).await);
+        assert_eq!(
+            keys(&messages),
+            want(0, 700),
+            "rows repeated, lost or out of order"
+        );
+    }
+
+    #[tokio::test]
+    async fn steps_that_find_only_deleted_rows_yield_and_the_scan_goes_on() {
+        let (_dir, served) = served(1000, 900);
+        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        // The first steps pass over deleted rows only: the stream yields instead of looping.
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+        let messages = collect(&mut stream).await;
+        assert_eq!(keys(&messages), want(900, 1000));
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_ends_the_stream_with_the_error() {
+        let (_dir, served) = served(700, 0);
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = open.clone();
+        let gate = Arc::new(Gate::new(Arc::new(move || {
+            flag.load(std::sync::atomic::Ordering::SeqCst)
+        })));
+        let mut stream = ScanStream::new(scan(served, gate), STEP, Duration::MAX);
+        assert!(stream.next().await.unwrap().is_ok());
+        open.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut last = None;
+        while let Some(message) = stream.next().await {
+            last = Some(message);
+        }
+        let status = last.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+}
