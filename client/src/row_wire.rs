@@ -44,15 +44,37 @@ impl From<prost::DecodeError> for RowDecodeError {
     }
 }
 
+/// The rows of an `EncodedRows` message (`ReadRowsResponse.rows`), in order. Each row's key,
+/// qualifiers and values point into `rows`; the framing around them is read in place, so a
+/// row costs three reference counts (key, qualifier, value), not one per nested message.
+pub(crate) fn decode_rows(rows: &Bytes) -> Result<Vec<Row>, RowDecodeError> {
+    let mut out = Vec::new();
+    let mut buf = &rows[..];
+    while buf.has_remaining() {
+        let (tag, wire) = decode_key(&mut buf)?;
+        match tag {
+            1 => out.push(row(rows, length_delimited(wire, &mut buf)?)?),
+            _ => skip(wire, tag, &mut buf)?,
+        }
+    }
+    Ok(out)
+}
+
 /// The row encoded in `buf`, its cells in wire order.
-pub(crate) fn decode_row(mut buf: Bytes) -> Result<Row, RowDecodeError> {
+#[cfg(test)]
+pub(crate) fn decode_row(buf: Bytes) -> Result<Row, RowDecodeError> {
+    row(&buf, &buf[..])
+}
+
+/// The row encoded in `buf`, a part of `whole`.
+fn row(whole: &Bytes, mut buf: &[u8]) -> Result<Row, RowDecodeError> {
     let mut key = Bytes::new();
     let mut cells = Vec::new();
     while buf.has_remaining() {
         let (tag, wire) = decode_key(&mut buf)?;
         match tag {
-            1 => key = length_delimited(wire, &mut buf)?,
-            2 => family(length_delimited(wire, &mut buf)?, &mut cells)?,
+            1 => key = whole.slice_ref(length_delimited(wire, &mut buf)?),
+            2 => family(whole, length_delimited(wire, &mut buf)?, &mut cells)?,
             _ => skip(wire, tag, &mut buf)?,
         }
     }
@@ -60,14 +82,14 @@ pub(crate) fn decode_row(mut buf: Bytes) -> Result<Row, RowDecodeError> {
 }
 
 /// Appends a `Family`'s cells to `cells`, each named after it.
-fn family(mut buf: Bytes, cells: &mut Vec<Cell>) -> Result<(), RowDecodeError> {
+fn family(whole: &Bytes, mut buf: &[u8], cells: &mut Vec<Cell>) -> Result<(), RowDecodeError> {
     let first = cells.len();
     let mut name = String::new();
     while buf.has_remaining() {
         let (tag, wire) = decode_key(&mut buf)?;
         match tag {
             1 => name = utf8(length_delimited(wire, &mut buf)?, "family name")?,
-            2 => column(length_delimited(wire, &mut buf)?, cells)?,
+            2 => column(whole, length_delimited(wire, &mut buf)?, cells)?,
             _ => skip(wire, tag, &mut buf)?,
         }
     }
@@ -83,25 +105,29 @@ fn family(mut buf: Bytes, cells: &mut Vec<Cell>) -> Result<(), RowDecodeError> {
 }
 
 /// Appends a `Column`'s cells to `cells` (their family not yet set).
-fn column(mut buf: Bytes, cells: &mut Vec<Cell>) -> Result<(), RowDecodeError> {
+fn column(whole: &Bytes, mut buf: &[u8], cells: &mut Vec<Cell>) -> Result<(), RowDecodeError> {
     let first = cells.len();
-    let mut qualifier = Bytes::new();
+    let mut qualifier: &[u8] = &[];
     while buf.has_remaining() {
         let (tag, wire) = decode_key(&mut buf)?;
         match tag {
             1 => qualifier = length_delimited(wire, &mut buf)?,
-            2 => cells.push(cell(length_delimited(wire, &mut buf)?)?),
+            2 => cells.push(cell(whole, length_delimited(wire, &mut buf)?)?),
             _ => skip(wire, tag, &mut buf)?,
         }
     }
-    for cell in &mut cells[first..] {
-        cell.qualifier = qualifier.clone();
+    if let Some((last, rest)) = cells[first..].split_last_mut() {
+        let qualifier = whole.slice_ref(qualifier);
+        for cell in rest {
+            cell.qualifier = qualifier.clone();
+        }
+        last.qualifier = qualifier;
     }
     Ok(())
 }
 
 /// A `Cell` (its family and qualifier not yet set).
-fn cell(mut buf: Bytes) -> Result<Cell, RowDecodeError> {
+fn cell(whole: &Bytes, mut buf: &[u8]) -> Result<Cell, RowDecodeError> {
     let mut cell = Cell {
         family: String::new(),
         qualifier: Bytes::new(),
@@ -109,6 +135,7 @@ fn cell(mut buf: Bytes) -> Result<Cell, RowDecodeError> {
         value: Bytes::new(),
         labels: Vec::new(),
     };
+    let mut value: &[u8] = &[];
     while buf.has_remaining() {
         let (tag, wire) = decode_key(&mut buf)?;
         match tag {
@@ -117,7 +144,7 @@ fn cell(mut buf: Bytes) -> Result<Cell, RowDecodeError> {
                 // int64: the varint's bits, as prost reads them.
                 cell.timestamp_micros = decode_varint(&mut buf)? as i64;
             }
-            2 => cell.value = length_delimited(wire, &mut buf)?,
+            2 => value = length_delimited(wire, &mut buf)?,
             3 => {
                 let label = utf8(length_delimited(wire, &mut buf)?, "label")?;
                 cell.labels.push(label);
@@ -125,25 +152,28 @@ fn cell(mut buf: Bytes) -> Result<Cell, RowDecodeError> {
             _ => skip(wire, tag, &mut buf)?,
         }
     }
+    cell.value = whole.slice_ref(value);
     Ok(cell)
 }
 
-/// A length-delimited field's contents, pointing into `buf`.
-fn length_delimited(wire: WireType, buf: &mut Bytes) -> Result<Bytes, RowDecodeError> {
+/// A length-delimited field's contents: the next bytes of `buf`.
+fn length_delimited<'a>(wire: WireType, buf: &mut &'a [u8]) -> Result<&'a [u8], RowDecodeError> {
     check_wire_type(WireType::LengthDelimited, wire)?;
     let len = decode_varint(buf)?;
     if len > buf.remaining() as u64 {
         return Err(RowDecodeError::Truncated);
     }
-    Ok(buf.split_to(len as usize))
+    let (field, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(field)
 }
 
-fn skip(wire: WireType, tag: u32, buf: &mut Bytes) -> Result<(), RowDecodeError> {
+fn skip(wire: WireType, tag: u32, buf: &mut &[u8]) -> Result<(), RowDecodeError> {
     Ok(skip_field(wire, tag, buf, DecodeContext::default())?)
 }
 
-fn utf8(bytes: Bytes, what: &'static str) -> Result<String, RowDecodeError> {
-    match std::str::from_utf8(&bytes) {
+fn utf8(bytes: &[u8], what: &'static str) -> Result<String, RowDecodeError> {
+    match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_owned()),
         Err(_) => Err(RowDecodeError::NotUtf8(what)),
     }
@@ -218,6 +248,42 @@ mod tests {
             assert_eq!((c.family.as_str(), c.qualifier.as_ref()), ("cf", &b"q"[..]));
             assert_eq!(c.value, Bytes::from("v"));
         }
+    }
+
+    #[test]
+    fn a_message_of_rows_decodes_row_by_row_into_its_buffer() {
+        let rows: Vec<bt::Row> = (0..3)
+            .map(|i| bt::Row {
+                key: Bytes::from(format!("r{i}")),
+                families: vec![bt::Family {
+                    name: "cf".into(),
+                    columns: vec![bt::Column {
+                        qualifier: Bytes::from_static(b"q"),
+                        cells: vec![bt::Cell {
+                            timestamp_micros: i,
+                            value: Bytes::from(vec![b'v'; 10]),
+                            labels: vec![],
+                        }],
+                    }],
+                }],
+            })
+            .collect();
+        let mut encoded = Vec::new();
+        for row in &rows {
+            prost::encoding::bytes::encode(1, &row.encode_to_vec(), &mut encoded);
+        }
+        // An unknown field between the rows is skipped.
+        encoded.extend_from_slice(&[2 << 3, 7]);
+        let encoded = Bytes::from(encoded);
+        let got = decode_rows(&encoded).unwrap();
+        let want: Vec<Row> = rows.into_iter().map(Row::from_proto).collect();
+        assert_eq!(got, want);
+        let range = encoded.as_ptr_range();
+        assert!(
+            range.contains(&got[2].cells[0].value.as_ptr()),
+            "values point into the buffer"
+        );
+        assert!(decode_rows(&Bytes::from(vec![(1 << 3) | 2, 9, 0])).is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::builders::{RowRange, RowSet};
 use crate::meta::{TabletRecord, from_status};
 use crate::retry::Backoff;
 use crate::row::Row;
-use crate::row_wire::decode_row;
+use crate::row_wire;
 use crate::table::{ReadOptions, Table};
 
 /// Rows `[start, end)`; `end: None` is the table's end.
@@ -459,20 +459,11 @@ impl Scan {
 /// The rows of a `ReadRowsResponse`, sent encoded (decoded in place: their keys and values
 /// point into the received message).
 pub(crate) fn decode_rows(message: &tpb::ReadRowsResponse) -> Result<Vec<Row>, Error> {
-    let rows = message.encoded_rows().map_err(|e| {
+    row_wire::decode_rows(&message.rows).map_err(|e| {
         Error::internal(format!(
             "read rows: the server sent rows that do not decode: {e}"
         ))
-    })?;
-    rows.into_iter()
-        .map(|encoded| {
-            decode_row(encoded).map_err(|e| {
-                Error::internal(format!(
-                    "read rows: the server sent a row that does not decode: {e}"
-                ))
-            })
-        })
-        .collect()
+    })
 }
 
 enum Step {
