@@ -2,7 +2,9 @@
 //! polled. Each poll with nothing ready runs one *step* of the scan (`Scan::advance` within a
 //! budget of rows and bytes) on the async worker that polls it: the rows go out while they
 //! are still in the cache, no thread is handed the scan, and HTTP/2 flow control holds a slow
-//! client's scan back (the stream is not polled while the stream's window is full).
+//! client's scan back (the stream is not polled while the stream's window is full). Between
+//! two steps the stream yields once, so the worker runs its other tasks after every step
+//! rather than only when the client's flow-control window (megabytes) fills.
 //!
 //! A step that takes longer than `slow_step` was reading the disk (or filtering through many
 //! rows): the rest of the scan then moves to the blocking pool, where waiting on the disk
@@ -35,6 +37,8 @@ pub(super) struct ScanStream {
     ready: VecDeque<Message>,
     budget: Budget,
     slow_step: Duration,
+    /// A step ran since the stream last yielded to the worker.
+    stepped: bool,
 }
 
 enum State {
@@ -53,6 +57,7 @@ impl ScanStream {
             ready: VecDeque::new(),
             budget,
             slow_step,
+            stepped: false,
         }
     }
 
@@ -116,7 +121,15 @@ impl Stream for ScanStream {
         let more = match &mut this.state {
             State::Done => return Poll::Ready(None),
             State::Moved(rx) => return Pin::new(rx).poll_next(cx),
-            State::Stepping(_) => this.step(),
+            State::Stepping(_) if this.stepped => {
+                this.stepped = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            State::Stepping(_) => {
+                this.stepped = true;
+                this.step()
+            }
         };
         match this.ready.pop_front() {
             Some(message) => Poll::Ready(Some(message)),
@@ -124,6 +137,7 @@ impl Stream for ScanStream {
             // A step that only passed over rows (deleted, or filtered out): let the worker's
             // other tasks run before the next one.
             None => {
+                this.stepped = false;
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
@@ -188,6 +202,29 @@ mod tests {
             want(0, 700),
             "rows repeated, lost or out of order"
         );
+    }
+
+    #[tokio::test]
+    async fn the_stream_yields_to_the_worker_between_steps() {
+        let (_dir, served) = served(700, 0);
+        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut polls = Vec::new();
+        let mut messages = Vec::new();
+        loop {
+            match Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(m)) => {
+                    polls.push('m');
+                    messages.push(m.unwrap());
+                }
+                Poll::Ready(None) => break,
+                Poll::Pending => polls.push('y'),
+            }
+        }
+        // 256 rows a step, 100 rows a message (a step's last rows wait for the next): the
+        // messages of rows 0-199, a yield, 200-499, a yield, 500-699.
+        assert_eq!(polls.iter().collect::<String>(), "mmymmmymm");
+        assert_eq!(keys(&messages), want(0, 700));
     }
 
     #[tokio::test]
