@@ -3,12 +3,10 @@
 //! message.
 //!
 //! Where it runs. The response is a `ScanStream`: each poll with no message ready runs one
-//! *step* of the scan on the async worker that polls it, with a budget of `STEP_ROWS` rows
-//! looked at (rows the engine or the filter empties count too, so thousands of deleted rows
-//! cannot hold a worker) and `STEP_BYTES` of rows. Rows are sent while they are still in the
-//! cache, and a slow client holds its scan back through HTTP/2 flow control. A step slower than
-//! `SLOW_STEP` was reading the disk: the rest of that scan moves to the blocking pool (see
-//! `scan_stream`). A range of one row is a point read (`Tablet::read_row`: Bloom filters, no
+//! *step* of the scan on the async worker that polls it, within a budget of rows looked at
+//! and bytes gathered. Rows are sent while they are still in the cache, and a slow client
+//! holds its scan back through HTTP/2 flow control. A step slow enough to have waited on the
+//! disk moves the rest of that scan to the blocking pool (see `scan_stream`). A range of one row is a point read (`Tablet::read_row`: Bloom filters, no
 //! iterator per SSTable).
 //!
 //! Why not the blocking pool for every long scan, as before: with 64 scans in flight that
@@ -28,7 +26,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tabula_common::Error;
@@ -57,17 +54,6 @@ pub(super) type ReadRowsStream =
 
 /// Rows looked at without anything to send before a progress-only message.
 const PROGRESS_ROWS: usize = 10_000;
-
-/// Rows one step of a scan may look at: a hundred-row scan is one step, and at a few
-/// microseconds a row the worker is back to its other requests within about a millisecond.
-const STEP_ROWS: u64 = 256;
-
-/// Bytes of rows one step may gather (also the most a step holds in memory).
-const STEP_BYTES: usize = 512 * 1024;
-
-/// A step that took longer than this was waiting on the disk (a step's rows from memory take
-/// well under a millisecond): the rest of its scan moves to the blocking pool.
-const SLOW_STEP: Duration = Duration::from_millis(2);
 
 /// `ReadRows`: checks and routes the request, then runs the scan (see the module doc).
 pub(super) async fn read_rows(
@@ -126,14 +112,7 @@ pub(super) async fn read_rows(
         encoded: BytesMut::new(),
         reserve: FIRST_MESSAGE_BYTES,
     };
-    Ok(Box::pin(ScanStream::new(
-        scan,
-        Budget {
-            rows: STEP_ROWS,
-            bytes: STEP_BYTES,
-        },
-        SLOW_STEP,
-    )))
+    Ok(Box::pin(ScanStream::new(scan)))
 }
 
 /// One `ReadRows` scan: stepped on the async worker, finished there or on the blocking pool.
@@ -392,10 +371,7 @@ pub(super) mod tests {
         }
     }
 
-    const STEP: Option<Budget> = Some(Budget {
-        rows: STEP_ROWS,
-        bytes: STEP_BYTES,
-    });
+    const STEP: Option<Budget> = Some(super::super::scan_stream::STEP);
 
     pub(in crate::server::data) fn keys(messages: &[api::ReadRowsResponse]) -> Vec<String> {
         messages

@@ -6,7 +6,7 @@
 //! two steps the stream yields once, so the worker runs its other tasks after every step
 //! rather than only when the client's flow-control window (megabytes) fills.
 //!
-//! A step that takes longer than `slow_step` was reading the disk (or filtering through many
+//! A step that takes longer than `SLOW_STEP` was reading the disk (or filtering through many
 //! rows): the rest of the scan then moves to the blocking pool, where waiting on the disk
 //! holds no worker, and hands its messages over through a bounded channel. A scan whose
 //! client goes away is dropped with the stream (or, moved, finds the channel closed).
@@ -30,12 +30,25 @@ type Message = Result<api::ReadRowsResponse, Status>;
 /// Messages buffered between a scan moved to the blocking pool and the client.
 const CHANNEL_MESSAGES: usize = 4;
 
+/// What one step may do: look at 256 rows (rows the engine or the filter empties count too,
+/// so thousands of deleted rows cannot hold a worker) and gather 512 KiB of rows (also the
+/// most a step holds in memory). A hundred-row scan is one step, and at a few microseconds a
+/// row the worker is back to its other requests within about a millisecond.
+pub(super) const STEP: Budget = Budget {
+    rows: 256,
+    bytes: 512 * 1024,
+};
+
+/// A step that took longer than this was waiting on the disk (a step's rows from memory take
+/// well under a millisecond): the rest of its scan moves to the blocking pool.
+const SLOW_STEP: Duration = Duration::from_millis(2);
+
 /// The response stream of one scan (see the module doc).
 pub(super) struct ScanStream {
     state: State,
     /// Messages made and not yet taken.
     ready: VecDeque<Message>,
-    budget: Budget,
+    /// A step longer than this moves the scan (`SLOW_STEP`; tests change it).
     slow_step: Duration,
     /// A step ran since the stream last yielded to the worker.
     stepped: bool,
@@ -50,25 +63,24 @@ enum State {
 }
 
 impl ScanStream {
-    /// A stream running `scan` in steps of `budget`; a step slower than `slow_step` moves it.
-    pub(super) fn new(scan: Scan, budget: Budget, slow_step: Duration) -> ScanStream {
+    /// A stream running `scan` in steps (see the module doc).
+    pub(super) fn new(scan: Scan) -> ScanStream {
         ScanStream {
             state: State::Stepping(Box::new(scan)),
             ready: VecDeque::new(),
-            budget,
-            slow_step,
+            slow_step: SLOW_STEP,
             stepped: false,
         }
     }
 
-    /// Runs one step, keeping its messages; `true` if the scan has more to do.
-    fn step(&mut self) -> bool {
+    /// Runs one step, keeping its messages.
+    fn step(&mut self) {
         let State::Stepping(scan) = &mut self.state else {
-            return false;
+            return;
         };
         let ready = &mut self.ready;
         let started = Instant::now();
-        let progress = scan.advance(Some(self.budget), &mut |message| {
+        let progress = scan.advance(Some(STEP), &mut |message| {
             ready.push_back(Ok(message));
             Ok(())
         });
@@ -82,7 +94,7 @@ impl ScanStream {
                     );
                     self.move_to_blocking_pool();
                 }
-                return true;
+                return;
             }
             Ok(Progress::Done) => {}
             // Stepping hands every message to `ready`, which never goes away.
@@ -90,7 +102,6 @@ impl ScanStream {
             Err(Stop::Failed(e)) => self.ready.push_back(Err(e.into())),
         }
         self.state = State::Done;
-        false
     }
 
     /// Hands the rest of the scan to the blocking pool. The task ends when the scan does or
@@ -118,29 +129,23 @@ impl Stream for ScanStream {
         if let Some(message) = this.ready.pop_front() {
             return Poll::Ready(Some(message));
         }
-        let more = match &mut this.state {
+        match &mut this.state {
             State::Done => return Poll::Ready(None),
             State::Moved(rx) => return Pin::new(rx).poll_next(cx),
-            State::Stepping(_) if this.stepped => {
-                this.stepped = false;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            State::Stepping(_) => {
-                this.stepped = true;
-                this.step()
-            }
-        };
+            State::Stepping(_) => {}
+        }
+        if std::mem::take(&mut this.stepped) {
+            // The last step's messages are taken (or it made none, having only passed over
+            // deleted or filtered-out rows): let the worker's other tasks run first.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.step();
+        this.stepped = true;
         match this.ready.pop_front() {
             Some(message) => Poll::Ready(Some(message)),
-            None if !more => Poll::Ready(None),
-            // A step that only passed over rows (deleted, or filtered out): let the worker's
-            // other tasks run before the next one.
-            None => {
-                this.stepped = false;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
+            // Nothing made: the scan ended, moved, or yields before its next step.
+            None => Pin::new(this).poll_next(cx),
         }
     }
 }
@@ -155,13 +160,22 @@ mod tests {
     use super::super::read_rows::tests::{keys, scan, served};
     use super::*;
 
-    const STEP: Budget = Budget {
-        rows: 256,
-        bytes: 512 * 1024,
-    };
-
     fn open_gate() -> Arc<Gate> {
         Arc::new(Gate::new(Arc::new(|| true)))
+    }
+
+    /// A stream over rows `r0000..r{rows}` (the first `deleted` deleted) moving its scan after
+    /// a step longer than `slow_step`.
+    fn stream(
+        rows: usize,
+        deleted: usize,
+        gate: Arc<Gate>,
+        slow_step: Duration,
+    ) -> (tempfile::TempDir, ScanStream) {
+        let (dir, served) = served(rows, deleted);
+        let mut stream = ScanStream::new(scan(served, gate));
+        stream.slow_step = slow_step;
+        (dir, stream)
     }
 
     async fn collect(stream: &mut ScanStream) -> Vec<api::ReadRowsResponse> {
@@ -178,8 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_scan_is_stepped_on_the_worker_in_order() {
-        let (_dir, served) = served(700, 0);
-        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        let (_dir, mut stream) = stream(700, 0, open_gate(), Duration::MAX);
         let messages = collect(&mut stream).await;
         assert!(!stream.moved());
         assert_eq!(
@@ -191,8 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_step_moves_the_rest_of_the_scan_to_the_blocking_pool() {
-        let (_dir, served) = served(700, 0);
-        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::ZERO);
+        let (_dir, mut stream) = stream(700, 0, open_gate(), Duration::ZERO);
         let first = stream.next().await.unwrap().unwrap();
         assert!(stream.moved(), "a step over the limit moves the scan");
         let mut messages = vec![first];
@@ -206,8 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_stream_yields_to_the_worker_between_steps() {
-        let (_dir, served) = served(700, 0);
-        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        let (_dir, mut stream) = stream(700, 0, open_gate(), Duration::MAX);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut polls = Vec::new();
         let mut messages = Vec::new();
@@ -229,8 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn steps_that_find_only_deleted_rows_yield_and_the_scan_goes_on() {
-        let (_dir, served) = served(1000, 900);
-        let mut stream = ScanStream::new(scan(served, open_gate()), STEP, Duration::MAX);
+        let (_dir, mut stream) = stream(1000, 900, open_gate(), Duration::MAX);
         // The first steps pass over deleted rows only: the stream yields instead of looping.
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -241,13 +251,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_gate_ends_the_stream_with_the_error() {
-        let (_dir, served) = served(700, 0);
         let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let flag = open.clone();
         let gate = Arc::new(Gate::new(Arc::new(move || {
             flag.load(std::sync::atomic::Ordering::SeqCst)
         })));
-        let mut stream = ScanStream::new(scan(served, gate), STEP, Duration::MAX);
+        let (_dir, mut stream) = stream(700, 0, gate, Duration::MAX);
         assert!(stream.next().await.unwrap().is_ok());
         open.store(false, std::sync::atomic::Ordering::SeqCst);
         let mut last = None;
