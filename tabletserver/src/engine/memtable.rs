@@ -27,6 +27,7 @@ use crossbeam_skiplist::base::SkipList;
 
 use super::key::{CellKey, Entry, RowPrefix, Seq, Value, key_bounds};
 use super::sstable::RowRange;
+use super::versions::{ColumnWalk, Verdict, VersionLimit, column_end};
 
 /// Per-entry overhead of a skiplist node, for accounting.
 const NODE_OVERHEAD_BYTES: usize = 64;
@@ -34,6 +35,9 @@ const NODE_OVERHEAD_BYTES: usize = 64;
 const FIRST_REFILL_ENTRIES: usize = 16;
 /// ...and at most per refill, as each refill doubles.
 const MAX_REFILL_ENTRIES: usize = 512;
+/// Older versions a limited read steps over one by one before it seeks past their column: a
+/// step is one node, a seek about one per level of the list.
+const SEEK_AFTER_SKIPPED: usize = 8;
 
 /// A skiplist key: the cell key behind an inline prefix of its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,17 +146,39 @@ impl Memtable {
         self.max_seq.load(Ordering::Acquire)
     }
 
-    /// Every entry of `row`, in key order.
-    pub fn row_entries(&self, row: &Bytes) -> Vec<Entry> {
+    /// Every entry of `row`, in key order; with a `limit`, only the entries the read needs
+    /// (see [`super::versions`]): older versions of a complete column are passed over without
+    /// being cloned, and a long run of them is skipped with one seek.
+    pub fn row_entries(&self, row: &Bytes, limit: Option<VersionLimit>) -> Vec<Entry> {
         let (lo, hi) = key_bounds(&Bound::Included(row.clone()), &Bound::Included(row.clone()));
         let guard = &epoch::pin();
-        self.map
-            .range((mem_bound(lo), mem_bound(hi)), guard)
-            .map(|e| Entry {
-                key: e.key().key.clone(),
-                value: e.value().clone(),
-            })
-            .collect()
+        let clone = |e: &crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| Entry {
+            key: e.key().key.clone(),
+            value: e.value().clone(),
+        };
+        let Some(limit) = limit else {
+            return self
+                .map
+                .range((mem_bound(lo), mem_bound(hi)), guard)
+                .map(|e| clone(&e))
+                .collect();
+        };
+        let mut walk = ColumnWalk::new(limit);
+        let mut out = Vec::new();
+        let upper = mem_bound(hi);
+        let mut lower = mem_bound(lo);
+        'seek: loop {
+            for e in self.map.range((lower, upper.clone()), guard) {
+                let key = &e.key().key;
+                if walk.judge(key, e.value()) == Verdict::Keep {
+                    out.push(clone(&e));
+                } else if walk.skipped_in_column() >= SEEK_AFTER_SKIPPED {
+                    lower = Bound::Excluded(MemKey::new(column_end(key)));
+                    continue 'seek;
+                }
+            }
+            return out;
+        }
     }
 
     /// Entries of rows in `range`, in key order (or reverse key order).
@@ -327,7 +353,45 @@ mod tests {
         assert_eq!(fwd, (12..=401).collect::<Vec<_>>());
         let rev: Vec<_> = mem.iter(&range, true).map(|e| e.key.seq).collect();
         assert_eq!(rev, (12..=401).rev().collect::<Vec<_>>());
-        assert_eq!(mem.row_entries(&Bytes::from_static(b"r0007")).len(), 1);
+        assert_eq!(
+            mem.row_entries(&Bytes::from_static(b"r0007"), None).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_limited_row_read_stops_at_the_newest_versions_and_seeks_past_the_rest() {
+        let mem = Memtable::new();
+        // Column a of row r: 100 versions (enough for the seek); column b: 3; then row s.
+        let mut entries: Vec<Entry> = (0..100).map(|i| put("r", "a", i, 1 + i as Seq)).collect();
+        entries.extend((0..3).map(|i| put("r", "b", i, 200 + i as Seq)));
+        entries.push(put("s", "a", 1, 300));
+        mem.insert(entries);
+        let limit = VersionLimit {
+            versions: 2,
+            time_range: None,
+            snapshot: Seq::MAX,
+            others_max_seq: 0,
+        };
+        let read = |row: &'static str, limit| -> Vec<(Bytes, i64)> {
+            mem.row_entries(&Bytes::from_static(row.as_bytes()), limit)
+                .into_iter()
+                .map(|e| (e.key.qualifier.unwrap(), e.key.timestamp))
+                .collect()
+        };
+        let q = |q: &'static str| Bytes::from_static(q.as_bytes());
+        assert_eq!(
+            read("r", Some(limit)),
+            vec![(q("a"), 99), (q("a"), 98), (q("b"), 2), (q("b"), 1)]
+        );
+        assert_eq!(read("r", None).len(), 103);
+        assert_eq!(read("s", Some(limit)), vec![(q("a"), 1)]);
+        // Another source with newer numbers could hide these versions: nothing is skipped.
+        let guarded = VersionLimit {
+            others_max_seq: 250,
+            ..limit
+        };
+        assert_eq!(read("r", Some(guarded)).len(), 103);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod read;
 pub mod sstable;
 pub mod stats;
 pub mod tablet;
+pub mod versions;
 
 pub use error::EngineError;
 pub use gc::{GcHandle, GcStats};

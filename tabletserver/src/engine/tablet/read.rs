@@ -10,9 +10,11 @@ use bytes::Bytes;
 
 use crate::engine::error::EngineError;
 use crate::engine::key::{Entry, Seq};
+use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
 use crate::engine::read::{CellFilter, Row, resolve_row};
 use crate::engine::sstable::RowRange;
+use crate::engine::versions::VersionLimit;
 
 use super::core::{Inner, State, Tablet};
 
@@ -118,14 +120,29 @@ impl Inner {
             .min(self.seqs.visible());
         let state: Arc<State> = self.state.read().clone();
         let key = Bytes::copy_from_slice(row);
+        let mems: Vec<&Arc<Memtable>> = std::iter::once(&state.active)
+            .chain(state.frozen.iter())
+            .collect();
+        let ssts: Vec<_> = state
+            .sstables
+            .iter()
+            .filter(|sst| sst.may_contain_row(row))
+            .collect();
+        // Each memtable stops at the versions the filter needs (`versions`): every source that
+        // may hold the row counts for what another one can hide.
+        let max_seqs: Vec<Seq> = mems
+            .iter()
+            .map(|m| m.max_seq())
+            .chain(ssts.iter().map(|s| s.meta().max_seq))
+            .collect();
+        let limits =
+            VersionLimit::per_source(filter.max_versions, filter.time_range, snapshot, &max_seqs);
         let mut entries: Vec<Entry> = Vec::new();
-        for mem in std::iter::once(&state.active).chain(state.frozen.iter()) {
-            entries.extend(mem.row_entries(&key));
+        for (mem, limit) in mems.iter().zip(&limits) {
+            entries.extend(mem.row_entries(&key, *limit));
         }
-        for sst in &state.sstables {
-            if sst.may_contain_row(row) {
-                entries.extend(sst.get_row_entries(row)?);
-            }
+        for sst in ssts {
+            entries.extend(sst.get_row_entries(row)?);
         }
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
