@@ -147,37 +147,52 @@ impl Memtable {
     }
 
     /// Every entry of `row`, in key order; with a `limit`, only the entries the read needs
-    /// (see [`super::versions`]): older versions of a complete column are passed over without
-    /// being cloned, and a long run of them is skipped with one seek.
+    /// (see [`super::versions`] and [`Memtable::walk_forward`]).
     pub fn row_entries(&self, row: &Bytes, limit: Option<VersionLimit>) -> Vec<Entry> {
         let (lo, hi) = key_bounds(&Bound::Included(row.clone()), &Bound::Included(row.clone()));
+        let (lower, upper) = (mem_bound(lo), mem_bound(hi));
+        if let Some(limit) = limit {
+            let mut out = Vec::new();
+            let mut walk = ColumnWalk::new(limit);
+            self.walk_forward(lower, &upper, &mut walk, usize::MAX, |e| out.push(e));
+            return out;
+        }
         let guard = &epoch::pin();
-        let clone = |e: &crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| Entry {
-            key: e.key().key.clone(),
-            value: e.value().clone(),
-        };
-        let Some(limit) = limit else {
-            return self
-                .map
-                .range((mem_bound(lo), mem_bound(hi)), guard)
-                .map(|e| clone(&e))
-                .collect();
-        };
-        let mut walk = ColumnWalk::new(limit);
-        let mut out = Vec::new();
-        let upper = mem_bound(hi);
-        let mut lower = mem_bound(lo);
+        self.map
+            .range((lower, upper), guard)
+            .map(|e| to_entry(&e))
+            .collect()
+    }
+
+    /// Walks `(lower, upper)` forward through `walk`, handing each entry it keeps to `keep`
+    /// until `max` are kept. Older versions of a complete column are passed over without being
+    /// cloned, and a long run of them is skipped with one seek past the column. Returns the
+    /// bound to resume from, or `None` when the range is exhausted.
+    fn walk_forward(
+        &self,
+        mut lower: Bound<MemKey>,
+        upper: &Bound<MemKey>,
+        walk: &mut ColumnWalk,
+        max: usize,
+        mut keep: impl FnMut(Entry),
+    ) -> Option<Bound<MemKey>> {
+        let guard = &epoch::pin();
+        let mut kept = 0;
         'seek: loop {
             for e in self.map.range((lower, upper.clone()), guard) {
                 let key = &e.key().key;
                 if walk.judge(key, e.value()) == Verdict::Keep {
-                    out.push(clone(&e));
+                    keep(to_entry(&e));
+                    kept += 1;
+                    if kept >= max {
+                        return Some(Bound::Excluded(MemKey::new(key.clone())));
+                    }
                 } else if walk.skipped_in_column() >= SEEK_AFTER_SKIPPED {
                     lower = Bound::Excluded(MemKey::new(column_end(key)));
                     continue 'seek;
                 }
             }
-            return out;
+            return None;
         }
     }
 
@@ -192,7 +207,16 @@ impl Memtable {
             buf: VecDeque::new(),
             refill: FIRST_REFILL_ENTRIES,
             done: false,
+            walk: None,
         }
+    }
+}
+
+/// A skiplist entry's key and value, cloned out.
+fn to_entry(e: &crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>) -> Entry {
+    Entry {
+        key: e.key().key.clone(),
+        value: e.value().clone(),
     }
 }
 
@@ -249,19 +273,42 @@ pub struct MemtableIter {
     buf: VecDeque<Entry>,
     refill: usize,
     done: bool,
+    /// Set by [`MemtableIter::limited`]: the walk that passes over versions the read does not
+    /// need.
+    walk: Option<ColumnWalk>,
 }
 
 impl MemtableIter {
+    /// This (forward) iterator, handing out only the entries a read limited by `limit` needs
+    /// (see [`super::versions`]); a reverse iterator is returned unchanged.
+    pub fn limited(mut self, limit: VersionLimit) -> MemtableIter {
+        if !self.reverse {
+            self.walk = Some(ColumnWalk::new(limit));
+        }
+        self
+    }
+
     fn refill(&mut self) {
+        if let Some(walk) = self.walk.as_mut() {
+            let buf = &mut self.buf;
+            let next =
+                self.mem
+                    .walk_forward(self.lower.clone(), &self.upper, walk, self.refill, |e| {
+                        buf.push_back(e)
+                    });
+            match next {
+                Some(lower) => self.lower = lower,
+                None => self.done = true,
+            }
+            self.refill = (self.refill * 2).min(MAX_REFILL_ENTRIES);
+            return;
+        }
         let guard = &epoch::pin();
         let range = self
             .mem
             .map
             .range((self.lower.clone(), self.upper.clone()), guard);
-        let to_entry = |e: crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| Entry {
-            key: e.key().key.clone(),
-            value: e.value().clone(),
-        };
+        let to_entry = |e: crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| to_entry(&e);
         if self.reverse {
             self.buf.extend(range.rev().take(self.refill).map(to_entry));
             if let Some(last) = self.buf.back() {
@@ -392,6 +439,49 @@ mod tests {
             ..limit
         };
         assert_eq!(read("r", Some(guarded)).len(), 103);
+    }
+
+    #[test]
+    fn a_limited_scan_keeps_the_newest_versions_across_refills_and_seeks() {
+        let mem = Arc::new(Memtable::new());
+        let mut seq = 0;
+        let mut entries = Vec::new();
+        // 40 rows of 3 columns with 1 to 20 versions each: refills end mid-column and seeks
+        // cross refill boundaries.
+        for r in 0..40 {
+            for q in ["a", "b", "c"] {
+                for ts in 0..(1 + (r * 7 + q.len() as i64) % 20) {
+                    seq += 1;
+                    entries.push(put(&format!("r{r:02}"), q, ts, seq));
+                }
+            }
+        }
+        mem.insert(entries);
+        let limit = VersionLimit {
+            versions: 1,
+            time_range: None,
+            snapshot: Seq::MAX,
+            others_max_seq: 0,
+        };
+        let all = RowRange::all();
+        let scanned: Vec<Entry> = mem.iter(&all, false).limited(limit).collect();
+        let by_row: Vec<Entry> = (0..40)
+            .flat_map(|r| mem.row_entries(&Bytes::from(format!("r{r:02}")), Some(limit)))
+            .collect();
+        assert_eq!(scanned, by_row);
+        // One entry per column: the newest.
+        assert_eq!(scanned.len(), 120);
+        assert!(scanned.iter().all(|e| {
+            let newest = mem
+                .row_entries(&e.key.row, None)
+                .into_iter()
+                .filter(|o| o.key.qualifier == e.key.qualifier)
+                .map(|o| o.key.timestamp)
+                .max();
+            newest == Some(e.key.timestamp)
+        }));
+        // A reverse scan meets tombstones after the cells they cover: it is not limited.
+        assert_eq!(mem.iter(&all, true).limited(limit).count(), mem.len());
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Tablet {
             return Ok(RowIter::empty());
         };
         let merged = MergeIter::new(
-            sources(&state, &range, opts.reverse),
+            sources(&state, &range, opts.reverse, &filter, snapshot),
             opts.reverse,
             snapshot,
         );
@@ -86,12 +86,34 @@ impl Tablet {
     }
 }
 
-fn sources(state: &State, range: &RowRange, reverse: bool) -> Vec<EntrySource> {
+/// The merge's sources: memtables newest first, then SSTables. In a forward scan each memtable
+/// stops at the versions `filter` needs (see [`crate::engine::versions`]).
+fn sources(
+    state: &State,
+    range: &RowRange,
+    reverse: bool,
+    filter: &CellFilter,
+    snapshot: Seq,
+) -> Vec<EntrySource> {
+    let mems: Vec<&Arc<Memtable>> = std::iter::once(&state.active)
+        .chain(state.frozen.iter().rev())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let max_seqs: Vec<Seq> = mems
+        .iter()
+        .map(|m| m.max_seq())
+        .chain(state.sstables.iter().map(|s| s.meta().max_seq))
+        .collect();
+    let limits =
+        VersionLimit::per_source(filter.max_versions, filter.time_range, snapshot, &max_seqs);
     let mut sources: Vec<EntrySource> = Vec::new();
-    for mem in std::iter::once(&state.active).chain(state.frozen.iter().rev()) {
-        if !mem.is_empty() {
-            sources.push(Box::new(mem.iter(range, reverse).map(Ok)));
-        }
+    for (mem, limit) in mems.into_iter().zip(limits) {
+        let iter = mem.iter(range, reverse);
+        let iter = match limit {
+            Some(limit) => iter.limited(limit),
+            None => iter,
+        };
+        sources.push(Box::new(iter.map(Ok)));
     }
     for sst in &state.sstables {
         sources.push(Box::new(
