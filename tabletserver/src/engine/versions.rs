@@ -43,6 +43,23 @@ pub struct VersionLimit {
 }
 
 impl VersionLimit {
+    /// The limit of a read wanting `max_versions` per column (`None`: every version, so no
+    /// limit), in a source whose floor is `others_max_seq`.
+    pub fn new(
+        max_versions: Option<usize>,
+        time_range: Option<(i64, i64)>,
+        snapshot: Seq,
+        others_max_seq: Seq,
+    ) -> Option<VersionLimit> {
+        let versions = max_versions.filter(|n| *n > 0)?;
+        Some(VersionLimit {
+            versions,
+            time_range,
+            snapshot,
+            others_max_seq,
+        })
+    }
+
     /// The limits of a read of `sources` (each source's largest sequence number) at
     /// `snapshot`, one for each source in order; `None` for every source when the read wants
     /// every version.
@@ -55,7 +72,6 @@ impl VersionLimit {
         let visible: Vec<Seq> = sources_max_seq.iter().map(|s| (*s).min(snapshot)).collect();
         (0..visible.len())
             .map(|i| {
-                let versions = max_versions.filter(|n| *n > 0)?;
                 let others_max_seq = visible
                     .iter()
                     .enumerate()
@@ -63,12 +79,7 @@ impl VersionLimit {
                     .map(|(_, s)| *s)
                     .max()
                     .unwrap_or(0);
-                Some(VersionLimit {
-                    versions,
-                    time_range,
-                    snapshot,
-                    others_max_seq,
-                })
+                VersionLimit::new(max_versions, time_range, snapshot, others_max_seq)
             })
             .collect()
     }
@@ -121,6 +132,19 @@ impl ColumnWalk {
     /// past the column once this grows: see [`column_end`]).
     pub fn skipped_in_column(&self) -> usize {
         self.skipped
+    }
+
+    /// While the current column is complete, the last key it can hold (see [`column_end`]):
+    /// everything up to it can be skipped without being judged.
+    pub fn seek_target(&self) -> Option<CellKey> {
+        let (row, family, qualifier) = self.column.as_ref()?;
+        self.complete().then(|| CellKey {
+            row: row.clone(),
+            family: family.clone(),
+            qualifier: Some(qualifier.clone()),
+            timestamp: i64::MIN,
+            seq: 0,
+        })
     }
 
     /// Judges the next entry of the source.
@@ -256,6 +280,21 @@ mod tests {
         assert_eq!(walk.skipped_in_column(), 0);
         assert!(column_end(&entries[0].key) > entries[4].key);
         assert!(column_end(&entries[0].key) < put("r", "b", i64::MAX, Seq::MAX).key);
+    }
+
+    #[test]
+    fn a_complete_column_names_where_to_seek() {
+        let mut walk = ColumnWalk::new(limit(1, 0));
+        let first = put("r", "a", 10, 9);
+        assert_eq!(walk.seek_target(), None);
+        walk.judge(&first.key, &first.value);
+        assert_eq!(walk.seek_target(), Some(column_end(&first.key)));
+        let next = put("r", "b", 10, 8);
+        walk.judge(&next.key, &next.value);
+        assert_eq!(walk.seek_target(), Some(column_end(&next.key)));
+        let mut guarded = ColumnWalk::new(limit(1, 9));
+        guarded.judge(&first.key, &first.value);
+        assert_eq!(guarded.seek_target(), None);
     }
 
     #[test]

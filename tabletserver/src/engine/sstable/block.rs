@@ -39,6 +39,7 @@ use super::codec::{Decoder, Malformed, put_bytes, put_varint, u32_at, zigzag};
 use super::error::SstableError;
 use super::rows::RowDirectory;
 use crate::engine::key::{CellKey, Entry, Value};
+use crate::engine::versions::{ColumnWalk, Verdict};
 
 /// Bytes before the payload: tag and raw length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -324,6 +325,27 @@ impl Block {
                 break;
             }
             out.extend(self.entry(i));
+        }
+    }
+
+    /// Appends the entries of `row` that `walk` keeps to `out` (see
+    /// [`crate::engine::versions`]).
+    pub(crate) fn row_entries_walked(
+        &self,
+        row: &[u8],
+        walk: &mut ColumnWalk,
+        out: &mut Vec<Entry>,
+    ) {
+        let start = self.seek(|r| r < row);
+        for i in start..self.entries.len() {
+            if self.row(i) != Some(row) {
+                break;
+            }
+            if let Some(e) = self.entry(i)
+                && walk.judge(&e.key, &e.value) == Verdict::Keep
+            {
+                out.push(e);
+            }
         }
     }
 

@@ -131,7 +131,7 @@ pub fn decode_file(bytes: Bytes) -> Result<usize, SstableError> {
 
 /// The point read of `row` must return the `expected` entries the scan saw.
 fn check_row(table: &Sstable, row: &[u8], expected: usize) -> Result<(), SstableError> {
-    if table.get_row_entries(row)?.len() != expected {
+    if table.get_row_entries(row, None)?.len() != expected {
         return Err(corrupt("row filter", "point read disagrees with the scan"));
     }
     Ok(())

@@ -275,7 +275,7 @@ mod tests {
                 let q = e.key.qualifier.as_deref().unwrap_or(b"");
                 prop_assert!(t.may_contain_column(row, &e.key.family, q), "column false negative");
                 let want = expected(&entries, &RowRange::single(row.clone()), false);
-                prop_assert_eq!(t.get_row_entries(row).unwrap(), want);
+                prop_assert_eq!(t.get_row_entries(row, None).unwrap(), want);
             }
         }
     }

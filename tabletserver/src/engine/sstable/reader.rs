@@ -18,6 +18,7 @@ use super::meta::{self, SstableMeta};
 use super::range::RowRange;
 use super::rows::RowDirectory;
 use crate::engine::key::Entry;
+use crate::engine::versions::{ColumnWalk, VersionLimit};
 
 /// An open, immutable SSTable.
 pub struct Sstable {
@@ -185,21 +186,35 @@ impl Sstable {
         SstableIter::new(self.clone(), range, reverse)
     }
 
-    /// Every entry of `row`, in key order. Checks the row filter first, then reads only the
+    /// Every entry of `row`, in key order; with a `limit`, only the entries the read needs
+    /// (see [`crate::engine::versions`]), and the blocks that hold nothing but older versions
+    /// of a complete column are not read. Checks the row filter first, then reads only the
     /// blocks that may hold the row.
-    pub fn get_row_entries(&self, row: &[u8]) -> Result<Vec<Entry>, SstableError> {
+    pub fn get_row_entries(
+        &self,
+        row: &[u8],
+        limit: Option<VersionLimit>,
+    ) -> Result<Vec<Entry>, SstableError> {
         if !self.may_contain_row(row) {
             return Ok(Vec::new());
         }
+        let mut walk = limit.map(ColumnWalk::new);
         let mut i = self.last_rows.partition_point(|r| r < row);
         let mut out = Vec::new();
         while i < self.index.len() {
             let block = self.block(i)?;
-            block.row_entries_into(row, &mut out);
+            match walk.as_mut() {
+                Some(walk) => block.row_entries_walked(row, walk, &mut out),
+                None => block.row_entries_into(row, &mut out),
+            }
             if self.last_rows.get(i) != Some(row) {
                 break;
             }
             i += 1;
+            // Blocks ending before the complete column ends hold only more of it.
+            if let Some(end) = walk.as_ref().and_then(ColumnWalk::seek_target) {
+                i += self.index[i..].partition_point(|b| b.last_key < end);
+            }
         }
         Ok(out)
     }
@@ -300,7 +315,11 @@ mod tests {
                 .filter(|e| e.key.row == row.as_bytes())
                 .cloned()
                 .collect();
-            assert_eq!(t.get_row_entries(row.as_bytes()).unwrap(), want, "{row}");
+            assert_eq!(
+                t.get_row_entries(row.as_bytes(), None).unwrap(),
+                want,
+                "{row}"
+            );
             assert!(t.may_contain_row(row.as_bytes()));
             for e in &want {
                 let q = e.key.qualifier.as_deref().unwrap_or(b"any");
@@ -317,8 +336,8 @@ mod tests {
             !t.may_contain_row(b"a") && !t.may_contain_row(b"z"),
             "outside the file's rows"
         );
-        assert!(t.get_row_entries(b"row00050x").unwrap().is_empty());
-        assert!(t.get_row_entries(b"zzz").unwrap().is_empty());
+        assert!(t.get_row_entries(b"row00050x", None).unwrap().is_empty());
+        assert!(t.get_row_entries(b"zzz", None).unwrap().is_empty());
     }
 
     #[test]
@@ -345,7 +364,42 @@ mod tests {
             .cloned()
             .collect();
         assert!(want.len() > 200);
-        assert_eq!(t.get_row_entries(b"row00001").unwrap(), want);
+        assert_eq!(t.get_row_entries(b"row00001", None).unwrap(), want);
+    }
+
+    #[test]
+    fn a_limited_row_read_skips_the_blocks_of_older_versions() {
+        use crate::engine::sstable::testutil::put;
+        use crate::engine::versions::VersionLimit;
+        // Row r: column a with 300 versions over many tiny blocks, then column b with 2.
+        let value = "v".repeat(100);
+        let mut entries: Vec<Entry> = (0..300u64)
+            .map(|i| put("r", "cf", "a", i as i64, 1 + i, &value))
+            .collect();
+        entries.extend((0..2u64).map(|i| put("r", "cf", "b", i as i64, 400 + i, "v")));
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        let cache = fresh_cache();
+        let t = open_bytes(write_table(&entries, tiny_blocks()), cache.clone()).unwrap();
+        assert!(t.meta().block_count > 20, "{} blocks", t.meta().block_count);
+        let limit = VersionLimit::new(Some(1), None, u64::MAX, 0);
+        let got: Vec<(Bytes, i64)> = t
+            .get_row_entries(b"r", limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key.qualifier.unwrap(), e.key.timestamp))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Bytes::from_static(b"a"), 299),
+                (Bytes::from_static(b"b"), 1)
+            ]
+        );
+        // The first block, the seek's landing block and no more than one other were read.
+        let read = cache.len();
+        assert!(read <= 3, "{read} of {} blocks read", t.meta().block_count);
+        // Without a limit, every version.
+        assert_eq!(t.get_row_entries(b"r", None).unwrap().len(), 302);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::engine::key::{Entry, Seq};
 use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
 use crate::engine::read::{CellFilter, Row, resolve_row};
-use crate::engine::sstable::RowRange;
+use crate::engine::sstable::{RowRange, Sstable};
 use crate::engine::versions::VersionLimit;
 
 use super::core::{Inner, State, Tablet};
@@ -142,29 +142,48 @@ impl Inner {
             .min(self.seqs.visible());
         let state: Arc<State> = self.state.read().clone();
         let key = Bytes::copy_from_slice(row);
-        let mems: Vec<&Arc<Memtable>> = std::iter::once(&state.active)
-            .chain(state.frozen.iter())
-            .collect();
-        let ssts: Vec<_> = state
+        // Each source stops at the versions the filter needs (see `versions`). Its floor is
+        // the largest number another source could hide it with: the largest visible tombstone
+        // of a source already read (the walk keeps every tombstone), else that source's
+        // largest number. Newest first, so the floors are exact where versions pile up.
+        let mems = std::iter::once(&state.active).chain(state.frozen.iter().rev());
+        let mut ssts: Vec<_> = state
             .sstables
             .iter()
             .filter(|sst| sst.may_contain_row(row))
             .collect();
-        // Each memtable stops at the versions the filter needs (`versions`): every source that
-        // may hold the row counts for what another one can hide.
-        let max_seqs: Vec<Seq> = mems
-            .iter()
-            .map(|m| m.max_seq())
-            .chain(ssts.iter().map(|s| s.meta().max_seq))
+        ssts.sort_by_key(|sst| std::cmp::Reverse(sst.meta().max_seq));
+        let sources: Vec<RowSource<'_>> = mems
+            .map(RowSource::Memtable)
+            .chain(ssts.into_iter().map(RowSource::Sstable))
             .collect();
-        let limits =
-            VersionLimit::per_source(filter.max_versions, filter.time_range, snapshot, &max_seqs);
+        let mut floors: Vec<Seq> = sources.iter().map(|s| s.max_seq().min(snapshot)).collect();
         let mut entries: Vec<Entry> = Vec::new();
-        for (mem, limit) in mems.iter().zip(&limits) {
-            entries.extend(mem.row_entries(&key, *limit));
-        }
-        for sst in ssts {
-            entries.extend(sst.get_row_entries(row)?);
+        for (i, source) in sources.iter().enumerate() {
+            let others_max_seq = floors
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| *s)
+                .max()
+                .unwrap_or(0);
+            let limit = VersionLimit::new(
+                filter.max_versions,
+                filter.time_range,
+                snapshot,
+                others_max_seq,
+            );
+            let got = match source {
+                RowSource::Memtable(m) => m.row_entries(&key, limit),
+                RowSource::Sstable(t) => t.get_row_entries(row, limit)?,
+            };
+            floors[i] = got
+                .iter()
+                .filter(|e| e.value.is_tombstone() && e.key.seq <= snapshot)
+                .map(|e| e.key.seq)
+                .max()
+                .unwrap_or(0);
+            entries.extend(got);
         }
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -188,6 +207,21 @@ impl Inner {
         CellFilter {
             families: Some(families),
             ..filter.clone()
+        }
+    }
+}
+
+/// One source of a point read.
+enum RowSource<'a> {
+    Memtable(&'a Arc<Memtable>),
+    Sstable(&'a Arc<Sstable>),
+}
+
+impl RowSource<'_> {
+    fn max_seq(&self) -> Seq {
+        match self {
+            RowSource::Memtable(m) => m.max_seq(),
+            RowSource::Sstable(t) => t.meta().max_seq,
         }
     }
 }
