@@ -12,8 +12,8 @@
 //! its redo point from every log it names.
 //!
 //! Reading order: `key` (entries and their order), `mutation` (what a client asks), `memtable`,
-//! `commitlog` (durability), `sstable` (immutable files), `merge` and `read` (the read path),
-//! `manifest`, `compaction` (the picker), `gc_policy`, `options`, then `tablet`, which ties
+//! `commitlog` (durability), `sstable` (immutable files), `merge`, `read` and `versions` (the read
+//! path), `manifest`, `compaction` (the picker), `gc_policy`, `options`, then `tablet`, which ties
 //! them together, and `gc` (deleting files no manifest names); `stats` holds the counters
 //! the server's metrics read.
 
