@@ -4,8 +4,8 @@
 //! `latest(1)` every benchmark and most applications use) used to take every version of every
 //! column out of each memtable and SSTable and let `resolve_row` drop all but `n`. A hot row
 //! written over and over holds thousands of versions until a compaction removes them (YCSB's
-//! Zipfian updates give the hottest row ~10% of all writes), so its every read walked and
-//! cloned them all. HBase's scanner seeks to the next column for the same reason.
+//! Zipfian updates give the hottest row 9% of all writes), so its every read walked and cloned
+//! them all. HBase's scanner seeks to the next column for the same reason.
 //!
 //! [`ColumnWalk`] judges one source's entries in forward key order and says when the rest of a
 //! column can be skipped. A column is complete in a source once it has handed out `n` distinct
@@ -15,10 +15,12 @@
 //!   cover, so by a column's cells every tombstone of this source that covers them has been
 //!   met; any tombstone at all turns the pushdown off for the rest of the row, which is rare and
 //!   keeps the rule simple);
-//! - every kept put's sequence number is above `others_max_seq`, the largest visible sequence
-//!   number of every other source: a tombstone hides only entries with a smaller number, so
-//!   none elsewhere can hide them. The active memtable is newer than everything else, so this
-//!   holds there, where a hot row's versions pile up.
+//! - every kept put's sequence number is above `others_max_seq`, the largest number any other
+//!   source could hide it with: a tombstone hides only entries with a smaller number, so none
+//!   elsewhere can hide them. For a source not read yet that is its largest visible number; a
+//!   point read, which reads its sources one after another, uses the largest visible tombstone
+//!   of a source already read (a walk keeps every tombstone). The active memtable is newer than
+//!   everything else, so this holds there, where a hot row's versions pile up.
 //!
 //! The union over sources of each source's newest `n` distinct timestamps holds the newest `n`
 //! of the merged column, so what `resolve_row` returns is unchanged (a property test checks it
@@ -38,7 +40,8 @@ pub struct VersionLimit {
     pub time_range: Option<(i64, i64)>,
     /// Entries above this sequence number are invisible to the read.
     pub snapshot: Seq,
-    /// The largest visible sequence number of every other source the read merges.
+    /// The largest sequence number with which any other source the read merges could hide an
+    /// entry (see the module doc).
     pub others_max_seq: Seq,
 }
 
@@ -111,7 +114,7 @@ pub struct ColumnWalk {
     last_ts: Option<i64>,
     /// Smallest sequence number among the kept puts.
     min_kept_seq: Seq,
-    /// Entries skipped in a row since the column became complete.
+    /// Entries skipped since the current column became complete.
     skipped: usize,
 }
 
