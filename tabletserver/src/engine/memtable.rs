@@ -308,14 +308,15 @@ impl MemtableIter {
             .mem
             .map
             .range((self.lower.clone(), self.upper.clone()), guard);
-        let to_entry = |e: crossbeam_skiplist::base::Entry<'_, '_, MemKey, Value>| to_entry(&e);
         if self.reverse {
-            self.buf.extend(range.rev().take(self.refill).map(to_entry));
+            self.buf
+                .extend(range.rev().take(self.refill).map(|e| to_entry(&e)));
             if let Some(last) = self.buf.back() {
                 self.upper = Bound::Excluded(MemKey::new(last.key.clone()));
             }
         } else {
-            self.buf.extend(range.take(self.refill).map(to_entry));
+            self.buf
+                .extend(range.take(self.refill).map(|e| to_entry(&e)));
             if let Some(last) = self.buf.back() {
                 self.lower = Bound::Excluded(MemKey::new(last.key.clone()));
             }

@@ -66,8 +66,13 @@ impl CellFilter {
     }
 
     fn wants_time(&self, ts: i64) -> bool {
-        self.time_range.is_none_or(|(s, e)| s <= ts && ts < e)
+        in_time_range(self.time_range, ts)
     }
+}
+
+/// Whether `ts` is in `start <= ts < end` (`None`: any time).
+pub(crate) fn in_time_range(range: Option<(i64, i64)>, ts: i64) -> bool {
+    range.is_none_or(|(s, e)| s <= ts && ts < e)
 }
 
 /// A put entry that survived tombstones and same-timestamp overwrites, with its version index

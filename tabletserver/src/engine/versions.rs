@@ -30,6 +30,7 @@
 use bytes::Bytes;
 
 use super::key::{CellKey, Seq, Value};
+use super::read::in_time_range;
 
 /// What a forward read needs from each column, pushed down into one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,22 +75,20 @@ impl VersionLimit {
     ) -> Vec<Option<VersionLimit>> {
         let visible: Vec<Seq> = sources_max_seq.iter().map(|s| (*s).min(snapshot)).collect();
         (0..visible.len())
-            .map(|i| {
-                let others_max_seq = visible
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, s)| *s)
-                    .max()
-                    .unwrap_or(0);
-                VersionLimit::new(max_versions, time_range, snapshot, others_max_seq)
-            })
+            .map(|i| VersionLimit::new(max_versions, time_range, snapshot, others_max(&visible, i)))
             .collect()
     }
+}
 
-    fn wants_time(&self, ts: i64) -> bool {
-        self.time_range.is_none_or(|(s, e)| s <= ts && ts < e)
-    }
+/// The largest of `floors` other than source `i`'s: that source's `others_max_seq`.
+pub fn others_max(floors: &[Seq], i: usize) -> Seq {
+    floors
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, s)| *s)
+        .max()
+        .unwrap_or(0)
 }
 
 /// What to do with the entry just judged.
@@ -181,7 +180,9 @@ impl ColumnWalk {
         }
         match value {
             Value::Put(_) => {
-                if self.limit.wants_time(key.timestamp) && self.last_ts != Some(key.timestamp) {
+                if in_time_range(self.limit.time_range, key.timestamp)
+                    && self.last_ts != Some(key.timestamp)
+                {
                     self.kept += 1;
                     self.last_ts = Some(key.timestamp);
                     self.min_kept_seq = self.min_kept_seq.min(key.seq);
@@ -226,17 +227,18 @@ mod tests {
     use crate::engine::key::Entry;
     use crate::engine::read::{CellFilter, resolve_row};
 
+    /// A put in family `cf`.
     fn put(row: &str, q: &str, ts: i64, seq: Seq) -> Entry {
-        Entry {
-            key: CellKey {
-                row: Bytes::copy_from_slice(row.as_bytes()),
-                family: Bytes::from_static(b"cf"),
-                qualifier: Some(Bytes::copy_from_slice(q.as_bytes())),
-                timestamp: ts,
-                seq,
-            },
-            value: Value::Put(Bytes::from(format!("{q}@{ts}#{seq}"))),
-        }
+        crate::engine::sstable::testutil::put(row, "cf", q, ts, seq, "v")
+    }
+
+    /// Column `r:a` at timestamps 10, 9 and 8, numbered 9, 8 and 7.
+    fn three_versions() -> Vec<Entry> {
+        vec![
+            put("r", "a", 10, 9),
+            put("r", "a", 9, 8),
+            put("r", "a", 8, 7),
+        ]
     }
 
     fn limit(versions: usize, others_max_seq: Seq) -> VersionLimit {
@@ -340,11 +342,7 @@ mod tests {
 
     #[test]
     fn invisible_entries_are_left_out_and_do_not_count() {
-        let entries = vec![
-            put("r", "a", 10, 9),
-            put("r", "a", 9, 8),
-            put("r", "a", 8, 7),
-        ];
+        let entries = three_versions();
         let mut walk = ColumnWalk::new(VersionLimit {
             snapshot: 8,
             ..limit(1, 0)
@@ -354,11 +352,7 @@ mod tests {
 
     #[test]
     fn the_time_range_picks_what_counts() {
-        let entries = vec![
-            put("r", "a", 10, 9),
-            put("r", "a", 9, 8),
-            put("r", "a", 8, 7),
-        ];
+        let entries = three_versions();
         let mut walk = ColumnWalk::new(VersionLimit {
             time_range: Some((0, 10)),
             ..limit(1, 0)

@@ -55,7 +55,7 @@ mod range;
 mod reader;
 mod rows;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod writer;
 
 pub use cache::BlockCache;

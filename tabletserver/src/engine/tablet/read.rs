@@ -14,7 +14,7 @@ use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
 use crate::engine::read::{CellFilter, Row, resolve_row};
 use crate::engine::sstable::{RowRange, Sstable};
-use crate::engine::versions::VersionLimit;
+use crate::engine::versions::{VersionLimit, others_max};
 
 use super::core::{Inner, State, Tablet};
 
@@ -160,18 +160,11 @@ impl Inner {
         let mut floors: Vec<Seq> = sources.iter().map(|s| s.max_seq().min(snapshot)).collect();
         let mut entries: Vec<Entry> = Vec::new();
         for (i, source) in sources.iter().enumerate() {
-            let others_max_seq = floors
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, s)| *s)
-                .max()
-                .unwrap_or(0);
             let limit = VersionLimit::new(
                 filter.max_versions,
                 filter.time_range,
                 snapshot,
-                others_max_seq,
+                others_max(&floors, i),
             );
             let got = match source {
                 RowSource::Memtable(m) => m.row_entries(&key, limit),
