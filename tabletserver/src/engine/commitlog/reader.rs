@@ -4,8 +4,8 @@
 //! Order: directories in the order given; within one, segments by number; within a segment,
 //! file order. A tablet's records come out in increasing sequence order within one directory.
 //!
-//! Which damage is tolerated: a torn tail (see `scan`) of a segment that may legitimately have
-//! been cut short by a crash — the newest segment of a directory, or one followed by a segment
+//! Which damage is tolerated: a torn tail or a zero tail (see `scan`) of a segment that may
+//! legitimately have been cut short by a crash — the newest segment of a directory, or one followed by a segment
 //! marked `first_after_open` (the server crashed and was restarted; its next run started that
 //! segment), or one followed by a segment whose header is itself unreadable (a crash while
 //! creating it). A segment the writer rolled away from was synced in full first, so anything
@@ -50,6 +50,8 @@ pub struct ReplayStats {
     pub records_replayed: u64,
     /// Segments whose torn tail was skipped.
     pub torn_tails: u64,
+    /// Segments that ended in zeros where they may (a live segment's, or a crashed run's newest).
+    pub zero_tails: u64,
 }
 
 /// Calls `f` for every record of `tablet` with `seq > after_seq` (the tablet's redo point) in
@@ -140,7 +142,13 @@ impl Segment<'_> {
             let record = match item {
                 Ok(record) => record,
                 Err(damage) => {
-                    if damage.kind == DamageKind::TornTail && self.may_tear(storage)? {
+                    let ends = damage.kind != DamageKind::Corrupt && self.may_tear(storage)?;
+                    if !ends {
+                        return Err(self.corrupt(damage.offset, damage.reason).into());
+                    }
+                    if damage.kind == DamageKind::ZeroTail {
+                        stats.zero_tails += 1;
+                    } else {
                         stats.torn_tails += 1;
                         tracing::warn!(
                             path = %self.path,
@@ -148,9 +156,8 @@ impl Segment<'_> {
                             reason = %damage.reason,
                             "ignoring the torn tail of a commit log segment"
                         );
-                        break;
                     }
-                    return Err(self.corrupt(damage.offset, damage.reason).into());
+                    break;
                 }
             };
             stats.records_read += 1;

@@ -4,7 +4,10 @@
 //! Damage is classified, not judged: the caller (`reader`) decides whether a torn tail is
 //! acceptable in this segment.
 //! - `DamageKind::TornTail`: nothing valid follows the first bad byte — a write cut short by a
-//!   crash, including a zero-filled tail (a file extended but its data never written).
+//!   crash.
+//! - `DamageKind::ZeroTail`: only zeros from a record boundary to the end — the zeros a segment
+//!   is kept filled with ahead of its records (the writer's `ZERO_AHEAD_BYTES`), or a file
+//!   extended whose data never landed. No part of a record is there.
 //! - `DamageKind::Corrupt`: a record or header that is complete with a correct CRC yet
 //!   impossible (unknown version, entry count 0), or bad bytes followed by a record that
 //!   decodes: a torn write leaves nothing valid behind it, so this is damage to written data.
@@ -41,8 +44,10 @@ pub struct ScannedRecord<'a> {
 /// How bad the damage that ended a scan is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DamageKind {
-    /// Nothing valid follows: a write cut short, or a zero-filled tail.
+    /// Nothing valid follows: a write cut short.
     TornTail,
+    /// Only zeros from a record boundary (or the header) to the end.
+    ZeroTail,
     /// Written data is damaged: valid data follows, or a complete record is impossible.
     Corrupt,
 }
@@ -171,8 +176,8 @@ fn claimed_end(rest: &[u8]) -> Option<usize> {
 /// Returns the kind and a note for the reason.
 fn classify(bytes: &[u8], at: usize, next: Option<usize>) -> (DamageKind, String) {
     let rest = bytes.get(at..).unwrap_or_default();
-    if rest.iter().all(|&b| b == 0) {
-        return (DamageKind::TornTail, " (zero-filled tail)".into());
+    if !rest.is_empty() && rest.iter().all(|&b| b == 0) {
+        return (DamageKind::ZeroTail, " (zero-filled tail)".into());
     }
     if let Some(next) = next.filter(|&n| n > at && n < bytes.len())
         && decode(&bytes[next..]).is_ok()
@@ -289,14 +294,26 @@ mod tests {
     }
 
     #[test]
-    fn zero_filled_tail_is_torn() {
-        let (mut bytes, _) = segment(&three());
+    fn zeros_after_the_last_record_are_a_zero_tail_and_a_half_record_before_them_is_torn() {
+        let (mut bytes, offsets) = segment(&three());
+        let end = bytes.len();
         bytes.extend_from_slice(&[0; 4096]);
         let (records, damage) = collect(&bytes);
         assert_eq!(records, three());
         let d = damage.unwrap();
-        assert_eq!(d.kind, DamageKind::TornTail);
+        assert_eq!((d.kind, d.offset as usize), (DamageKind::ZeroTail, end));
         assert!(d.reason.contains("zero-filled"), "{}", d.reason);
+        // The last record's first half landed, the rest is still zeros: a torn write.
+        let half = (offsets[2] + end) / 2;
+        bytes[half..end].fill(0);
+        let d = collect(&bytes).1.unwrap();
+        assert_eq!(
+            (d.kind, d.offset as usize),
+            (DamageKind::TornTail, offsets[2])
+        );
+        // A segment whose header never landed.
+        let d = collect(&[0; 100]).1.unwrap();
+        assert_eq!((d.kind, d.offset), (DamageKind::ZeroTail, 0));
     }
 
     #[test]

@@ -228,12 +228,15 @@ fn a_torn_tail_of_the_newest_segment_is_skipped_at_every_cut() {
                 .any(|(p, len)| p.segment == 3 && p.offset + len == cut);
         assert_eq!(stats.torn_tails, u64::from(!at_boundary), "cut {cut}");
     }
-    // A zero-filled tail (the file grew but its data never landed) is torn too.
+    // A zero-filled tail (what a crash leaves of a zeroed segment) ends it, not torn.
     let mut zeroed = full.to_vec();
     zeroed.extend_from_slice(&[0; 1000]);
     std::fs::write(file_path(&root, &last), &zeroed).unwrap();
     let (records, stats) = replayed(root.as_ref(), &[&dir], 1, 0).unwrap();
-    assert_eq!((records.len(), stats.torn_tails), (12, 1));
+    assert_eq!(
+        (records.len(), stats.torn_tails, stats.zero_tails),
+        (12, 0, 1)
+    );
 }
 
 #[test]
@@ -267,6 +270,15 @@ fn damage_in_an_older_segment_is_corrupt() {
         matches!(err, ReplayError::Log(CommitLogError::Corrupt { .. })),
         "{err}"
     );
+    // Zeros after its last record: it was cut to its records when left, so that is damage too.
+    let mut zeroed = full.to_vec();
+    zeroed.extend_from_slice(&[0; 64]);
+    std::fs::write(file_path(&root, &first), &zeroed).unwrap();
+    let err = replayed(root.as_ref(), &[&dir], 1, 0).unwrap_err();
+    assert!(
+        matches!(err, ReplayError::Log(CommitLogError::Corrupt { .. })),
+        "{err}"
+    );
     // Damage in the newest segment followed by valid records is corruption as well.
     std::fs::write(file_path(&root, &first), &full).unwrap();
     let newest = format!("{dir}/{:020}.log", 3);
@@ -279,6 +291,55 @@ fn damage_in_an_older_segment_is_corrupt() {
         matches!(err, ReplayError::Log(CommitLogError::Corrupt { .. })),
         "{err}"
     );
+}
+
+#[test]
+fn segments_are_zero_filled_ahead_and_cut_to_their_records_when_left() {
+    let (_d, root) = root();
+    let log = CommitLog::open(root.clone(), server("ts1"), tiny(4096)).unwrap();
+    for seq in 1..=300 {
+        log.append(TabletId(1), seq, 1, &payload(1, seq)).unwrap();
+    }
+    let segments = log.segments();
+    assert!(segments.len() >= 2, "{segments:?}");
+    let (live, left) = segments.split_last().unwrap();
+    let live_len = root.read_all(live).unwrap().len();
+    assert_eq!(
+        live_len % 4096,
+        0,
+        "the live segment is whole steps of zeros"
+    );
+    for path in left {
+        let bytes = root.read_all(path).unwrap();
+        assert_ne!(
+            bytes.last(),
+            Some(&0),
+            "{path} ends in its last record, not zeros"
+        );
+    }
+    let dir = log.server_dir();
+    let (records, stats) = replayed(root.as_ref(), &[&dir], 1, 0).unwrap();
+    assert_eq!(records.len(), 300);
+    assert_eq!((stats.torn_tails, stats.zero_tails), (0, 1), "the live one");
+
+    // A crash now leaves the live segment as it is; the restarted server replays it all.
+    let crashed = tempfile::tempdir().unwrap();
+    let copy = Arc::new(LocalDir::open(crashed.path()).unwrap());
+    for path in &segments {
+        copy.write_atomic(path, &root.read_all(path).unwrap())
+            .unwrap();
+    }
+    let restarted = CommitLog::open(copy.clone(), server("ts1"), tiny(4096)).unwrap();
+    restarted.append(TabletId(1), 301, 1, b"after").unwrap();
+    let (records, stats) = replayed(copy.as_ref(), &[&dir], 1, 0).unwrap();
+    assert_eq!(records.len(), 301);
+    assert_eq!((stats.torn_tails, stats.zero_tails), (0, 2));
+
+    // Closing cuts the live segment's zeros too.
+    drop(log);
+    assert_ne!(root.read_all(live).unwrap().last(), Some(&0));
+    let (_, stats) = replayed(root.as_ref(), &[&dir], 1, 0).unwrap();
+    assert_eq!((stats.torn_tails, stats.zero_tails), (0, 0));
 }
 
 #[test]

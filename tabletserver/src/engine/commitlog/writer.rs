@@ -13,6 +13,13 @@
 //! segment it syncs the old one, even with `sync: false`, so every segment but the newest of
 //! each run of the server is complete on disk — what `reader` relies on.
 //!
+//! Zeroed segments: a segment file is kept extended with zeros `ZERO_AHEAD_BYTES` ahead of its
+//! records (`StorageRoot::create_append_zeroed`), so a group commit's fdatasync writes only
+//! the records, not a new file size and new blocks as well (half the time of a sync here). The
+//! zeros are cut off when the leader leaves the segment (`AppendFile::finish`, before the next
+//! segment exists) and when the log closes; so only the newest segment of a run that crashed
+//! ends in zeros, where `reader` takes them as the segment's end.
+//!
 //! Async appends (`enqueue` + `wait_durable`, what the data service uses): the appender joins
 //! the pending batch without blocking and awaits that batch's own signal (a `watch` made for
 //! each batch), so finishing a batch wakes only its own appenders, not those already waiting
@@ -50,6 +57,9 @@ use super::naming::{check_server_id, parse_segment_file_name, segment_path, serv
 use super::record::{self, MAX_PAYLOAD_BYTES, check_fields};
 use crate::engine::stats::{Histogram, HistogramSnapshot};
 
+/// How far ahead of its records a segment file is zero-filled (at most `segment_bytes`).
+const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+
 /// How a commit log behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitLogOptions {
@@ -62,6 +72,13 @@ pub struct CommitLogOptions {
     /// The most record bytes waiting for the next group write; appenders beyond it wait
     /// (default 16 MiB). A single larger record still goes through alone.
     pub max_pending_bytes: usize,
+}
+
+impl CommitLogOptions {
+    /// How far ahead of the records a segment is zero-filled.
+    fn zero_step(&self) -> u64 {
+        ZERO_AHEAD_BYTES.min(self.segment_bytes).max(1)
+    }
 }
 
 impl Default for CommitLogOptions {
@@ -90,7 +107,8 @@ pub struct CommitLogStats {
     pub records: u64,
     /// Bytes of records written (segment headers excluded).
     pub bytes: u64,
-    /// fdatasync calls made (one per group batch with `sync`, plus one per segment left behind).
+    /// fdatasync calls made (one per group batch with `sync`, plus one per segment left behind,
+    /// which also cuts off its zeros).
     pub syncs: u64,
     /// Non-empty group batches written.
     pub batches: u64,
@@ -235,7 +253,7 @@ impl CommitLog {
         };
         let path = segment_path(&dir, number);
         let mut file = storage
-            .create_append(&path)
+            .create_append_zeroed(&path, opts.zero_step())
             .map_err(CommitLogError::io(&path))?;
         let header = encode_header(&server, number, true);
         let sync_latency = Histogram::latency();
@@ -518,16 +536,13 @@ impl CommitLog {
         number: u64,
         counts: &mut WriteCounts,
     ) -> Result<OpenSegment, CommitLogError> {
-        if old.unsynced {
-            counts.syncs += 1;
-            timed_sync(old.file.as_mut(), &self.sync_latency)
-                .map_err(CommitLogError::io(&old.path))?;
-        }
+        counts.syncs += 1;
+        finish_segment(&mut old, &self.sync_latency)?;
         drop(old);
         let path = segment_path(&self.dir, number);
         let mut file = self
             .storage
-            .create_append(&path)
+            .create_append_zeroed(&path, self.opts.zero_step())
             .map_err(CommitLogError::io(&path))?;
         counts.segments_created += 1;
         let header = encode_header(&self.server, number, false);
@@ -627,6 +642,16 @@ fn encode_record(
     Ok(record::encode(tablet, seq, entry_count, payload))
 }
 
+/// Syncs `segment` and cuts off its zeros, for good (see the module doc).
+fn finish_segment(segment: &mut OpenSegment, latency: &Histogram) -> Result<(), CommitLogError> {
+    let started = Instant::now();
+    let finished = segment.file.finish();
+    latency.observe(started.elapsed());
+    finished.map_err(CommitLogError::io(&segment.path))?;
+    segment.unsynced = false;
+    Ok(())
+}
+
 /// Syncs `file`, recording how long it took.
 fn timed_sync(file: &mut dyn AppendFile, latency: &Histogram) -> std::io::Result<()> {
     let started = Instant::now();
@@ -642,6 +667,13 @@ impl Drop for CommitLog {
         }
         if let Err(e) = self.sync_now() {
             tracing::error!(server_id = %self.server, error = %e, "commit log sync on close failed");
+            return;
+        }
+        let state = self.state.get_mut();
+        if let Some(segment) = state.file.as_mut()
+            && let Err(e) = finish_segment(segment, &self.sync_latency)
+        {
+            tracing::error!(server_id = %self.server, error = %e, "commit log close failed");
         }
     }
 }
