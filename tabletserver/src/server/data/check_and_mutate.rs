@@ -12,7 +12,7 @@ use crate::engine::{CellFilter, RowMutation};
 use crate::filter::Filter;
 
 use super::field::Field;
-use super::{RowLock, Shared, blocking, convert, route, with_row_locked};
+use super::{Shared, blocking, convert, route, with_row_locked};
 
 /// `CheckAndMutateRow`; returns whether the predicate matched.
 pub(super) async fn check_and_mutate_row(
@@ -45,7 +45,7 @@ pub(super) async fn check_and_mutate_row(
     served.count_read();
     served.count_write();
     let key = row.clone();
-    let matched = with_row_locked(served, row, RowLock::Exclusive, move |served| async move {
+    let matched = with_row_locked(served, row, move |served| async move {
         let reader = served.clone();
         let row = key.clone();
         let matched = blocking(move || {

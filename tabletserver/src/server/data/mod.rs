@@ -10,9 +10,11 @@
 //! `ReadModifyWriteRow` and adds to aggregate cells (they read the row) hold it exclusively
 //! (`Tablet::lock_row_async`), so they read and write with no other write of the row in
 //! between; plain mutations (they read nothing) hold it shared (`Tablet::lock_row_shared_async`),
-//! so they commit together. The guarded section awaits the commit
-//! log's group commit (`Tablet::apply_in_task`) without holding a thread; only the reads of a
-//! check-and-mutate or read-modify-write go to the blocking pool. After the write, the gate is asked again: a write
+//! so they commit together. The guarded section awaits the commit log's group commit without
+//! holding a thread — in a task of its own for the exclusive holders (`with_row_locked`,
+//! `Tablet::apply_in_task`), in the RPC's task for a plain mutation (`Tablet::apply_holding`,
+//! which moves the rest of the write to a task of its own only if the RPC goes away). Only the
+//! reads of a check-and-mutate or read-modify-write go to the blocking pool. After the write, the gate is asked again: a write
 //! that was synced after the session stopped being safe is answered `Unavailable` (outcome
 //! unknown), never OK (see `gate`). Reads see whole mutations only: the engine reads each
 //! range at one snapshot sequence number, and a mutation becomes visible all at once.
@@ -200,23 +202,14 @@ impl Shared {
     }
 }
 
-/// How a single-row write holds its row's lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RowLock {
-    /// A write that does not read the row: beside other such writes of it.
-    Shared,
-    /// A write that reads the row first: alone.
-    Exclusive,
-}
-
-/// Runs `work` while holding `row`'s lock in `served`'s tablet: the section of a single-row
-/// transaction that reads, decides and applies (and awaits the commit). It runs in a task of
-/// its own, so it finishes — and only then releases the lock — even if the RPC goes away
-/// meanwhile: no other locked write of the row can slip in beside a write still in flight.
+/// Runs `work` while holding `row`'s lock in `served`'s tablet exclusively: the section of a
+/// single-row transaction that reads, decides and applies (and awaits the commit). It runs in
+/// a task of its own, so it finishes — and only then releases the lock — even if the RPC goes
+/// away meanwhile: no other locked write of the row can slip in beside a write still in
+/// flight. (A plain write holds the lock shared, through `Tablet::apply_holding`.)
 async fn with_row_locked<T, W, Fut>(
     served: Arc<ServedTablet>,
     row: Bytes,
-    lock: RowLock,
     work: W,
 ) -> Result<T, Error>
 where
@@ -225,10 +218,7 @@ where
     Fut: Future<Output = Result<T, Error>> + Send + 'static,
 {
     let task = tokio::spawn(async move {
-        let _guard = match lock {
-            RowLock::Shared => served.tablet.lock_row_shared_async(&row).await,
-            RowLock::Exclusive => served.tablet.lock_row_async(&row).await,
-        };
+        let _guard = served.tablet.lock_row_async(&row).await;
         work(served).await
     });
     task.await

@@ -22,7 +22,7 @@ use crate::engine::RowMutation;
 use crate::engine::mutation::MAX_MUTATIONS;
 
 use super::field::Field;
-use super::{RowLock, ServedTablet, Shared, blocking, convert, route, with_row_locked};
+use super::{ServedTablet, Shared, blocking, convert, route, with_row_locked};
 
 /// Most lanes one `MutateRows` applies in parallel.
 const MAX_LANES: usize = 32;
@@ -46,14 +46,17 @@ pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> R
 
 /// Applies `m` under its row's lock (so no check-and-mutate or read-modify-write of the row
 /// runs in between): shared, unless `m` adds to aggregate cells, which reads the row.
+/// A plain write runs in the caller's task (`Tablet::apply_holding` finishes it in a task of
+/// its own if the caller goes away); one with adds, in a task of its own from the start.
 async fn apply_locked(served: Arc<ServedTablet>, m: RowMutation) -> Result<(), Error> {
     let row = m.row.clone();
-    let lock = if m.has_aggregate_adds() {
-        RowLock::Exclusive
-    } else {
-        RowLock::Shared
-    };
-    with_row_locked(served, row, lock, move |served| async move {
+    if !m.has_aggregate_adds() {
+        let m = served.tablet.resolve_aggregates(m)?;
+        let lock = served.tablet.lock_row_shared_async(&row).await;
+        served.tablet.apply_holding(m, lock).await?;
+        return Ok(());
+    }
+    with_row_locked(served, row, move |served| async move {
         let m = resolve_aggregates(&served, m).await?;
         served.tablet.apply_in_task(m).await?;
         Ok(())

@@ -24,7 +24,7 @@ use crate::filter::{OutCell, to_proto_row};
 
 use super::convert::{self, RmwOp, RmwRule};
 use super::field::Field;
-use super::{RowLock, Shared, blocking, route, with_row_locked};
+use super::{Shared, blocking, route, with_row_locked};
 
 /// `(family, qualifier)`.
 type Column = (Bytes, Bytes);
@@ -58,7 +58,7 @@ pub(super) async fn read_modify_write_row(
     served.count_read();
     served.count_write();
     let key = row.clone();
-    let cells = with_row_locked(served, row, RowLock::Exclusive, move |served| async move {
+    let cells = with_row_locked(served, row, move |served| async move {
         let reader = served.clone();
         let (row, rules) = (key.clone(), rules.clone());
         let (latest, changed, now) = blocking(move || {
