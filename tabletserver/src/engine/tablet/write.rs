@@ -9,7 +9,7 @@
 //! write has taken its numbers, its remainder is an `Unfinished`, which, dropped before the
 //! write is visible, moves itself (with the row lock it holds, if any) to a task of its own.
 //! That lets the data service run a write in the RPC's own task (`apply_holding`,
-//! `apply_in_task`): a task and two wake-ups fewer per write than spawning it, which
+//! `apply_in_task`): a task and its wake-ups fewer per write than spawning it, which
 //! `apply_async` still does for callers that want a future independent of their own.
 //!
 //! Row locks are Tokio read-write locks (striped): the data service holds a row's lock across
