@@ -232,15 +232,12 @@ impl AppendFile for LocalAppend {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if self.zeroed <= self.len {
-            return self.sync_file(false);
+        let trim = self.zeroed > self.len;
+        if trim && !self.failed {
+            self.file.set_len(self.len)?;
+            self.zeroed = self.len;
         }
-        if self.failed {
-            return Err(io::Error::other("file failed an earlier sync"));
-        }
-        self.file.set_len(self.len)?;
-        self.zeroed = self.len;
-        self.sync_file(true)
+        self.sync_file(trim)
     }
 }
 

@@ -5,10 +5,10 @@
 //! file order. A tablet's records come out in increasing sequence order within one directory.
 //!
 //! Which damage is tolerated: a torn tail or a zero tail (see `scan`) of a segment that may
-//! legitimately have been cut short by a crash — the newest segment of a directory, or one followed by a segment
-//! marked `first_after_open` (the server crashed and was restarted; its next run started that
-//! segment), or one followed by a segment whose header is itself unreadable (a crash while
-//! creating it). A segment the writer rolled away from was synced in full first, so anything
+//! legitimately have been cut short by a crash — the newest segment of a directory, or one
+//! followed by a segment marked `first_after_open` (the server crashed and was restarted; its
+//! next run started that segment), or one followed by a segment whose header is itself
+//! unreadable (a crash while creating it). A segment the writer rolled away from was synced in full first, so anything
 //! bad in it is `CommitLogError::Corrupt`, as is corruption (damage followed by valid data)
 //! anywhere, and a header naming another server or segment number than its path.
 

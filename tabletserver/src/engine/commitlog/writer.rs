@@ -644,18 +644,20 @@ fn encode_record(
 
 /// Syncs `segment` and cuts off its zeros, for good (see the module doc).
 fn finish_segment(segment: &mut OpenSegment, latency: &Histogram) -> Result<(), CommitLogError> {
-    let started = Instant::now();
-    let finished = segment.file.finish();
-    latency.observe(started.elapsed());
-    finished.map_err(CommitLogError::io(&segment.path))?;
+    timed(latency, || segment.file.finish()).map_err(CommitLogError::io(&segment.path))?;
     segment.unsynced = false;
     Ok(())
 }
 
 /// Syncs `file`, recording how long it took.
 fn timed_sync(file: &mut dyn AppendFile, latency: &Histogram) -> std::io::Result<()> {
+    timed(latency, || file.sync())
+}
+
+/// Runs a sync, recording how long it took.
+fn timed(latency: &Histogram, sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
     let started = Instant::now();
-    let synced = file.sync();
+    let synced = sync();
     latency.observe(started.elapsed());
     synced
 }

@@ -534,37 +534,34 @@ mod tests {
         });
     }
 
+    /// A thread that runs `write` to its end on a runtime of its own.
+    fn on_a_runtime<F>(write: F) -> std::thread::JoinHandle<()>
+    where
+        F: Future<Output = Result<super::Seq, super::EngineError>> + Send + 'static,
+    {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(write).unwrap();
+        })
+    }
+
     #[test]
     fn a_write_is_visible_once_apply_async_returns_even_with_an_earlier_write_in_flight() {
         check_acknowledged_after_visible(|tablet| {
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime
-                    .block_on(async { tablet.apply_async(set(b"a")).await })
-                    .unwrap();
-            })
+            on_a_runtime(async move { tablet.apply_async(set(b"a")).await })
         });
     }
 
     #[test]
     fn a_write_is_visible_once_apply_holding_returns_even_with_an_earlier_write_in_flight() {
         check_acknowledged_after_visible(|tablet| {
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime
-                    .block_on(async {
-                        let lock = tablet.lock_row_shared_async(b"a").await;
-                        tablet.apply_holding(set(b"a"), lock).await
-                    })
-                    .unwrap();
+            on_a_runtime(async move {
+                let lock = tablet.lock_row_shared_async(b"a").await;
+                tablet.apply_holding(set(b"a"), lock).await
             })
         });
     }

@@ -51,7 +51,7 @@ pub(super) async fn mutate_row(shared: &Shared, req: api::MutateRowRequest) -> R
 async fn apply_locked(served: Arc<ServedTablet>, m: RowMutation) -> Result<(), Error> {
     let row = m.row.clone();
     if !m.has_aggregate_adds() {
-        let m = served.tablet.resolve_aggregates(m)?;
+        let m = resolve_aggregates(&served, m).await?;
         let lock = served.tablet.lock_row_shared_async(&row).await;
         served.tablet.apply_holding(m, lock).await?;
         return Ok(());
