@@ -120,12 +120,12 @@ impl Channels {
             let mut cache = self.inner.cache.lock();
             cache.clock += 1;
             let now = cache.clock;
-            if let Some(pool) = cache.entries.get_mut(&key) {
+            if let Some(pool) = cache.entries.get_mut(key) {
                 return Ok(pool.take(now));
             }
         }
         // Made outside the lock: building the endpoint parses the URI.
-        let endpoint = self.endpoint(&key)?;
+        let endpoint = self.endpoint(key)?;
         let channels = (0..self.inner.options.connections_per_address.max(1))
             .map(|_| endpoint.connect_lazy())
             .collect();
@@ -134,7 +134,7 @@ impl Channels {
         let now = cache.clock;
         let channel = cache
             .entries
-            .entry(key)
+            .entry(key.to_owned())
             .or_insert(Pool {
                 channels,
                 used: now,
@@ -158,7 +158,7 @@ impl Channels {
     /// server at that address was declared dead.
     pub fn forget(&self, addr: &str) {
         if let Ok(key) = normalize(addr) {
-            self.inner.cache.lock().entries.remove(&key);
+            self.inner.cache.lock().entries.remove(key);
         }
     }
 
@@ -209,7 +209,7 @@ impl Channels {
 }
 
 /// `host:port` from `host:port` or `http://host:port/`; `InvalidArgument` for anything else.
-fn normalize(addr: &str) -> Result<String, Error> {
+fn normalize(addr: &str) -> Result<&str, Error> {
     let raw = addr.trim();
     let rest = match raw.split_once("://") {
         Some(("http", rest)) => rest,
@@ -235,7 +235,7 @@ fn normalize(addr: &str) -> Result<String, Error> {
             "address {addr:?} is not host:port"
         )));
     }
-    Ok(hostport.to_owned())
+    Ok(hostport)
 }
 
 #[cfg(test)]

@@ -131,14 +131,17 @@ impl Table {
         mutations: Vec<Mutation>,
     ) -> Result<(), Error> {
         let row: Bytes = row.into();
-        let mutations: Vec<bt::Mutation> = mutations.iter().map(Mutation::to_proto).collect();
-        if !repeatable(&mutations) {
+        // Each attempt sends mutations built from the builders (one copy of each value); the
+        // first attempt's are built here, where they say whether repeating them is harmless.
+        let build = || mutations.iter().map(Mutation::to_proto).collect::<Vec<_>>();
+        let mut first = Some(build());
+        if !first.as_deref().is_some_and(repeatable) {
             return self
                 .unsafe_to_repeat("mutate a row", &row, |record| {
                     let request = tpb::MutateRowRequest {
                         tablet: Some(record.tablet_ref()),
                         row_key: row.to_vec(),
-                        mutations: mutations.clone(),
+                        mutations: first.take().unwrap_or_else(build),
                     };
                     let channels = self.client.channels().clone();
                     async move {
@@ -157,7 +160,7 @@ impl Table {
                 let request = tpb::MutateRowRequest {
                     tablet: Some(record.tablet_ref()),
                     row_key: row.to_vec(),
-                    mutations: mutations.clone(),
+                    mutations: first.take().unwrap_or_else(build),
                 };
                 let answer = self.timed(data.mutate_row(request)).await;
                 self.after_failure(&record, answer.as_ref().err());
@@ -409,9 +412,14 @@ impl Table {
     /// Runs a non-idempotent call on the tablet holding `row`: `send` makes one attempt
     /// (an outer `Err` is a failure before sending); retried only when it cannot have been
     /// applied.
-    async fn unsafe_to_repeat<T, F, Fut>(&self, what: &str, row: &[u8], send: F) -> Result<T, Error>
+    async fn unsafe_to_repeat<T, F, Fut>(
+        &self,
+        what: &str,
+        row: &[u8],
+        mut send: F,
+    ) -> Result<T, Error>
     where
-        F: Fn(TabletRecord) -> Fut,
+        F: FnMut(TabletRecord) -> Fut,
         Fut: Future<Output = Result<Result<T, tonic::Status>, Error>>,
     {
         let mut backoff = Backoff::new(self.client.options());
