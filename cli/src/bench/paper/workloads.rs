@@ -150,19 +150,16 @@ impl PaperClient {
                     reversed: false,
                 };
                 let set = RowSet::new().range(RowRange::starting_at(Bytes::from(key)));
-                let rows = self
-                    .table
-                    .read_rows_with(set, options)
-                    .collect_rows()
-                    .await?;
-                Ok(Moved {
-                    rows: rows.len() as u64,
-                    bytes: rows
-                        .iter()
-                        .flat_map(|r| &r.cells)
-                        .map(|c| c.value.len() as u64)
-                        .sum(),
-                })
+                // Rows are counted as they arrive, as a long scan's reader would, not held
+                // until the last one.
+                let mut stream = self.table.read_rows_with(set, options);
+                let mut moved = Moved::default();
+                while let Some(row) = stream.next_row().await {
+                    let row = row?;
+                    moved.rows += 1;
+                    moved.bytes += row.cells.iter().map(|c| c.value.len() as u64).sum::<u64>();
+                }
+                Ok(moved)
             }
         }
     }
