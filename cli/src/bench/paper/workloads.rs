@@ -138,10 +138,7 @@ impl PaperClient {
             }
             Benchmark::SequentialRead | Benchmark::RandomRead | Benchmark::RandomReadMem => {
                 let row = self.table.read_row(key, Some(Filter::latest(1))).await?;
-                Ok(row.map_or(Moved::default(), |r| Moved {
-                    rows: 1,
-                    bytes: r.cells.iter().map(|c| c.value.len() as u64).sum(),
-                }))
+                Ok(row.map_or(Moved::default(), |r| Moved::of_rows(&[r])))
             }
             Benchmark::Scan => {
                 let options = ReadOptions {
@@ -155,9 +152,7 @@ impl PaperClient {
                 let mut stream = self.table.read_rows_with(set, options);
                 let mut moved = Moved::default();
                 while let Some(row) = stream.next_row().await {
-                    let row = row?;
-                    moved.rows += 1;
-                    moved.bytes += row.cells.iter().map(|c| c.value.len() as u64).sum::<u64>();
+                    moved.add_row(&row?);
                 }
                 Ok(moved)
             }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tabula_client::Row;
 use tabula_common::Error;
 use tokio::task::JoinSet;
 
@@ -28,6 +29,23 @@ pub(in crate::bench) struct Moved {
     pub(in crate::bench) rows: u64,
     /// Payload bytes read or written.
     pub(in crate::bench) bytes: u64,
+}
+
+impl Moved {
+    /// Counts `row` in: one row and its values' bytes.
+    pub(in crate::bench) fn add_row(&mut self, row: &Row) {
+        self.rows += 1;
+        self.bytes += row.cells.iter().map(|c| c.value.len() as u64).sum::<u64>();
+    }
+
+    /// Rows and value bytes of `rows`.
+    pub(in crate::bench) fn of_rows(rows: &[Row]) -> Moved {
+        let mut moved = Moved::default();
+        for row in rows {
+            moved.add_row(row);
+        }
+        moved
+    }
 }
 
 /// One client task: runs operation number `i` (of the whole run) and says which kind it was.
@@ -244,6 +262,28 @@ mod tests {
                 ("READ", Ok(Moved { rows: 1, bytes: 10 }))
             }
         }
+    }
+
+    #[test]
+    fn rows_count_with_their_values_bytes() {
+        let cell = |value: &'static str| tabula_client::Cell {
+            family: "f".into(),
+            qualifier: bytes::Bytes::from_static(b"q"),
+            timestamp_micros: 1,
+            value: bytes::Bytes::from_static(value.as_bytes()),
+            labels: vec![],
+        };
+        let row = |cells| Row {
+            key: bytes::Bytes::from_static(b"k"),
+            cells,
+        };
+        let rows = [
+            row(vec![cell("abc"), cell("de")]),
+            row(vec![]),
+            row(vec![cell("f")]),
+        ];
+        assert_eq!(Moved::of_rows(&rows), Moved { rows: 3, bytes: 6 });
+        assert_eq!(Moved::of_rows(&[]), Moved::default());
     }
 
     #[tokio::test]

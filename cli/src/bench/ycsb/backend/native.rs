@@ -3,7 +3,7 @@
 //! retryable. The table is made by the suite through the client library's admin.
 
 use bytes::Bytes;
-use tabula_client::{Filter, Mutation, ReadOptions, Row, RowRange, RowSet, Table};
+use tabula_client::{Filter, Mutation, ReadOptions, RowRange, RowSet, Table};
 use tabula_common::Error;
 
 use super::{Backend, Field};
@@ -38,7 +38,7 @@ impl Backend for Native {
 
     async fn read(&self, key: String) -> Result<Moved, Error> {
         let row = self.table.read_row(key, Some(Filter::latest(1))).await?;
-        Ok(row.map_or(Moved::default(), |r| moved(&[r])))
+        Ok(row.map_or(Moved::default(), |r| Moved::of_rows(&[r])))
     }
 
     async fn scan(&self, start: String, rows: u64) -> Result<Moved, Error> {
@@ -53,7 +53,7 @@ impl Backend for Native {
             .read_rows_with(set, options)
             .collect_rows()
             .await?;
-        Ok(moved(&rows))
+        Ok(Moved::of_rows(&rows))
     }
 
     async fn write(&self, key: String, fields: Vec<Field>) -> Result<(), Error> {
@@ -71,17 +71,5 @@ impl Backend for Native {
             .into_iter()
             .find_map(Result::err)
             .map_or(Ok(()), Err)
-    }
-}
-
-/// Rows and value bytes of `rows`.
-fn moved(rows: &[Row]) -> Moved {
-    Moved {
-        rows: rows.len() as u64,
-        bytes: rows
-            .iter()
-            .flat_map(|r| &r.cells)
-            .map(|c| c.value.len() as u64)
-            .sum(),
     }
 }
