@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::compaction::PickerOptions;
+use super::compaction::{PickerOptions, ReadTrigger};
 use super::gc_policy::GcPolicy;
 use super::sstable::SstableOptions;
 
@@ -25,6 +25,8 @@ pub struct EngineOptions {
     pub block_cache_bytes: usize,
     /// When to merge and when to major-compact.
     pub picker: PickerOptions,
+    /// When reads that resolve away much garbage ask for a major compaction.
+    pub read_trigger: ReadTrigger,
     /// An SSTable no manifest names is deleted once it is this old (files being written by
     /// another server are not in any manifest yet).
     pub file_gc_grace: Duration,
@@ -73,6 +75,7 @@ impl Default for EngineOptions {
             sstable: SstableOptions::default(),
             block_cache_bytes: 256 * 1024 * 1024,
             picker: PickerOptions::default(),
+            read_trigger: ReadTrigger::default(),
             file_gc_grace: Duration::from_secs(3600),
             manifest_write_permit: None,
         }
@@ -97,6 +100,7 @@ impl EngineOptions {
                 merge_width_files: 3,
                 major_trigger_files: 8,
             },
+            read_trigger: ReadTrigger::default(),
             file_gc_grace: Duration::ZERO,
             manifest_write_permit: None,
         }
@@ -157,5 +161,14 @@ impl Schema {
     /// The GC policy of `family` (keep everything for a family not in the schema).
     pub fn policy(&self, family: &[u8]) -> GcPolicy {
         self.families.get(family).cloned().unwrap_or_default()
+    }
+
+    /// The policy a major compaction applies to `family`: its GC policy, or dropping every
+    /// cell of a family the schema no longer has (removed by `ModifyColumnFamilies`).
+    pub fn compaction_policy(&self, family: &[u8]) -> GcPolicy {
+        self.families
+            .get(family)
+            .cloned()
+            .unwrap_or(GcPolicy::MaxVersions(0))
     }
 }

@@ -221,9 +221,27 @@ pub fn compact_row(entries: Vec<Entry>, rules: &CompactionRules<'_>) -> Vec<Entr
     if !rules.major {
         return entries;
     }
+    let keep = kept(&entries, rules);
+    entries
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(e, _)| e)
+        .collect()
+}
+
+/// How many of one row's entries (sorted forward) a major compaction under `rules` would drop:
+/// what a read of the row merged and resolved away for nothing.
+pub fn garbage_in_row(entries: &[Entry], rules: &CompactionRules<'_>) -> usize {
+    kept(entries, rules).iter().filter(|k| !**k).count()
+}
+
+/// Which entries of a row a major compaction keeps: visible cells its GC policy keeps, and
+/// tombstones something outside the compaction may still need.
+fn kept(entries: &[Entry], rules: &CompactionRules<'_>) -> Vec<bool> {
     let mut keep = vec![false; entries.len()];
     let mut policy: Option<(&Bytes, GcPolicy)> = None;
-    for_each_visible(&entries, |s| {
+    for_each_visible(entries, |s| {
         let k = &s.entry.key;
         let gc = match &policy {
             Some((f, p)) if *f == &k.family => p,
@@ -235,14 +253,12 @@ pub fn compact_row(entries: Vec<Entry>, rules: &CompactionRules<'_>) -> Vec<Entr
             *slot = true;
         }
     });
-    entries
-        .into_iter()
-        .zip(keep)
-        .filter(|(e, keep)| {
-            *keep || (e.value.is_tombstone() && e.key.seq >= rules.tombstone_gc_below)
-        })
-        .map(|(e, _)| e)
-        .collect()
+    for (slot, e) in keep.iter_mut().zip(entries) {
+        if e.value.is_tombstone() && e.key.seq >= rules.tombstone_gc_below {
+            *slot = true;
+        }
+    }
+    keep
 }
 
 #[cfg(test)]
@@ -427,5 +443,47 @@ mod tests {
             ..keep_tombstones
         };
         assert_eq!(compact_row(es.clone(), &minor), es);
+    }
+
+    #[test]
+    fn garbage_is_what_a_major_compaction_drops() {
+        let es = entries(vec![
+            vec![set("f", "a", 1, "old"), set("g", "a", 1, "g1")],
+            vec![set("f", "a", 1, "new"), set("f", "a", 2, "2")],
+            vec![Mutation::DeleteFromColumn {
+                family: b("g"),
+                qualifier: b("a"),
+                start: 0,
+                end: 10,
+            }],
+            vec![set("f", "b", 1, "b")],
+        ]);
+        let policy = |f: &[u8]| {
+            if f == b"f" {
+                GcPolicy::MaxVersions(1)
+            } else {
+                GcPolicy::KeepAll
+            }
+        };
+        let rules = CompactionRules {
+            major: true,
+            tombstone_gc_below: 100,
+            policy: &policy,
+            now_micros: 0,
+        };
+        // f:a@1 overwritten, f:a@1 (new) past one version, g:a@1 deleted, the tombstone
+        // itself; f:a@2 and f:b@1 stay.
+        assert_eq!(garbage_in_row(&es, &rules), 4);
+        assert_eq!(
+            garbage_in_row(&es, &rules),
+            es.len() - compact_row(es.clone(), &rules).len()
+        );
+        let keep_tombstones = CompactionRules {
+            tombstone_gc_below: 0,
+            ..rules
+        };
+        assert_eq!(garbage_in_row(&es, &keep_tombstones), 3);
+        let single = entries(vec![vec![set("f", "a", 1, "1")]]);
+        assert_eq!(garbage_in_row(&single, &keep_tombstones), 0);
     }
 }

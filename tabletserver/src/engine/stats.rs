@@ -53,6 +53,7 @@ impl CompactionKind {
 pub struct EngineStats {
     compactions: [AtomicU64; 3],
     compaction_nanos: AtomicU64,
+    read_triggered: AtomicU64,
 }
 
 impl EngineStats {
@@ -70,6 +71,17 @@ impl EngineStats {
         self.compactions
             .get(kind.index())
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts one major compaction that reads asked for (see `compaction::garbage`).
+    pub(crate) fn read_triggered(&self) {
+        self.read_triggered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Major compactions reads asked for because they resolved away much garbage (each also
+    /// counts as a major compaction once it ran).
+    pub fn read_triggered_compactions(&self) -> u64 {
+        self.read_triggered.load(Ordering::Relaxed)
     }
 
     /// Time spent in completed compactions of every kind.

@@ -265,6 +265,10 @@ async fn metrics_report_requests_storage_and_health() {
         value(&after, "tabula_tablet_compactions_total{kind=\"major\"}"),
         0.0
     );
+    assert_eq!(
+        value(&after, "tabula_tablet_read_triggered_compactions_total"),
+        0.0
+    );
     assert!(value(&after, "tabula_tablet_compaction_seconds_total") > 0.0);
     value(&after, "tabula_tablet_compaction_queue");
 

@@ -15,7 +15,6 @@ use tracing::{debug, warn};
 
 use crate::engine::compaction::{Choice, PickerInput, choose};
 use crate::engine::error::EngineError;
-use crate::engine::gc_policy::GcPolicy;
 use crate::engine::key::{Entry, Seq};
 use crate::engine::memtable::Memtable;
 use crate::engine::merge::{EntrySource, MergeIter};
@@ -73,6 +72,11 @@ impl Inner {
                 let _guard = self.compaction.lock();
                 let choice = choose(&self.picker_input(major), &self.engine.opts.picker);
                 if choice == Choice::Idle {
+                    break;
+                }
+                if choice == Choice::Major && self.closed.load(Ordering::Acquire) {
+                    // Split or unloaded: its manifest is not rewritten for reads nobody
+                    // will serve from it.
                     break;
                 }
                 let was_major = choice == Choice::Major;
@@ -151,13 +155,18 @@ impl Inner {
                 } else {
                     CompactionKind::Merging
                 };
+                let merged_bytes: u64 = inputs.iter().map(|s| s.size_bytes()).sum();
                 let started = Instant::now();
-                self.compact(Some(mem), inputs, false)?;
+                let output_bytes = self.compact(Some(mem), inputs, false)?;
+                self.flushed_bytes
+                    .fetch_add(output_bytes.saturating_sub(merged_bytes), Ordering::Relaxed);
                 self.engine.stats.compaction_done(kind, started.elapsed());
                 self.stall_cv.notify_all();
                 Ok(())
             }
             Choice::Major => {
+                self.written_at_major
+                    .store(self.written_bytes(), Ordering::Relaxed);
                 let started = Instant::now();
                 self.compact(None, state.sstables.clone(), true)?;
                 let took = started.elapsed();
@@ -179,13 +188,14 @@ impl Inner {
         ) != Choice::Idle
     }
 
-    /// Merges `mem` (a frozen memtable, oldest) and `inputs` into one SSTable and installs it.
+    /// Merges `mem` (a frozen memtable, oldest) and `inputs` into one SSTable and installs it;
+    /// the output's bytes.
     fn compact(
         &self,
         mem: Option<Arc<Memtable>>,
         inputs: Vec<Arc<Sstable>>,
         major: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<u64, EngineError> {
         let tombstone_gc_below = self.lowest_seq_outside(mem.as_ref());
         let mut sources: Vec<EntrySource> = Vec::new();
         if let Some(m) = &mem {
@@ -201,13 +211,7 @@ impl Inner {
         let schema = self.schema.read().clone();
         // A family the schema no longer has was dropped: its cells go (at major compactions,
         // which alone apply policies).
-        let policy = |family: &[u8]| {
-            if schema.families.contains_key(family) {
-                schema.policy(family)
-            } else {
-                GcPolicy::MaxVersions(0)
-            }
-        };
+        let policy = |family: &[u8]| schema.compaction_policy(family);
         let rules = CompactionRules {
             major,
             tombstone_gc_below,
@@ -219,11 +223,12 @@ impl Inner {
             sstable.zstd_level = sstable.flush_zstd_level;
         }
         let output = self.write_sstable(merged, &rules, sstable)?;
+        let output_bytes = output.as_ref().map_or(0, |s| s.size_bytes());
         let input_ids: HashSet<FileId> = inputs.iter().map(|s| s.id()).collect();
         let max_seq = mem.as_ref().map_or(0, |m| m.max_seq());
         self.install(mem.as_ref(), &input_ids, output, max_seq)?;
         debug!(tablet = %self.id, major, inputs = input_ids.len(), "compaction installed");
-        Ok(())
+        Ok(output_bytes)
     }
 
     /// The smallest sequence number any entry outside this compaction can have: entries in

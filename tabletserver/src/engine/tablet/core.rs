@@ -6,7 +6,7 @@
 //! write lock) never races an insert into the memtable it freezes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tabula_common::TabletId;
 use tracing::info;
 
 use crate::engine::commitlog::{ReplayError, ReplayedRecord, replay};
+use crate::engine::compaction::GarbageSampler;
 use crate::engine::error::EngineError;
 use crate::engine::key::Seq;
 use crate::engine::manifest::Manifest;
@@ -72,6 +73,13 @@ pub(crate) struct Inner {
     pub(crate) row_locks: RowLocks,
     pub(crate) closed: AtomicBool,
     pub(crate) failure: Mutex<Option<String>>,
+    /// What sampled reads saw (see `compaction::garbage`).
+    pub(crate) garbage: GarbageSampler,
+    /// Bytes of SSTables written by flushes since open (what a merging flush added), plus the
+    /// SSTables opened with.
+    pub(crate) flushed_bytes: AtomicU64,
+    /// `written_bytes` when the last major compaction started or was asked for by reads.
+    pub(crate) written_at_major: AtomicU64,
 }
 
 /// A tablet open for reads and writes. Dropping it stops its background thread.
@@ -189,6 +197,7 @@ impl Tablet {
         last_seq: Seq,
         timestamp_mark: i64,
     ) -> Result<Tablet, EngineError> {
+        let opened_bytes: u64 = sstables.iter().map(|s| s.size_bytes()).sum();
         let state = State {
             active: Arc::new(active),
             frozen: Vec::new(),
@@ -211,6 +220,9 @@ impl Tablet {
             row_locks: RowLocks::new(),
             closed: AtomicBool::new(false),
             failure: Mutex::new(None),
+            garbage: GarbageSampler::default(),
+            flushed_bytes: AtomicU64::new(opened_bytes),
+            written_at_major: AtomicU64::new(0),
             engine,
         });
         inner

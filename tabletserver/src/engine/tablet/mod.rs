@@ -3,12 +3,14 @@
 //! tablets.
 //!
 //! Reading order: `engine` (what tablets of one server share), `seq` (sequence numbers and
-//! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact`, `split`, `merge`.
+//! visibility), `core` (the tablet's state and recovery), `write`, `read`, `compact` (and `garbage`, the reads that ask for one), `split`,
+//! `merge`.
 
 mod aggregate;
 mod compact;
 mod core;
 mod engine;
+mod garbage;
 mod merge;
 mod read;
 #[cfg(test)]

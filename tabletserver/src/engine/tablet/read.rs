@@ -73,6 +73,7 @@ impl Tablet {
             snapshot,
         );
         Ok(RowIter {
+            tablet: Some(self.inner.clone()),
             merged: Some(merged),
             pending: None,
             row: Vec::new(),
@@ -181,6 +182,7 @@ impl Inner {
         entries.retain(|e| e.key.seq <= snapshot);
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         entries.dedup_by(|a, b| a.key == b.key);
+        self.sample_read(&entries);
         let cells = resolve_row(&mut entries, &self.within_schema(filter));
         Ok((!cells.is_empty()).then_some(Row { key, cells }))
     }
@@ -221,6 +223,8 @@ impl RowSource<'_> {
 
 /// Rows of a scan, at one snapshot. Owns what it reads: it outlives flushes and compactions.
 pub struct RowIter {
+    /// The tablet, told about the rows read (see `sample_read`).
+    tablet: Option<Arc<Inner>>,
     merged: Option<MergeIter>,
     pending: Option<Entry>,
     /// The row being assembled (its allocation is reused row after row).
@@ -238,6 +242,7 @@ pub struct RowIter {
 impl RowIter {
     fn empty() -> Self {
         RowIter {
+            tablet: None,
             merged: None,
             pending: None,
             row: Vec::new(),
@@ -277,6 +282,9 @@ impl RowIter {
                 Ok(true) => {
                     looked += 1;
                     self.examined += 1;
+                    if let Some(tablet) = &self.tablet {
+                        tablet.sample_read(&self.row);
+                    }
                     // Resolving reads no entry's row: the first entry's moves to the result.
                     let key = std::mem::take(&mut self.row[0].key.row);
                     let cells = resolve_row(&mut self.row, &self.filter);

@@ -461,15 +461,11 @@ mod tests {
     use std::pin::Pin;
     use std::sync::Arc;
     use std::task::Poll;
-    use std::time::{Duration, Instant};
 
     use bytes::Bytes;
 
-    use crate::engine::tablet::scratch::scratch_tablet;
+    use crate::engine::tablet::scratch::{PATIENCE, scratch_tablet, wait_until};
     use crate::engine::{CellFilter, Mutation, RowMutation, Schema};
-
-    /// How long a condition the test waits for may take on a loaded machine.
-    const PATIENCE: Duration = Duration::from_secs(10);
 
     fn set(row: &'static [u8]) -> RowMutation {
         RowMutation {
@@ -480,15 +476,6 @@ mod tests {
                 timestamp: 1,
                 value: Bytes::from_static(b"v"),
             }],
-        }
-    }
-
-    /// Polls `done` until it holds; fails after [`PATIENCE`].
-    fn wait_until(what: &str, done: impl Fn() -> bool) {
-        let end = Instant::now() + PATIENCE;
-        while !done() {
-            assert!(Instant::now() < end, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

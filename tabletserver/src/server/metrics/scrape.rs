@@ -136,6 +136,13 @@ impl Metrics {
                 stats.compactions(kind) as f64,
             );
         }
+        let name = "tabula_tablet_read_triggered_compactions_total";
+        e.family(
+            name,
+            Kind::Counter,
+            "Major compactions asked for by reads that resolved away much garbage.",
+        );
+        e.sample(name, &[], stats.read_triggered_compactions() as f64);
         let name = "tabula_tablet_compaction_seconds_total";
         e.family(name, Kind::Counter, "Time spent in completed compactions.");
         e.sample(name, &[], stats.compaction_time().as_secs_f64());
