@@ -13,9 +13,9 @@
 //!
 //! Reading order: `key` (entries and their order), `mutation` (what a client asks), `memtable`,
 //! `commitlog` (durability), `sstable` (immutable files), `merge`, `read` and `versions` (the read
-//! path), `manifest`, `compaction` (the picker), `gc_policy`, `options`, then `tablet`, which ties
-//! them together, and `gc` (deleting files no manifest names); `stats` holds the counters
-//! the server's metrics read.
+//! path), `manifest`, `compaction` (the picker, and the read trigger), `gc_policy`, `options`, then
+//! `tablet`, which ties them together, and `gc` (deleting files no manifest names); `stats` holds
+//! the counters the server's metrics read.
 
 pub mod aggregate;
 pub mod commitlog;

@@ -1,6 +1,8 @@
 //! Model test: random mutations, reads, scans, flushes, compactions and crash/reopen cycles
 //! against a tablet behave exactly like a `BTreeMap` oracle. Tiny thresholds (64 KiB memtables,
-//! 1 KiB blocks) make flushes and merging compactions happen in every case.
+//! 1 KiB blocks) make flushes and merging compactions happen in every case, and reads ask for a
+//! major compaction whenever a tenth of what they sample is garbage, so background majors run
+//! between and during the other operations.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -12,6 +14,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use tabula_common::{LocalDir, ServerId, StorageRoot, SystemClock, TabletId};
 use tabula_tabletserver::engine::commitlog::{CommitLog, CommitLogOptions};
+use tabula_tabletserver::engine::compaction::ReadTrigger;
 use tabula_tabletserver::engine::sstable::RowRange;
 use tabula_tabletserver::engine::{
     CellFilter, Engine, EngineOptions, Mutation, RowMutation, ScanOptions, Schema, Tablet,
@@ -201,11 +204,20 @@ impl Harness {
             ..CommitLogOptions::default()
         };
         let log = Arc::new(CommitLog::open(storage.clone(), server, opts).unwrap());
+        let read_trigger = ReadTrigger {
+            sample_every_rows: 1,
+            window_entries: 16,
+            garbage_percent: 10,
+            rewrite_percent: 0,
+        };
         Engine::new(
             storage.clone(),
             log,
             Arc::new(SystemClock),
-            EngineOptions::for_tests(),
+            EngineOptions {
+                read_trigger,
+                ..EngineOptions::for_tests()
+            },
         )
     }
 
