@@ -404,6 +404,27 @@ mod tests {
         assert_eq!(cells(&es, &col), vec![c("f", "b", 1, "b")]);
     }
 
+    /// Family `f` keeps `n` versions, every other family everything.
+    fn f_keeps_versions(n: u32) -> impl Fn(&[u8]) -> GcPolicy {
+        move |f: &[u8]| {
+            if f == b"f" {
+                GcPolicy::MaxVersions(n)
+            } else {
+                GcPolicy::KeepAll
+            }
+        }
+    }
+
+    /// A major compaction under `policy` that may drop tombstones numbered below 100.
+    fn major_rules(policy: &dyn Fn(&[u8]) -> GcPolicy) -> CompactionRules<'_> {
+        CompactionRules {
+            major: true,
+            tombstone_gc_below: 100,
+            policy,
+            now_micros: 0,
+        }
+    }
+
     #[test]
     fn major_compaction_applies_gc_and_drops_old_tombstones() {
         let es = entries(vec![
@@ -414,19 +435,8 @@ mod tests {
             ],
             vec![Mutation::DeleteFromFamily { family: b("g") }],
         ]);
-        let policy = |f: &[u8]| {
-            if f == b"f" {
-                GcPolicy::MaxVersions(2)
-            } else {
-                GcPolicy::KeepAll
-            }
-        };
-        let rules = CompactionRules {
-            major: true,
-            tombstone_gc_below: 100,
-            policy: &policy,
-            now_micros: 0,
-        };
+        let policy = f_keeps_versions(2);
+        let rules = major_rules(&policy);
         let kept = compact_row(es.clone(), &rules);
         assert_eq!(
             cells(&kept, &CellFilter::default()),
@@ -458,19 +468,8 @@ mod tests {
             }],
             vec![set("f", "b", 1, "b")],
         ]);
-        let policy = |f: &[u8]| {
-            if f == b"f" {
-                GcPolicy::MaxVersions(1)
-            } else {
-                GcPolicy::KeepAll
-            }
-        };
-        let rules = CompactionRules {
-            major: true,
-            tombstone_gc_below: 100,
-            policy: &policy,
-            now_micros: 0,
-        };
+        let policy = f_keeps_versions(1);
+        let rules = major_rules(&policy);
         // f:a@1 overwritten, f:a@1 (new) past one version, g:a@1 deleted, the tombstone
         // itself; f:a@2 and f:b@1 stay.
         assert_eq!(garbage_in_row(&es, &rules), 4);

@@ -32,6 +32,9 @@ pub struct PickerInput {
     pub frozen_memtables: usize,
     /// Someone asked for a major compaction.
     pub major_requested: bool,
+    /// The tablet is closed (split or unloaded): it takes no more writes, and its manifest is
+    /// not rewritten by a major compaction nobody will read from.
+    pub closed: bool,
 }
 
 /// The picker's decision.
@@ -65,8 +68,9 @@ pub fn choose(input: &PickerInput, opts: &PickerOptions) -> Choice {
         };
         return Choice::Flush { merge };
     }
-    if input.major_requested && !input.sstables.is_empty()
-        || input.sstables.len() >= opts.major_trigger_files
+    if !input.closed
+        && (input.major_requested && !input.sstables.is_empty()
+            || input.sstables.len() >= opts.major_trigger_files)
     {
         return Choice::Major;
     }
@@ -98,6 +102,7 @@ mod tests {
             sstables: tables(&[50, 10, 40, 30, 20, 60]),
             frozen_memtables: 2,
             major_requested: true,
+            closed: false,
         };
         let want = vec![FileId(1), FileId(4), FileId(3), FileId(2)];
         assert_eq!(choose(&many, &opts), Choice::Flush { merge: want });
@@ -126,5 +131,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(choose(&piled, &opts), Choice::Major);
+        for closed in [
+            PickerInput {
+                closed: true,
+                ..asked.clone()
+            },
+            PickerInput {
+                closed: true,
+                ..piled.clone()
+            },
+        ] {
+            assert_eq!(choose(&closed, &opts), Choice::Idle, "closed: {closed:?}");
+        }
+        let closed_flush = PickerInput {
+            frozen_memtables: 1,
+            closed: true,
+            ..idle
+        };
+        assert_eq!(
+            choose(&closed_flush, &opts),
+            Choice::Flush { merge: vec![] },
+            "a closed tablet still flushes what it holds"
+        );
     }
 }

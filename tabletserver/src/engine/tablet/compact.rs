@@ -45,12 +45,17 @@ impl Tablet {
 
     /// Asks the background thread for a major compaction and returns at once.
     pub fn request_major_compaction(&self) {
-        self.inner.work.lock().major_requested = true;
-        self.inner.kick();
+        self.inner.request_major_compaction();
     }
 }
 
 impl Inner {
+    /// Asks the background thread for a major compaction (it flushes frozen memtables first).
+    pub(crate) fn request_major_compaction(&self) {
+        self.work.lock().major_requested = true;
+        self.kick();
+    }
+
     pub(crate) fn background_loop(self: Arc<Self>) {
         loop {
             let major_requested = {
@@ -72,11 +77,6 @@ impl Inner {
                 let _guard = self.compaction.lock();
                 let choice = choose(&self.picker_input(major), &self.engine.opts.picker);
                 if choice == Choice::Idle {
-                    break;
-                }
-                if choice == Choice::Major && self.closed.load(Ordering::Acquire) {
-                    // Split or unloaded: its manifest is not rewritten for reads nobody
-                    // will serve from it.
                     break;
                 }
                 let was_major = choice == Choice::Major;
@@ -117,6 +117,7 @@ impl Inner {
                 .collect(),
             frozen_memtables: state.frozen.len(),
             major_requested,
+            closed: self.closed.load(Ordering::Acquire),
         }
     }
 
@@ -166,7 +167,7 @@ impl Inner {
             }
             Choice::Major => {
                 self.written_at_major
-                    .store(self.written_bytes(), Ordering::Relaxed);
+                    .store(self.written_bytes(&state), Ordering::Relaxed);
                 let started = Instant::now();
                 self.compact(None, state.sstables.clone(), true)?;
                 let took = started.elapsed();

@@ -9,7 +9,7 @@ use crate::engine::compaction::{WrittenSince, worth_major};
 use crate::engine::key::{Entry, Seq};
 use crate::engine::read::{CompactionRules, garbage_in_row};
 
-use super::core::Inner;
+use super::core::{Inner, State};
 
 impl Inner {
     /// Called with each row a read resolves (its entries sorted forward). Samples one row in
@@ -40,16 +40,11 @@ impl Inner {
         let Some(window) = self.garbage.record(entries.len() as u64, garbage, opts) else {
             return;
         };
-        let written = self.written_bytes();
+        let state = self.state.read().clone();
+        let written = self.written_bytes(&state);
         let since = WrittenSince {
             written_bytes: written.saturating_sub(self.written_at_major.load(Ordering::Relaxed)),
-            sstable_bytes: self
-                .state
-                .read()
-                .sstables
-                .iter()
-                .map(|s| s.size_bytes())
-                .sum(),
+            sstable_bytes: state.sstables.iter().map(|s| s.size_bytes()).sum(),
         };
         if !worth_major(window, since, opts) {
             return;
@@ -67,14 +62,12 @@ impl Inner {
             "reads resolve away much garbage: major compaction requested"
         );
         self.freeze(true);
-        self.work.lock().major_requested = true;
-        self.kick();
+        self.request_major_compaction();
     }
 
     /// Bytes this tablet has taken since it was opened (counting the SSTables it opened with
-    /// as written): what its flushes wrote, and its memtables still in memory.
-    pub(crate) fn written_bytes(&self) -> u64 {
-        let state = self.state.read().clone();
+    /// as written): what its flushes wrote, and the memtables of `state` (its current state).
+    pub(crate) fn written_bytes(&self, state: &State) -> u64 {
         let in_memory: u64 = std::iter::once(&state.active)
             .chain(state.frozen.iter())
             .map(|m| m.approximate_bytes() as u64)
