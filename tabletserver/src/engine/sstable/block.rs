@@ -147,34 +147,30 @@ impl BlockBuilder {
     }
 
     /// Appends the finished on-disk block to `out` (compressed with `compressor` when that makes
-    /// it smaller), resets the builder, and returns the uncompressed size.
+    /// it smaller), resets the builder, and says what it wrote.
     pub(crate) fn finish(
         &mut self,
         compressor: Option<&mut zstd::bulk::Compressor<'static>>,
         out: &mut Vec<u8>,
-    ) -> io::Result<usize> {
+    ) -> io::Result<Finished> {
         self.buf.extend_from_slice(&self.count.to_le_bytes());
         let raw_len = self.buf.len();
         let raw_len_u32 = u32::try_from(raw_len)
             .ok()
             .filter(|_| raw_len <= MAX_RAW_BLOCK_BYTES)
             .ok_or_else(|| io::Error::other("data block exceeds the block size limit"))?;
-        let compressed = match compressor {
-            Some(c) => Some(c.compress(&self.buf)?).filter(|z| z.len() < raw_len),
-            None => None,
-        };
         let start = out.len();
-        match &compressed {
-            Some(z) => {
-                out.push(TAG_ZSTD);
-                out.extend_from_slice(&raw_len_u32.to_le_bytes());
-                out.extend_from_slice(z);
-            }
-            None => {
-                out.push(TAG_RAW);
-                out.extend_from_slice(&raw_len_u32.to_le_bytes());
-                out.extend_from_slice(&self.buf);
-            }
+        let compressed = match compressor {
+            Some(c) => compress_into(c, &self.buf, raw_len_u32, out).inspect_err(|_| {
+                out.truncate(start);
+            })?,
+            None => false,
+        };
+        if !compressed {
+            out.truncate(start);
+            out.push(TAG_RAW);
+            out.extend_from_slice(&raw_len_u32.to_le_bytes());
+            out.extend_from_slice(&self.buf);
         }
         let crc = out.get(start..).map_or(0, crc32c::crc32c);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -184,8 +180,39 @@ impl BlockBuilder {
         self.prev_family = Bytes::new();
         self.prev_ts = 0;
         self.prev_seq = 0;
-        Ok(raw_len)
+        Ok(Finished {
+            raw_len,
+            compressed,
+        })
     }
+}
+
+/// What `BlockBuilder::finish` wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Finished {
+    /// The block's uncompressed size.
+    pub(crate) raw_len: usize,
+    /// Whether it was stored compressed.
+    pub(crate) compressed: bool,
+}
+
+/// Appends a zstd block of `raw` to `out`, compressed straight into `out`'s spare capacity
+/// (no buffer of its own, no copy); whether that made it smaller than `raw`. When it did not,
+/// `out` holds a partial block the caller truncates.
+fn compress_into(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    raw: &[u8],
+    raw_len: u32,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    out.push(TAG_ZSTD);
+    out.extend_from_slice(&raw_len.to_le_bytes());
+    let body = out.len();
+    out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+    let mut at = io::Cursor::new(&mut *out);
+    at.set_position(body as u64);
+    let n = compressor.compress_to_buffer(raw, &mut at)?;
+    Ok(n < raw.len())
 }
 
 /// Where a byte string lies in a block's buffer (validated when the block is decoded).
@@ -600,8 +627,8 @@ mod tests {
             None
         };
         let mut out = Vec::new();
-        let raw_len = builder.finish(compressor.as_mut(), &mut out).unwrap();
-        assert!(raw_len > 0);
+        let finished = builder.finish(compressor.as_mut(), &mut out).unwrap();
+        assert!(finished.raw_len > 0);
         assert_eq!(builder.count(), 0, "finish resets the builder");
         out
     }
@@ -648,6 +675,64 @@ mod tests {
         };
         let gap = (v1.as_ptr() as usize).abs_diff(v0.as_ptr() as usize);
         assert!(gap < 1100, "values are slices of one decompressed buffer");
+    }
+
+    #[test]
+    fn blocks_are_appended_after_what_out_holds_compressed_or_raw() {
+        let entries = |value: Bytes| -> Vec<Entry> {
+            (0..40u64)
+                .map(|i| Entry {
+                    key: CellKey {
+                        row: b(&format!("row{i:03}")),
+                        family: b("f"),
+                        qualifier: None,
+                        timestamp: 1,
+                        seq: i + 1,
+                    },
+                    value: Value::Put(value.clone()),
+                })
+                .collect()
+        };
+        // A fixed xorshift stream: bytes zstd cannot shrink.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let incompressible: Vec<Entry> = entries(Bytes::new())
+            .into_iter()
+            .zip(noise.chunks(1000))
+            .map(|(e, v)| Entry {
+                value: Value::Put(Bytes::copy_from_slice(v)),
+                ..e
+            })
+            .collect();
+        let compressible = entries(Bytes::from(vec![b'z'; 1000]));
+        for (entries, tag) in [(incompressible, TAG_RAW), (compressible, TAG_ZSTD)] {
+            let mut builder = BlockBuilder::default();
+            for e in &entries {
+                builder.add(e);
+            }
+            let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+            let mut out = b"earlier block".to_vec();
+            let finished = builder.finish(Some(&mut compressor), &mut out).unwrap();
+            let raw_len = finished.raw_len;
+            assert_eq!(finished.compressed, tag == TAG_ZSTD);
+            assert_eq!(&out[..13], b"earlier block");
+            assert_eq!(out[13], tag);
+            assert_eq!(u32_at(&out, 14).unwrap() as usize, raw_len);
+            if tag == TAG_RAW {
+                assert_eq!(out.len() - 13, HEADER_LEN + raw_len + TRAILER_LEN);
+            } else {
+                assert!(out.len() - 13 < raw_len / 10, "{} of {raw_len}", out.len());
+            }
+            let block = decode(FileId(1), 0, Bytes::copy_from_slice(&out[13..])).unwrap();
+            assert_eq!(all(&block), entries, "tag {tag}");
+        }
     }
 
     #[test]

@@ -35,12 +35,14 @@
 //! # Reading order
 //!
 //! `codec` (varints, keys), the pure codecs `block`, `bloom`, `index`, `meta`, `footer`; then
-//! `writer` (`SstableWriter`, streaming block by block), `reader` (`Sstable::open`, point
+//! `writer` (`SstableWriter`, streaming block by block, with `backoff` deciding which blocks it
+//! tries to compress), `reader` (`Sstable::open`, point
 //! reads), `iter` (range scans, forward and reverse), `rows` (packed rows for binary search),
 //! `cache` (the shared `BlockCache`), and `range` (`RowRange`, shared with the rest of the
 //! engine). Errors are in `error`. `decode` is the door for fuzz targets and corruption
 //! fixtures: each part's decoder over untrusted bytes.
 
+mod backoff;
 mod block;
 mod bloom;
 mod cache;

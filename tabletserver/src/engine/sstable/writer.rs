@@ -9,6 +9,7 @@
 
 use tabula_common::AppendFile;
 
+use super::backoff::CompressionBackoff;
 use super::block::{BlockBuilder, MAX_RAW_BLOCK_BYTES};
 use super::bloom;
 use super::error::SstableError;
@@ -30,7 +31,8 @@ pub struct SstableOptions {
     /// Target uncompressed size of a data block; a block is cut once it reaches this size.
     pub block_size_bytes: usize,
     /// zstd level for data blocks (1..=22); 0 stores blocks uncompressed. A block whose
-    /// compressed form is not smaller is stored uncompressed anyway. The writer takes this
+    /// compressed form is not smaller is stored uncompressed anyway, and the next blocks are
+    /// then stored uncompressed without an attempt (see `backoff`). The writer takes this
     /// one; the engine sets it from `flush_zstd_level` for flushes.
     pub zstd_level: i32,
     /// zstd level (0..=22) of the SSTables a memtable flush writes: a flush keeps pace with
@@ -85,6 +87,10 @@ pub struct SstableWriter {
     invalid: Option<&'static str>,
     /// Created with the first block (when `zstd_level > 0`).
     compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Which blocks are worth a compression attempt.
+    backoff: CompressionBackoff,
+    /// Blocks it tried to compress.
+    compression_attempts: u64,
     block: BlockBuilder,
     scratch: Vec<u8>,
     index: Vec<BlockHandle>,
@@ -115,6 +121,8 @@ impl SstableWriter {
             invalid: opts.problem(),
             opts,
             compressor: None,
+            backoff: CompressionBackoff::default(),
+            compression_attempts: 0,
             block: BlockBuilder::default(),
             scratch: Vec::new(),
             index: Vec::new(),
@@ -179,6 +187,13 @@ impl SstableWriter {
         self.meta.entry_count()
     }
 
+    /// Data blocks it tried to compress so far (each block is tried unless `backoff` says to
+    /// skip it).
+    #[cfg(test)]
+    pub(crate) fn compression_attempts(&self) -> u64 {
+        self.compression_attempts
+    }
+
     /// Bytes written to the file so far (data blocks only until `finish`).
     pub fn bytes_written(&self) -> u64 {
         self.out.len()
@@ -195,9 +210,16 @@ impl SstableWriter {
             self.compressor = Some(zstd::bulk::Compressor::new(self.opts.zstd_level)?);
         }
         self.scratch.clear();
-        let raw_len = self
-            .block
-            .finish(self.compressor.as_mut(), &mut self.scratch)?;
+        let compressor = match &mut self.compressor {
+            Some(c) if self.backoff.try_next() => Some(c),
+            _ => None,
+        };
+        let tried = compressor.is_some();
+        let finished = self.block.finish(compressor, &mut self.scratch)?;
+        if tried {
+            self.compression_attempts += 1;
+            self.backoff.record(finished.compressed);
+        }
         let offset = self.out.len();
         self.out.append(&self.scratch)?;
         self.index.push(BlockHandle {
@@ -205,7 +227,7 @@ impl SstableWriter {
             offset,
             len: self.scratch.len(),
         });
-        self.raw_data_bytes += raw_len as u64;
+        self.raw_data_bytes += finished.raw_len as u64;
         self.stored_data_bytes += self.scratch.len() as u64;
         Ok(())
     }
@@ -261,8 +283,9 @@ mod tests {
     use tabula_common::{FileId, LocalDir, StorageRoot};
 
     use super::*;
+    use crate::engine::key::CellKey;
     use crate::engine::key::Value;
-    use crate::engine::sstable::testutil::{MemFile, put, sample_entries};
+    use crate::engine::sstable::testutil::{MemFile, open_bytes, put, sample_entries};
     use crate::engine::sstable::{BlockCache, RowRange, Sstable};
 
     #[test]
@@ -374,6 +397,72 @@ mod tests {
         let cache = Arc::new(BlockCache::new(1 << 20));
         let t = Sstable::open(FileId(1), root.open_read("sst/0001.sst").unwrap(), cache).unwrap();
         assert_eq!(t.meta(), &meta);
+        let got: Vec<_> = t
+            .iter(RowRange::all(), false)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, entries);
+    }
+
+    #[test]
+    fn blocks_zstd_cannot_shrink_stop_being_tried_until_the_data_compresses_again() {
+        // 400 rows of 1000 bytes zstd cannot shrink (a fixed xorshift stream), then 1600 rows
+        // of one repeated byte: ~25 blocks, then ~100.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut noise = || -> Bytes {
+            (0..1000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let entries: Vec<Entry> = (0..2000u64)
+            .map(|i| Entry {
+                key: CellKey {
+                    row: Bytes::from(format!("row{i:05}")),
+                    family: Bytes::from_static(b"f"),
+                    qualifier: None,
+                    timestamp: 1,
+                    seq: i + 1,
+                },
+                value: Value::Put(if i < 400 {
+                    noise()
+                } else {
+                    Bytes::from(vec![b'z'; 1000])
+                }),
+            })
+            .collect();
+        let file = MemFile::default();
+        let mut w = SstableWriter::new(Box::new(file.clone()), SstableOptions::default());
+        let mut attempts_in_noise = 0;
+        for (i, e) in entries.iter().enumerate() {
+            w.add(e).unwrap();
+            if i == 399 {
+                attempts_in_noise = w.compression_attempts();
+            }
+        }
+        let attempts = w.compression_attempts();
+        let meta = w.finish().unwrap();
+        let blocks = meta.block_count;
+        assert!(blocks > 110, "{blocks} blocks");
+        assert!(
+            (3..=8).contains(&attempts_in_noise),
+            "{attempts_in_noise} attempts over ~25 blocks of noise"
+        );
+        assert!(
+            attempts > blocks - 25 - 20,
+            "{attempts} attempts over {blocks} blocks: compressible blocks are tried again"
+        );
+        assert!(
+            meta.stored_data_bytes < meta.raw_data_bytes / 2,
+            "{} stored of {} raw",
+            meta.stored_data_bytes,
+            meta.raw_data_bytes
+        );
+        let t = open_bytes(file.contents(), Arc::new(BlockCache::new(1 << 20))).unwrap();
         let got: Vec<_> = t
             .iter(RowRange::all(), false)
             .collect::<Result<_, _>>()
