@@ -556,6 +556,7 @@ fn span(d: &mut Decoder<'_>) -> Result<Span, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sstable::testutil::{noise, rows_of};
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -679,39 +680,8 @@ mod tests {
 
     #[test]
     fn blocks_are_appended_after_what_out_holds_compressed_or_raw() {
-        let entries = |value: Bytes| -> Vec<Entry> {
-            (0..40u64)
-                .map(|i| Entry {
-                    key: CellKey {
-                        row: b(&format!("row{i:03}")),
-                        family: b("f"),
-                        qualifier: None,
-                        timestamp: 1,
-                        seq: i + 1,
-                    },
-                    value: Value::Put(value.clone()),
-                })
-                .collect()
-        };
-        // A fixed xorshift stream: bytes zstd cannot shrink.
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..40_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let incompressible: Vec<Entry> = entries(Bytes::new())
-            .into_iter()
-            .zip(noise.chunks(1000))
-            .map(|(e, v)| Entry {
-                value: Value::Put(Bytes::copy_from_slice(v)),
-                ..e
-            })
-            .collect();
-        let compressible = entries(Bytes::from(vec![b'z'; 1000]));
+        let incompressible = rows_of(40, |i| noise(i, 1000));
+        let compressible = rows_of(40, |_| Bytes::from(vec![b'z'; 1000]));
         for (entries, tag) in [(incompressible, TAG_RAW), (compressible, TAG_ZSTD)] {
             let mut builder = BlockBuilder::default();
             for e in &entries {

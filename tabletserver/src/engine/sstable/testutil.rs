@@ -53,6 +53,36 @@ pub(crate) fn put(row: &str, fam: &str, q: &str, ts: i64, seq: u64, v: &str) -> 
     }
 }
 
+/// `len` deterministic bytes zstd cannot shrink (xorshift64 from `seed`).
+pub(crate) fn noise(seed: u64, len: usize) -> Bytes {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `count` puts, one per row (`row00000`, ...; family `f`, no qualifier, timestamp 1), the
+/// value of row `i` being `value(i)`; sorted.
+pub(crate) fn rows_of(count: u64, mut value: impl FnMut(u64) -> Bytes) -> Vec<Entry> {
+    (0..count)
+        .map(|i| Entry {
+            key: CellKey {
+                row: Bytes::from(format!("row{i:05}")),
+                family: Bytes::from_static(b"f"),
+                qualifier: None,
+                timestamp: 1,
+                seq: i + 1,
+            },
+            value: Value::Put(value(i)),
+        })
+        .collect()
+}
+
 /// Writes `entries` (already sorted) to an in-memory SSTable and returns its bytes.
 pub(crate) fn write_table(entries: &[Entry], opts: SstableOptions) -> Bytes {
     let file = MemFile::default();

@@ -283,9 +283,10 @@ mod tests {
     use tabula_common::{FileId, LocalDir, StorageRoot};
 
     use super::*;
-    use crate::engine::key::CellKey;
     use crate::engine::key::Value;
-    use crate::engine::sstable::testutil::{MemFile, open_bytes, put, sample_entries};
+    use crate::engine::sstable::testutil::{
+        MemFile, noise, open_bytes, put, rows_of, sample_entries,
+    };
     use crate::engine::sstable::{BlockCache, RowRange, Sstable};
 
     #[test]
@@ -406,35 +407,15 @@ mod tests {
 
     #[test]
     fn blocks_zstd_cannot_shrink_stop_being_tried_until_the_data_compresses_again() {
-        // 400 rows of 1000 bytes zstd cannot shrink (a fixed xorshift stream), then 1600 rows
-        // of one repeated byte: ~25 blocks, then ~100.
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut noise = || -> Bytes {
-            (0..1000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
-        let entries: Vec<Entry> = (0..2000u64)
-            .map(|i| Entry {
-                key: CellKey {
-                    row: Bytes::from(format!("row{i:05}")),
-                    family: Bytes::from_static(b"f"),
-                    qualifier: None,
-                    timestamp: 1,
-                    seq: i + 1,
-                },
-                value: Value::Put(if i < 400 {
-                    noise()
-                } else {
-                    Bytes::from(vec![b'z'; 1000])
-                }),
-            })
-            .collect();
+        // 400 rows of 1000 bytes zstd cannot shrink, then 1600 rows of one repeated byte:
+        // ~25 blocks, then ~100.
+        let entries = rows_of(2000, |i| {
+            if i < 400 {
+                noise(i, 1000)
+            } else {
+                Bytes::from(vec![b'z'; 1000])
+            }
+        });
         let file = MemFile::default();
         let mut w = SstableWriter::new(Box::new(file.clone()), SstableOptions::default());
         let mut attempts_in_noise = 0;
