@@ -23,6 +23,8 @@ use tabula_proto::tabula::tablet::v1::tablet_admin_client::TabletAdminClient;
 use tabula_proto::tabula::tablet::v1::tablet_service_client::TabletServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::connector::Connector;
+
 /// How channels connect and what they accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelOptions {
@@ -127,7 +129,7 @@ impl Channels {
         // Made outside the lock: building the endpoint parses the URI.
         let endpoint = self.endpoint(key)?;
         let channels = (0..self.inner.options.connections_per_address.max(1))
-            .map(|_| endpoint.connect_lazy())
+            .map(|_| endpoint.connect_with_connector_lazy(Connector))
             .collect();
         let mut cache = self.inner.cache.lock();
         cache.clock += 1;
@@ -201,7 +203,6 @@ impl Channels {
         Ok(Endpoint::from_shared(format!("http://{key}"))
             .map_err(|e| Error::invalid_argument(format!("address {key:?} is not host:port: {e}")))?
             .connect_timeout(o.connect_timeout)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(o.keepalive_interval)
             .keep_alive_timeout(o.keepalive_timeout)
             .keep_alive_while_idle(true))

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod builders;
 pub mod channels;
 mod client;
+mod connector;
 pub mod location;
 pub mod meta;
 mod point_read;

@@ -6,6 +6,7 @@
 //! only place outside the lock service's log store that touches `std::fs`).
 
 pub mod clock;
+pub mod coalesce;
 pub mod error;
 pub mod ids;
 pub mod meta;
@@ -15,6 +16,7 @@ pub mod storage;
 pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use coalesce::Coalescing;
 pub use error::{Code, Error};
 pub use ids::{Epoch, FileId, RowKey, ServerId, TableId, TabletId};
 pub use storage::{AppendFile, AsyncStorage, LocalDir, ReadFile, StorageRoot};

@@ -23,11 +23,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tabula_common::{LocalDir, ServerId, StorageRoot, SystemClock};
+use tabula_common::{Coalescing, LocalDir, ServerId, StorageRoot, SystemClock};
 use tabula_lockservice::client::SessionState;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -321,8 +322,10 @@ impl TabletServer {
         let admin = TabletAdminService::shared_server(admin);
         let data = TabletDataService::new(registry.clone(), gate.clone(), DataOptions::default())
             .into_server();
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Responses' frames leave in one write per turn of the scheduler (`Coalescing`).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .map(|conn| conn.map(Coalescing::new));
         let stop = cancel.clone().cancelled_owned();
         tasks.spawn(
             async move {
