@@ -8,7 +8,7 @@
 //! loopback TCP each. Between a flush and the next poll of the connection task, the body task
 //! queues its DATA frame, so deferring the flush by one turn sends both in one `write`.
 //!
-//! How: writes go into a buffer of at most [`BUFFER_LIMIT`] bytes (a write that would overflow
+//! How: writes go into a buffer of at most `BUFFER_LIMIT` (64 KiB) (a write that would overflow
 //! it first drains the buffer; one larger than the limit goes straight through). The first
 //! `poll_flush` after bytes were buffered wakes its own task and returns `Pending` (the task
 //! goes to the back of the run queue); the next one writes the buffer out and flushes. No timer:
@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
 /// Most bytes held back for one flush; beyond that, writes go out at once.
-pub const BUFFER_LIMIT: usize = 64 * 1024;
+const BUFFER_LIMIT: usize = 64 * 1024;
 
 /// `io` with its flushes deferred by one turn of the scheduler (module docs).
 #[derive(Debug)]
@@ -45,11 +45,6 @@ impl<T> Coalescing<T> {
             written: 0,
             deferred: false,
         }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &T {
-        &self.io
     }
 }
 
@@ -169,6 +164,8 @@ mod tests {
         calls: usize,
         flushes: usize,
         shut: bool,
+        /// Every write fails with `BrokenPipe`.
+        broken: bool,
     }
 
     impl Recorder {
@@ -192,6 +189,9 @@ mod tests {
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
+            if this.broken {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
             this.calls += 1;
             if this.pending_every > 1 && this.calls.is_multiple_of(this.pending_every) {
                 cx.waker().wake_by_ref();
@@ -311,25 +311,12 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_reported_by_the_flush() {
-        struct Broken;
-        impl AsyncWrite for Broken {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-                _: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
-            }
-            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-        }
         let (_, w) = waker();
         let mut cx = Context::from_waker(&w);
-        let mut c = Coalescing::new(Broken);
+        let mut c = Coalescing::new(Recorder {
+            broken: true,
+            ..Recorder::new(usize::MAX, 0)
+        });
         assert!(matches!(
             Pin::new(&mut c).poll_write(&mut cx, b"x"),
             Poll::Ready(Ok(1))
