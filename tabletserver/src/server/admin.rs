@@ -28,7 +28,7 @@ use tabula_proto::tabula::tablet::v1 as pb;
 use tabula_proto::tabula::tablet::v1::tablet_admin_server::{TabletAdmin, TabletAdminServer};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::drop_rows::{DropTarget, drop_rows};
 use super::gate::Gate;
@@ -40,6 +40,11 @@ use crate::engine::{Engine, Schema, Tablet};
 /// How long an unload (or a re-registration at a newer epoch) waits for requests that hold
 /// the tablet to finish before it gives up with `Unavailable`.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How often opening a committed split's children is tried, and the wait before the second
+/// try (doubled before the third).
+const OPEN_CHILD_ATTEMPTS: u32 = 3;
+const OPEN_CHILD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The largest lifecycle request accepted.
 pub const MAX_ADMIN_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -326,19 +331,15 @@ impl TabletAdminService {
             Ok(at)
         })
         .await?;
-        let engine = self.engine.clone();
         let splitting = parent.clone();
         let split_at = at.clone();
-        let opened = blocking(move || {
-            let schema = (*splitting.tablet.schema()).clone();
+        let split = blocking(move || {
             splitting.tablet.split(split_at, left_id, right_id)?;
-            let left = engine.open_tablet(left_id, schema.clone())?;
-            let right = engine.open_tablet(right_id, schema)?;
-            Ok((left, right))
+            Ok((*splitting.tablet.schema()).clone())
         })
         .await;
-        let (left, right) = match opened {
-            Ok(children) => children,
+        let schema = match split {
+            Ok(schema) => schema,
             Err(e) => {
                 warn!(tablet_id = %parent_id, error = %e, "split failed");
                 drop(parent);
@@ -346,14 +347,37 @@ impl TabletAdminService {
                 return Err(e);
             }
         };
+        // Committed: the parent's manifest names its children, so only they can serve its
+        // rows from here on (a failure now must not drop the parent's range).
+        let (left, right) = match self.open_children(left_id, right_id, schema).await {
+            Ok(children) => children,
+            Err(e) => {
+                error!(
+                    tablet_id = %parent_id,
+                    left = %left_id,
+                    right = %right_id,
+                    error = %e,
+                    "split committed but its children could not be opened; loading the parent \
+                     again serves them"
+                );
+                drop(parent);
+                if let Ok(closed) = self.take_out_of_service(parent_id).await {
+                    blocking(move || {
+                        closed.tablet.close();
+                        Ok(())
+                    })
+                    .await?;
+                }
+                return Err(e);
+            }
+        };
         let table = parent.table;
         let left = Arc::new(ServedTablet::child_of(parent_id, table, child_epoch, left));
         let right = Arc::new(ServedTablet::child_of(parent_id, table, child_epoch, right));
-        // The switch: the parent takes no writes since the engine's split; from here on its
-        // rows are routed to the children.
-        self.registry.remove(parent_id);
-        self.registry.insert(left.clone())?;
-        self.registry.insert(right.clone())?;
+        // The switch, in one step: the parent takes no writes since the engine's split; from
+        // here on its rows are routed to the children.
+        self.registry
+            .replace(parent_id, &[left.clone(), right.clone()])?;
         info!(
             tablet_id = %parent_id,
             left = %left_id,
@@ -364,6 +388,36 @@ impl TabletAdminService {
         );
         drop(parent);
         Ok((left, right))
+    }
+
+    /// Opens the children of a committed split, trying `OPEN_CHILD_ATTEMPTS` times: the
+    /// split cannot be undone, so a passing failure must not leave its rows unserved.
+    async fn open_children(
+        &self,
+        left: TabletId,
+        right: TabletId,
+        schema: Schema,
+    ) -> Result<(Tablet, Tablet), Error> {
+        let mut attempt = 1;
+        loop {
+            let engine = self.engine.clone();
+            let schema = schema.clone();
+            let opened = blocking(move || {
+                let l = engine.open_tablet(left, schema.clone())?;
+                let r = engine.open_tablet(right, schema)?;
+                Ok((l, r))
+            })
+            .await;
+            match opened {
+                Ok(children) => return Ok(children),
+                Err(e) if attempt < OPEN_CHILD_ATTEMPTS => {
+                    warn!(left = %left, right = %right, attempt, error = %e, "opening the children of a split failed; retrying");
+                    tokio::time::sleep(OPEN_CHILD_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A split whose parent is gone: answered from the children if a retry of it already

@@ -106,6 +106,42 @@ struct Maps {
     by_end: BTreeMap<(TableId, EndKeyOrd), TabletId>,
 }
 
+impl Maps {
+    fn insert(&mut self, tablet: Arc<ServedTablet>) -> Result<(), Error> {
+        if let Some(existing) = self.by_id.get(&tablet.id()) {
+            return Err(Error::new(
+                Code::AlreadyExists,
+                format!("already serving {}", existing.describe()),
+            ));
+        }
+        if let Some(other) = self
+            .by_id
+            .values()
+            .find(|t| t.table == tablet.table && overlaps(t.tablet.range(), tablet.tablet.range()))
+        {
+            return Err(Error::new(
+                Code::FailedPrecondition,
+                format!(
+                    "{} overlaps {} served here",
+                    tablet.describe(),
+                    other.describe()
+                ),
+            ));
+        }
+        let end = EndKeyOrd::from(&end_row(tablet.tablet.range()));
+        self.by_end.insert((tablet.table, end), tablet.id());
+        self.by_id.insert(tablet.id(), tablet);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: TabletId) -> Option<Arc<ServedTablet>> {
+        let tablet = self.by_id.remove(&id)?;
+        let end = EndKeyOrd::from(&end_row(tablet.tablet.range()));
+        self.by_end.remove(&(tablet.table, end));
+        Some(tablet)
+    }
+}
+
 /// `EndKey` ordered with `None` last.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum EndKeyOrd {
@@ -138,41 +174,32 @@ impl Registry {
     /// Starts serving `tablet`. Refused if a tablet with that id, or an overlapping range of the
     /// same table, is served already.
     pub fn insert(&self, tablet: Arc<ServedTablet>) -> Result<(), Error> {
+        self.maps.write().insert(tablet)
+    }
+
+    /// Serves `children` instead of `parent`, in one step: no lookup sees neither (a split's
+    /// switch). Refused as `insert` refuses, with nothing changed.
+    pub fn replace(&self, parent: TabletId, children: &[Arc<ServedTablet>]) -> Result<(), Error> {
         let mut maps = self.maps.write();
-        if let Some(existing) = maps.by_id.get(&tablet.id()) {
-            return Err(Error::new(
-                Code::AlreadyExists,
-                format!("already serving {}", existing.describe()),
-            ));
+        let old = maps.remove(parent);
+        for (i, child) in children.iter().enumerate() {
+            if let Err(e) = maps.insert(child.clone()) {
+                for done in &children[..i] {
+                    maps.remove(done.id());
+                }
+                if let Some(old) = old {
+                    maps.insert(old)?;
+                }
+                return Err(e);
+            }
         }
-        if let Some(other) = maps
-            .by_id
-            .values()
-            .find(|t| t.table == tablet.table && overlaps(t.tablet.range(), tablet.tablet.range()))
-        {
-            return Err(Error::new(
-                Code::FailedPrecondition,
-                format!(
-                    "{} overlaps {} served here",
-                    tablet.describe(),
-                    other.describe()
-                ),
-            ));
-        }
-        let end = EndKeyOrd::from(&end_row(tablet.tablet.range()));
-        maps.by_end.insert((tablet.table, end), tablet.id());
-        maps.by_id.insert(tablet.id(), tablet);
         Ok(())
     }
 
     /// Stops routing requests to `id`; the tablet itself closes when the last request holding
     /// it finishes.
     pub fn remove(&self, id: TabletId) -> Option<Arc<ServedTablet>> {
-        let mut maps = self.maps.write();
-        let tablet = maps.by_id.remove(&id)?;
-        let end = EndKeyOrd::from(&end_row(tablet.tablet.range()));
-        maps.by_end.remove(&(tablet.table, end));
-        Some(tablet)
+        self.maps.write().remove(id)
     }
 
     /// The tablet with this id, if served.

@@ -332,7 +332,7 @@ async fn a_tablet_past_the_threshold_splits_and_every_row_stays_readable() {
             assert!(seen.insert(row, value).is_none(), "a row served twice");
         }
     }
-    assert_eq!(seen.len(), rows.len());
+    assert_eq!(seen.len(), rows.len(), "rows read from {children:?}");
     for row in &rows {
         assert_eq!(seen.get(row), Some(&value_of(row)), "{row}");
     }

@@ -569,7 +569,7 @@ fn replay_segment(segment: &[u8]) -> Result<(u64, u64), ReplayError<std::convert
     let storage = LocalDir::open(dir.path()).unwrap();
     storage.write_atomic(SEGMENT_PATH, segment).unwrap();
     let redo = expected_manifest().redo_seq;
-    let stats = replay(&storage, &[LOG_DIR.into()], TABLET, redo, |_| Ok(()))?;
+    let stats = replay(&storage, &[LOG_DIR.into()], TABLET, redo, None, |_| Ok(()))?;
     Ok((stats.records_replayed, stats.torn_tails))
 }
 

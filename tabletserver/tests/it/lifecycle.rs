@@ -45,30 +45,35 @@ impl Env {
     }
 
     fn server(&self, id: &str) -> Server {
-        let log = CommitLog::open(
-            self.storage.clone(),
-            ServerId(id.into()),
-            CommitLogOptions::default(),
-        )
-        .unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let engine = Engine::new(
-            self.storage.clone(),
-            Arc::new(log),
-            clock,
-            EngineOptions::for_tests(),
-        );
-        let registry = Arc::new(Registry::new());
-        let admin = TabletAdminService::new(
-            engine.clone(),
-            registry.clone(),
-            Arc::new(Gate::always_open()),
-        );
-        Server {
-            engine,
-            registry,
-            admin,
-        }
+        server_on(self.storage.clone(), id)
+    }
+}
+
+/// A tablet server over `storage`.
+fn server_on(storage: Arc<dyn StorageRoot>, id: &str) -> Server {
+    let log = CommitLog::open(
+        storage.clone(),
+        ServerId(id.into()),
+        CommitLogOptions::default(),
+    )
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = Engine::new(
+        storage.clone(),
+        Arc::new(log),
+        clock,
+        EngineOptions::for_tests(),
+    );
+    let registry = Arc::new(Registry::new());
+    let admin = TabletAdminService::new(
+        engine.clone(),
+        registry.clone(),
+        Arc::new(Gate::always_open()),
+    );
+    Server {
+        engine,
+        registry,
+        admin,
     }
 }
 
@@ -554,6 +559,152 @@ async fn a_split_parent_is_never_loaded_again_and_names_its_children() {
     }
     let expected: BTreeMap<String, String> = data.iter().cloned().collect();
     assert_eq!(other.read_all(), expected);
+}
+
+/// The split's switch in the registry: the children replace the parent in one step, and a
+/// replacement that would overlap another served tablet changes nothing.
+#[tokio::test]
+async fn the_registry_replaces_a_parent_with_its_children_at_once_or_not_at_all() {
+    let env = Env::new();
+    let s = env.server("ts-a");
+    let served = |id: u64, start: &str, end: Option<&str>| {
+        let tablet = s
+            .engine
+            .create_tablet(
+                TabletId(id),
+                Bytes::copy_from_slice(start.as_bytes()),
+                end.map(|e| Bytes::copy_from_slice(e.as_bytes())),
+                tabula_tabletserver::engine::Schema::with_families(["cf"]),
+            )
+            .unwrap();
+        Arc::new(ServedTablet::new(TableId(TABLE), Epoch(1), tablet))
+    };
+    s.registry.insert(served(1, "", Some("m"))).unwrap();
+    s.registry.insert(served(2, "m", None)).unwrap();
+    let ids = |r: &Registry| r.list().iter().map(|t| t.id().0).collect::<Vec<_>>();
+
+    // A child reaching into tablet 2's range: refused, tablet 1 still served.
+    let bad = [served(3, "", Some("f")), served(4, "f", Some("q"))];
+    let e = s.registry.replace(TabletId(1), &bad).unwrap_err();
+    assert_eq!(e.code, Code::FailedPrecondition, "{e:?}");
+    assert_eq!(ids(&s.registry), vec![1, 2]);
+    drop(bad);
+
+    let good = [served(5, "", Some("f")), served(6, "f", Some("m"))];
+    s.registry.replace(TabletId(1), &good).unwrap();
+    assert_eq!(ids(&s.registry), vec![5, 6, 2]);
+    assert_eq!(
+        s.registry.route_row(&route(), b"g").unwrap().id(),
+        TabletId(6)
+    );
+}
+
+/// A storage root whose reads of one path fail a given number of times, like a passing I/O
+/// error.
+#[derive(Debug)]
+struct FlakyReads {
+    inner: LocalDir,
+    path: String,
+    failures_left: AtomicU64,
+}
+
+impl FlakyReads {
+    fn check(&self, path: &str) -> std::io::Result<()> {
+        let fail = path == self.path
+            && self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
+            return Err(std::io::Error::other(format!(
+                "reading {path} failed (injected)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl StorageRoot for FlakyReads {
+    fn write_atomic(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write_atomic(path, data)
+    }
+    fn create_append(&self, path: &str) -> std::io::Result<Box<dyn tabula_common::AppendFile>> {
+        self.inner.create_append(path)
+    }
+    fn open_read(&self, path: &str) -> std::io::Result<Arc<dyn tabula_common::ReadFile>> {
+        self.check(path)?;
+        self.inner.open_read(path)
+    }
+    fn read_all(&self, path: &str) -> std::io::Result<Bytes> {
+        self.check(path)?;
+        self.inner.read_all(path)
+    }
+    fn list(&self, dir: &str) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn delete(&self, path: &str) -> std::io::Result<()> {
+        self.inner.delete(path)
+    }
+    fn exists(&self, path: &str) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn size(&self, path: &str) -> std::io::Result<u64> {
+        self.inner.size(path)
+    }
+}
+
+/// A split past its commit point (the parent's manifest names the children) cannot be undone:
+/// a child that fails to open is tried again, and if it keeps failing the parent's rows are
+/// still one `LoadTablet` away, never lost.
+#[tokio::test]
+async fn a_committed_split_whose_children_fail_to_open_serves_them_later() {
+    for (failures, split_ok) in [(2, true), (10, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(FlakyReads {
+            inner: LocalDir::open(dir.path()).unwrap(),
+            path: Manifest::path(TabletId(8)),
+            failures_left: AtomicU64::new(0),
+        });
+        let s = server_on(storage.clone(), "ts-a");
+        s.admin
+            .load(load(descriptor(7, "", None, 1), true, 1))
+            .await
+            .unwrap();
+        let data = rows(300);
+        for (row, value) in &data {
+            s.write(row, value).unwrap();
+        }
+        storage.failures_left.store(failures, Ordering::SeqCst);
+        let answer = s.admin.split(split(7, Some("row00100"), 8, 9, 1)).await;
+        let expected: BTreeMap<String, String> = data.iter().cloned().collect();
+        assert!(
+            s.registry.get(TabletId(7)).is_none(),
+            "the parent is never served again"
+        );
+        if split_ok {
+            let (left, right) = answer.unwrap();
+            assert_eq!(left.tablet, Some(descriptor(8, "", Some("row00100"), 2)));
+            assert_eq!(right.tablet, Some(descriptor(9, "row00100", None, 2)));
+            assert_eq!(storage.failures_left.load(Ordering::SeqCst), 0);
+            assert_eq!(s.read_all(), expected);
+            continue;
+        }
+        let e = answer.unwrap_err();
+        assert!(e.message.contains("injected"), "{e:?}");
+        assert_eq!(s.registry.len(), 0);
+        // The master's recovery: loading the parent answers its children, which then load.
+        storage.failures_left.store(0, Ordering::SeqCst);
+        let answer = s
+            .admin
+            .load_or_children(load(descriptor(7, "", None, 1), false, 1))
+            .await
+            .unwrap();
+        assert_eq!(answer.split_into.len(), 2);
+        for child in answer.split_into {
+            s.admin.load(load(child, false, 1)).await.unwrap();
+        }
+        assert_eq!(s.read_all(), expected);
+    }
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ mod tests;
 pub use error::{CommitLogError, ReplayError};
 pub use header::SegmentHeader;
 pub use naming::server_log_dir;
-pub use reader::{ReplayStats, ReplayedRecord, replay};
+pub use reader::{OwnLogView, ReplayStats, ReplayedRecord, replay};
 pub use record::MAX_PAYLOAD_BYTES;
 pub use scan::{DamageKind, ScannedRecord, SegmentDamage, SegmentScanner, scan_segment};
 pub use writer::{CommitLog, CommitLogOptions, CommitLogStats, Enqueued, LogPosition};

@@ -11,6 +11,15 @@
 //! unreadable (a crash while creating it). A segment the writer rolled away from was synced in full first, so anything
 //! bad in it is `CommitLogError::Corrupt`, as is corruption (damage followed by valid data)
 //! anywhere, and a header naming another server or segment number than its path.
+//!
+//! The running server's own directory: its newest segment is being appended to while a tablet
+//! opens (a split's children, a reload), so a plain read could meet zeros where a batch is not
+//! written yet and records written since behind them: corruption, to the scan. The caller
+//! passes what the log knows (`CommitLog::replay_view`, an `OwnLogView`): which of this run's
+//! segments hold records of the tablet at all, and how much of each is written. Only those
+//! bytes are read.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use tabula_common::{StorageRoot, TabletId};
@@ -52,32 +61,87 @@ pub struct ReplayStats {
     pub torn_tails: u64,
     /// Segments that ended in zeros where they may (a live segment's, or a crashed run's newest).
     pub zero_tails: u64,
+    /// Segments of the running log not read: they hold nothing of the tablet.
+    pub skipped: u64,
+}
+
+/// What a replay may read from the running server's own log directory (built by
+/// `CommitLog::replay_view` for one tablet and redo point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnLogView {
+    dir: String,
+    /// The first segment of the running log; older ones are earlier runs', read whole.
+    first_of_run: u64,
+    /// The running log's segments with records to replay, and how many of their bytes are
+    /// written (`u64::MAX`: all, the segment is finished).
+    readable: HashMap<u64, u64>,
+}
+
+/// How much of one segment a replay reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    All,
+    Prefix(u64),
+    Nothing,
+}
+
+impl OwnLogView {
+    pub(crate) fn new(dir: String, first_of_run: u64, readable: HashMap<u64, u64>) -> Self {
+        OwnLogView {
+            dir,
+            first_of_run,
+            readable,
+        }
+    }
+
+    fn extent(&self, number: u64) -> Extent {
+        if number < self.first_of_run {
+            return Extent::All;
+        }
+        match self.readable.get(&number) {
+            None => Extent::Nothing,
+            Some(&u64::MAX) => Extent::All,
+            Some(&len) => Extent::Prefix(len),
+        }
+    }
 }
 
 /// Calls `f` for every record of `tablet` with `seq > after_seq` (the tablet's redo point) in
 /// the segments of `log_dirs` (`logs/<server-id>` paths), in log order. A mutation's sequence
 /// range never straddles a redo point, so its first number decides. Stops at the first error
-/// from `f` (`ReplayError::Apply`) or from the log (`ReplayError::Log`).
+/// from `f` (`ReplayError::Apply`) or from the log (`ReplayError::Log`). `own` is the running
+/// log's view of its directory, if this server's log is among `log_dirs` (see the module doc).
 pub fn replay<E>(
     storage: &dyn StorageRoot,
     log_dirs: &[String],
     tablet: TabletId,
     after_seq: u64,
+    own: Option<&OwnLogView>,
     mut f: impl FnMut(ReplayedRecord) -> Result<(), E>,
 ) -> Result<ReplayStats, ReplayError<E>> {
     let mut stats = ReplayStats::default();
     for dir in log_dirs {
+        let own = own.filter(|v| v.dir == *dir);
         let numbers = list_segments(storage, dir)?;
         for (i, &number) in numbers.iter().enumerate() {
+            let extent = own.map_or(Extent::All, |v| v.extent(number));
+            if extent == Extent::Nothing {
+                stats.skipped += 1;
+                continue;
+            }
             let segment = Segment {
                 dir,
                 number,
                 path: segment_path(dir, number),
                 next: numbers.get(i + 1).map(|&n| segment_path(dir, n)),
             };
-            let data = storage
-                .read_all(&segment.path)
-                .map_err(CommitLogError::io(&segment.path))?;
+            let data = match extent {
+                Extent::Prefix(len) => {
+                    storage.read_range(&segment.path, 0, usize::try_from(len).unwrap_or(usize::MAX))
+                }
+                _ => storage.read_all(&segment.path),
+            }
+            .map_err(CommitLogError::io(&segment.path))?;
             stats.segments += 1;
             stats.bytes_read += data.len() as u64;
             let wanted = |r: &ScannedRecord<'_>| r.tablet == tablet && r.seq > after_seq;

@@ -45,7 +45,7 @@ fn replayed(
 ) -> Result<(Records, ReplayStats), ReplayError<io::Error>> {
     let dirs: Vec<String> = dirs.iter().map(|d| d.to_string()).collect();
     let mut out = Vec::new();
-    let stats = replay(storage, &dirs, TabletId(tablet), after, |r| {
+    let stats = replay(storage, &dirs, TabletId(tablet), after, None, |r| {
         assert_eq!(r.tablet, TabletId(tablet));
         out.push((r.seq, r.entry_count, r.payload.to_vec()));
         Ok::<(), io::Error>(())
@@ -490,14 +490,21 @@ fn an_apply_error_stops_replay() {
         log.append(TabletId(1), seq, 1, b"x").unwrap();
     }
     let mut seen = 0;
-    let result = replay(root.as_ref(), &[log.server_dir()], TabletId(1), 0, |r| {
-        seen += 1;
-        if r.seq == 3 {
-            Err("memtable full")
-        } else {
-            Ok(())
-        }
-    });
+    let result = replay(
+        root.as_ref(),
+        &[log.server_dir()],
+        TabletId(1),
+        0,
+        None,
+        |r| {
+            seen += 1;
+            if r.seq == 3 {
+                Err("memtable full")
+            } else {
+                Ok(())
+            }
+        },
+    );
     assert!(matches!(result, Err(ReplayError::Apply("memtable full"))));
     assert_eq!(seen, 3);
 }
@@ -717,4 +724,134 @@ async fn a_failed_fdatasync_fails_every_async_waiter() {
     let (records, _) = replayed(local.as_ref(), &["logs/ts1"], 1, 0).unwrap();
     assert_eq!(records[0], (1, 1, b"durable".to_vec()));
     assert!(records.iter().all(|r| r.0 != 3), "{records:?}");
+}
+
+/// Every record of `tablet` after `after` in the running `log`'s own directory, read through
+/// its `replay_view`.
+fn replayed_live(
+    root: &LocalDir,
+    log: &CommitLog,
+    tablet: u64,
+    after: u64,
+) -> Result<(Records, ReplayStats), ReplayError<io::Error>> {
+    let view = log.replay_view(TabletId(tablet), after);
+    let mut out = Vec::new();
+    let stats = replay(
+        root,
+        &[log.server_dir()],
+        TabletId(tablet),
+        after,
+        Some(&view),
+        |r| {
+            out.push((r.seq, r.entry_count, r.payload.to_vec()));
+            Ok::<(), io::Error>(())
+        },
+    )?;
+    Ok((out, stats))
+}
+
+#[test]
+fn the_running_logs_view_reads_only_segments_holding_the_tablet() {
+    let (_d, root) = root();
+    let log = CommitLog::open(root.clone(), server("ts1"), tiny(400)).unwrap();
+    for seq in 1..=10 {
+        log.append(TabletId(1), seq, 1, &payload(1, seq)).unwrap();
+    }
+    for seq in 1..=30 {
+        log.append(TabletId(2), seq, 1, &payload(2, seq)).unwrap();
+    }
+    let segments = log.segments().len() as u64;
+    assert!(segments >= 4, "{:?}", log.segments());
+
+    let (records, stats) = replayed_live(&root, &log, 1, 0).unwrap();
+    assert_eq!(
+        records,
+        (1..=10).map(|s| (s, 1, payload(1, s))).collect::<Records>()
+    );
+    assert!(stats.segments < segments, "{stats:?}");
+    assert_eq!(stats.segments + stats.skipped, segments, "{stats:?}");
+    assert_eq!(
+        records,
+        replayed(root.as_ref(), &[&log.server_dir()], 1, 0)
+            .unwrap()
+            .0
+    );
+
+    // Past its redo point, or never written here (a split's fresh child): no segment is read.
+    for (tablet, after) in [(1, 10), (3, 0)] {
+        let (records, stats) = replayed_live(&root, &log, tablet, after).unwrap();
+        assert!(records.is_empty());
+        assert_eq!((stats.segments, stats.skipped), (0, segments), "{stats:?}");
+    }
+    // A redo point inside the tablet's records: the rest of them.
+    let (records, _) = replayed_live(&root, &log, 1, 6).unwrap();
+    assert_eq!(
+        records,
+        (7..=10).map(|s| (s, 1, payload(1, s))).collect::<Records>()
+    );
+}
+
+#[test]
+fn the_running_logs_view_keeps_segments_of_earlier_runs() {
+    let (_d, root) = root();
+    let first = CommitLog::open(root.clone(), server("ts1"), CommitLogOptions::default()).unwrap();
+    for seq in 1..=5 {
+        first.append(TabletId(1), seq, 1, &payload(1, seq)).unwrap();
+    }
+    drop(first);
+    let log = CommitLog::open(root.clone(), server("ts1"), CommitLogOptions::default()).unwrap();
+    log.append(TabletId(2), 1, 1, b"other").unwrap();
+    let (records, stats) = replayed_live(&root, &log, 1, 0).unwrap();
+    assert_eq!(records.len(), 5);
+    assert_eq!((stats.segments, stats.skipped), (1, 1), "{stats:?}");
+}
+
+/// The race a split's children met: a tablet opening while other tablets append to the
+/// segment it reads. Through the view, every replay gets exactly the tablet's records.
+#[test]
+fn replaying_the_running_log_while_it_is_appended_to_is_consistent() {
+    /// Stops the writers however the test ends.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    const MAX_RECORDS_PER_WRITER: u64 = 20_000;
+
+    let (_d, root) = root();
+    let opts = CommitLogOptions {
+        sync: false,
+        ..tiny(1 << 20)
+    };
+    let log = Arc::new(CommitLog::open(root.clone(), server("ts1"), opts).unwrap());
+    for seq in 1..=20 {
+        log.append(TabletId(1), seq, 1, &payload(1, seq)).unwrap();
+    }
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let (log, stop) = (log.clone(), stop.0.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) && seq < MAX_RECORDS_PER_WRITER {
+                    seq += 1;
+                    log.append(TabletId(10 + w), seq, 1, &[7u8; 3000]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let want: Records = (1..=20).map(|s| (s, 1, payload(1, s))).collect();
+    let mut rounds = 0;
+    // Replays for as long as the writers write.
+    while rounds < 100 || !writers.iter().all(|w| w.is_finished()) {
+        let (records, _) = replayed_live(&root, &log, 1, 0).unwrap();
+        assert_eq!(records, want);
+        rounds += 1;
+    }
+    drop(stop);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(log.segments().len() >= 3, "{:?}", log.segments());
 }

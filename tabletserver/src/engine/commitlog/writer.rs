@@ -54,6 +54,7 @@ use super::error::CommitLogError;
 use super::group::{Batch, Group, Turn};
 use super::header::{encode_header, header_len};
 use super::naming::{check_server_id, parse_segment_file_name, segment_path, server_log_dir};
+use super::reader::OwnLogView;
 use super::record::{self, MAX_PAYLOAD_BYTES, check_fields};
 use crate::engine::stats::{Histogram, HistogramSnapshot};
 
@@ -140,6 +141,9 @@ struct State {
     /// The number of the segment file last handed back by a leader.
     file_segment: u64,
     tail: Tail,
+    /// Everything before this position is written to the segment files (every batch led so
+    /// far): what a replay of this directory may read while the log runs (`replay_view`).
+    written: LogPosition,
     /// Every segment in the directory; `Some` (tablet -> highest seq) for those written here.
     segments: BTreeMap<u64, Option<HashMap<TabletId, u64>>>,
     stats: CommitLogStats,
@@ -176,6 +180,24 @@ impl State {
         position
     }
 
+    /// Moves `written` past a batch a leader wrote.
+    fn note_written(&mut self, batch: &Batch, header_len: u64) {
+        for chunk in &batch.chunks {
+            if chunk.segment != self.written.segment {
+                self.written = LogPosition {
+                    segment: chunk.segment,
+                    offset: header_len,
+                };
+            }
+            self.written.offset += chunk.data.len() as u64;
+        }
+    }
+
+    /// Whether a record assigned a position is not written yet.
+    fn assigned_unwritten(&self) -> bool {
+        (self.written.segment, self.written.offset) < (self.tail.segment, self.tail.len)
+    }
+
     fn note_seq(&mut self, segment: u64, tablet: TabletId, last_seq: u64) {
         if let Some(Some(tablets)) = self.segments.get_mut(&segment) {
             let max = tablets.entry(tablet).or_insert(last_seq);
@@ -209,6 +231,8 @@ pub struct CommitLog {
     dir: String,
     opts: CommitLogOptions,
     header_len: u64,
+    /// The segment `open` started: this run's segments are it and those after it.
+    first_segment: u64,
     state: Mutex<State>,
     wake: Condvar,
     /// Batches finished (written or failed), counted to wake async appenders waiting for
@@ -279,6 +303,10 @@ impl CommitLog {
                 len: header_len,
                 records: 0,
             },
+            written: LogPosition {
+                segment: number,
+                offset: header_len,
+            },
             segments,
             stats: CommitLogStats {
                 syncs: 1,
@@ -295,6 +323,7 @@ impl CommitLog {
             dir,
             opts,
             header_len,
+            first_segment: number,
             state: Mutex::new(state),
             wake: Condvar::new(),
             batches_finished: watch::Sender::new(0),
@@ -475,6 +504,7 @@ impl CommitLog {
         state.stats.segments_created += counts.segments_created;
         match outcome {
             Ok(file) => {
+                state.note_written(&batch, self.header_len);
                 state.file_segment = file.number;
                 state.file = Some(file);
                 state.stats.records += batch.records;
@@ -590,6 +620,47 @@ impl CommitLog {
     /// number those records used. `None` for segments of earlier runs or unknown numbers.
     pub fn segment_tablet_max_seqs(&self, segment: u64) -> Option<HashMap<TabletId, u64>> {
         self.state.lock().segments.get(&segment).cloned().flatten()
+    }
+
+    /// What a replay of `tablet`'s records past `after_seq` may read from this log's own
+    /// directory while it runs: none of this run's segments without such records (a fresh or
+    /// flushed tablet reads no log at all), and of the others only what is written. Reading
+    /// the segment being appended to past that would race the leader: a read can meet zeros
+    /// where a batch is not written yet and records behind them that were written since, which
+    /// looks like corruption. If such records are still being written, waits until every
+    /// record assigned so far is (a tablet being opened takes no writes, so none of its records
+    /// can follow).
+    pub fn replay_view(&self, tablet: TabletId, after_seq: u64) -> OwnLogView {
+        let mut state = self.state.lock();
+        let has_records = |s: &State, n: u64| {
+            s.segments
+                .get(&n)
+                .and_then(Option::as_ref)
+                .and_then(|tablets| tablets.get(&tablet))
+                .is_some_and(|&max| max > after_seq)
+        };
+        let numbers: Vec<u64> = state
+            .segments
+            .range(self.first_segment..)
+            .map(|(&n, _)| n)
+            .collect();
+        if numbers.iter().any(|&n| has_records(&state, n)) {
+            while state.assigned_unwritten() && !state.group.is_stopped() {
+                self.wake.wait(&mut state);
+            }
+        }
+        let written = state.written;
+        let readable = numbers
+            .into_iter()
+            .filter(|&n| has_records(&state, n))
+            .filter_map(|n| match n.cmp(&written.segment) {
+                std::cmp::Ordering::Less => Some((n, u64::MAX)),
+                std::cmp::Ordering::Equal => Some((n, written.offset)),
+                // Only if the log stopped: those records were never durable.
+                std::cmp::Ordering::Greater => None,
+            })
+            .collect();
+        OwnLogView::new(self.dir.clone(), self.first_segment, readable)
     }
 
     /// Paths of every segment in this server's log directory, oldest first: earlier runs'

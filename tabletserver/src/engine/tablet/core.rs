@@ -144,11 +144,13 @@ impl Tablet {
             .micros()
             .saturating_add(MAX_CLOCK_LEAD_MICROS);
         let mut timestamp_mark = manifest.timestamp_mark;
+        let own = engine.log.replay_view(id, manifest.redo_seq);
         let stats = replay(
             engine.storage.as_ref(),
             &manifest.log_dirs,
             id,
             manifest.redo_seq,
+            Some(&own),
             |rec: ReplayedRecord| -> Result<(), EngineError> {
                 let m = RowMutation::decode(rec.payload)?;
                 let entries = m.into_entries(rec.seq);

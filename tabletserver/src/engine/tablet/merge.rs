@@ -97,11 +97,13 @@ impl Engine {
     /// (its server died before it was flushed; loading it elsewhere recovers and flushes them).
     fn check_nothing_to_replay(&self, m: &Manifest) -> Result<(), EngineError> {
         let mut records = 0u64;
+        let own = self.log.replay_view(m.tablet, m.redo_seq);
         replay(
             self.storage.as_ref(),
             &m.log_dirs,
             m.tablet,
             m.redo_seq,
+            Some(&own),
             |_| -> Result<(), EngineError> {
                 records += 1;
                 Ok(())
