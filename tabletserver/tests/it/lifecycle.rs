@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::faulty_storage::FaultyStorage;
 use bytes::Bytes;
 use tabula_common::{
     Clock, Code, Epoch, LocalDir, ServerId, StorageRoot, SystemClock, TableId, TabletId,
@@ -599,60 +600,6 @@ async fn the_registry_replaces_a_parent_with_its_children_at_once_or_not_at_all(
     );
 }
 
-/// A storage root whose reads of one path fail a given number of times, like a passing I/O
-/// error.
-#[derive(Debug)]
-struct FlakyReads {
-    inner: LocalDir,
-    path: String,
-    failures_left: AtomicU64,
-}
-
-impl FlakyReads {
-    fn check(&self, path: &str) -> std::io::Result<()> {
-        let fail = path == self.path
-            && self
-                .failures_left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if fail {
-            return Err(std::io::Error::other(format!(
-                "reading {path} failed (injected)"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl StorageRoot for FlakyReads {
-    fn write_atomic(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
-        self.inner.write_atomic(path, data)
-    }
-    fn create_append(&self, path: &str) -> std::io::Result<Box<dyn tabula_common::AppendFile>> {
-        self.inner.create_append(path)
-    }
-    fn open_read(&self, path: &str) -> std::io::Result<Arc<dyn tabula_common::ReadFile>> {
-        self.check(path)?;
-        self.inner.open_read(path)
-    }
-    fn read_all(&self, path: &str) -> std::io::Result<Bytes> {
-        self.check(path)?;
-        self.inner.read_all(path)
-    }
-    fn list(&self, dir: &str) -> std::io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> std::io::Result<()> {
-        self.inner.delete(path)
-    }
-    fn exists(&self, path: &str) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn size(&self, path: &str) -> std::io::Result<u64> {
-        self.inner.size(path)
-    }
-}
-
 /// A split past its commit point (the parent's manifest names the children) cannot be undone:
 /// a child that fails to open is tried again, and if it keeps failing the parent's rows are
 /// still one `LoadTablet` away, never lost.
@@ -660,11 +607,10 @@ impl StorageRoot for FlakyReads {
 async fn a_committed_split_whose_children_fail_to_open_serves_them_later() {
     for (failures, split_ok) in [(2, true), (10, false)] {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(FlakyReads {
-            inner: LocalDir::open(dir.path()).unwrap(),
-            path: Manifest::path(TabletId(8)),
-            failures_left: AtomicU64::new(0),
-        });
+        let storage = Arc::new(FaultyStorage::new(
+            LocalDir::open(dir.path()).unwrap(),
+            Manifest::path(TabletId(8)),
+        ));
         let s = server_on(storage.clone(), "ts-a");
         s.admin
             .load(load(descriptor(7, "", None, 1), true, 1))
@@ -674,7 +620,7 @@ async fn a_committed_split_whose_children_fail_to_open_serves_them_later() {
         for (row, value) in &data {
             s.write(row, value).unwrap();
         }
-        storage.failures_left.store(failures, Ordering::SeqCst);
+        storage.read_failures_left.store(failures, Ordering::SeqCst);
         let answer = s.admin.split(split(7, Some("row00100"), 8, 9, 1)).await;
         let expected: BTreeMap<String, String> = data.iter().cloned().collect();
         assert!(
@@ -685,7 +631,7 @@ async fn a_committed_split_whose_children_fail_to_open_serves_them_later() {
             let (left, right) = answer.unwrap();
             assert_eq!(left.tablet, Some(descriptor(8, "", Some("row00100"), 2)));
             assert_eq!(right.tablet, Some(descriptor(9, "row00100", None, 2)));
-            assert_eq!(storage.failures_left.load(Ordering::SeqCst), 0);
+            assert_eq!(storage.read_failures_left.load(Ordering::SeqCst), 0);
             assert_eq!(s.read_all(), expected);
             continue;
         }
@@ -693,7 +639,7 @@ async fn a_committed_split_whose_children_fail_to_open_serves_them_later() {
         assert!(e.message.contains("injected"), "{e:?}");
         assert_eq!(s.registry.len(), 0);
         // The master's recovery: loading the parent answers its children, which then load.
-        storage.failures_left.store(0, Ordering::SeqCst);
+        storage.read_failures_left.store(0, Ordering::SeqCst);
         let answer = s
             .admin
             .load_or_children(load(descriptor(7, "", None, 1), false, 1))

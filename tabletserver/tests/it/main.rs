@@ -9,6 +9,7 @@ mod compact_and_drop;
 mod corruption;
 mod crash;
 mod data_service;
+mod faulty_storage;
 mod filters;
 mod lifecycle;
 mod manifest_permit;

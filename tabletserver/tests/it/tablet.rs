@@ -7,6 +7,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use crate::faulty_storage::FaultyStorage;
 use bytes::Bytes;
 use tabula_common::{Clock, LocalDir, ManualClock, ServerId, StorageRoot, TabletId, Timestamp};
 use tabula_tabletserver::engine::commitlog::{CommitLog, CommitLogOptions};
@@ -454,50 +455,16 @@ fn concurrent_writers_flushes_and_compactions_lose_nothing_across_a_crash() {
     assert_eq!(rows(&heir).len(), 1600);
 }
 
-/// A storage root whose SSTable creation fails while `broken` is set, like a full disk.
-#[derive(Debug)]
-struct BrokenSstables {
-    inner: LocalDir,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl StorageRoot for BrokenSstables {
-    fn write_atomic(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
-        self.inner.write_atomic(path, data)
-    }
-    fn create_append(&self, path: &str) -> std::io::Result<Box<dyn tabula_common::AppendFile>> {
-        if path.starts_with("sst/") && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::other("disk full (injected)"));
-        }
-        self.inner.create_append(path)
-    }
-    fn open_read(&self, path: &str) -> std::io::Result<Arc<dyn tabula_common::ReadFile>> {
-        self.inner.open_read(path)
-    }
-    fn read_all(&self, path: &str) -> std::io::Result<Bytes> {
-        self.inner.read_all(path)
-    }
-    fn list(&self, dir: &str) -> std::io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> std::io::Result<()> {
-        self.inner.delete(path)
-    }
-    fn exists(&self, path: &str) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn size(&self, path: &str) -> std::io::Result<u64> {
-        self.inner.size(path)
-    }
-}
-
 #[test]
 fn writers_are_held_back_then_refused_when_flushes_fail_and_resume_after() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(BrokenSstables {
-        inner: LocalDir::open(dir.path()).unwrap(),
-        broken: std::sync::atomic::AtomicBool::new(true),
-    });
+    let storage = Arc::new(FaultyStorage::new(
+        LocalDir::open(dir.path()).unwrap(),
+        String::new(),
+    ));
+    storage
+        .sstables_broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let root: Arc<dyn StorageRoot> = storage.clone();
     let log = CommitLog::open(
         root.clone(),
@@ -537,7 +504,7 @@ fn writers_are_held_back_then_refused_when_flushes_fail_and_resume_after() {
     assert_eq!(code, tabula_common::Code::ResourceExhausted);
     // The disk recovers: the flusher catches up and writes go through again, nothing lost.
     storage
-        .broken
+        .sstables_broken
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

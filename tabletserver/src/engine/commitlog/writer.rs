@@ -195,7 +195,11 @@ impl State {
 
     /// Whether a record assigned a position is not written yet.
     fn assigned_unwritten(&self) -> bool {
-        (self.written.segment, self.written.offset) < (self.tail.segment, self.tail.len)
+        self.written
+            < LogPosition {
+                segment: self.tail.segment,
+                offset: self.tail.len,
+            }
     }
 
     fn note_seq(&mut self, segment: u64, tablet: TabletId, last_seq: u64) {
